@@ -1,0 +1,1 @@
+"""Penny's document index: ingestion, chunking, embedding, Chroma storage and retrieval."""

