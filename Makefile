@@ -34,7 +34,9 @@ install-dev: $(VENV)/.installed-dev
 
 run: install
 	$(BIN)/penny models path qwen2.5-0.5b
-	$(BIN)/penny ingest samples/
+	$(BIN)/penny ingest samples/ --quiet
+	@$(BIN)/penny users list | grep -q '^demo ' || $(BIN)/penny users add demo
+	@test -s .penny/demo.key || $(BIN)/penny keys create demo --key-file .penny/demo.key
 	$(BIN)/penny serve --host $(HOST) --port $(PORT)
 
 test: install-dev
@@ -43,6 +45,13 @@ test: install-dev
 
 test-slow: install-dev
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
+
+bench: install-dev
+	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_ledger.py
+	$(BIN)/python benchmarks/bench_logprobs.py
+	$(BIN)/python benchmarks/bench_pool.py
+	$(BIN)/python benchmarks/bench_index.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

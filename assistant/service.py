@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import time
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from assistant.answer import Answer, Source
 from assistant.model_registry import ModelRegistry
-from assistant.prompts import cited_numbers, grounded_messages
 from assistant.settings import Settings
 from index.chunking import Chunker
 from index.embedding import get_embedder
 from index.ingest import Ingester
-from index.retrieval import Retriever
-from index.store import get_collection, open_client
+from index.retrieval import FusionWeights, Retriever
+from index.store import get_collection, max_batch_size, open_client
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
+    from assistant.answer import CascadeAnswer
+    from assistant.cascade import Cascade, LocalBackend
+    from assistant.ledger import Ledger
     from assistant.local_llm import LocalModel
+    from assistant.pool.manager import WorkerPool
     from index.embedding import Embedder
 
 
@@ -36,9 +37,28 @@ class Penny:
     def chroma(self) -> ClientAPI:
         return open_client(self.settings.chroma_path, self.settings.index.chroma_url)
 
+    @cached_property
+    def _retrievers(self) -> dict[str, Retriever]:
+        return {}
+
     def retriever(self, collection: str | None = None) -> Retriever:
+        """One retriever per collection per process: it holds the collection's in-memory BM25 index."""
         name = collection or self.settings.index.collection
-        return Retriever(get_collection(self.chroma, name), self.embedder, top_k=self.settings.index.top_k)
+        if name not in self._retrievers:
+            self._retrievers[name] = self._new_retriever(name)
+        return self._retrievers[name]
+
+    def _new_retriever(self, name: str) -> Retriever:
+        index = self.settings.index
+        return Retriever(
+            get_collection(self.chroma, name),
+            self.embedder,
+            top_k=index.top_k,
+            client=self.chroma,
+            mode=index.retrieval_mode,
+            weights=FusionWeights(dense=index.dense_weight, bm25=index.bm25_weight, rrf_k=index.rrf_k),
+            candidates=index.fusion_candidates,
+        )
 
     def ingester(self, collection: str | None = None) -> Ingester:
         name = collection or self.settings.index.collection
@@ -47,7 +67,77 @@ class Penny:
             max_tokens=min(self.settings.index.chunk_tokens, self.embedder.max_tokens - 2),
             overlap_tokens=self.settings.index.chunk_overlap,
         )
-        return Ingester(get_collection(self.chroma, name), self.embedder, chunker)
+        return Ingester(
+            get_collection(self.chroma, name),
+            self.embedder,
+            chunker,
+            write_batch=max_batch_size(self.chroma),
+            embed_batch_chunks=self.settings.index.embed_batch_chunks,
+        )
+
+    def warm_up(self) -> None:
+        """Load the embedder and the local tier now rather than on the first request."""
+        self.embedder.embed(["warm up"])
+        if self.pool is not None:
+            pool_settings = self.settings.pool
+            self.pool.wait_ready(pool_settings.min_workers, timeout_s=pool_settings.startup_timeout_s)
+        else:
+            self.local_model  # noqa: B018
+
+    def readiness(self) -> dict[str, str]:
+        """Each dependency's state: "ok" or the reason it is not usable."""
+        checks: dict[str, str] = {}
+        pool = self.__dict__.get("pool")
+        if pool is not None:
+            from assistant.pool.manager import WorkerState
+
+            ready = len(pool.workers(WorkerState.READY))
+            checks["local_model"] = "ok" if ready else "no ready worker"
+        else:
+            checks["local_model"] = "ok" if "local_model" in self.__dict__ else "not loaded"
+        try:
+            self.chroma.heartbeat()
+            checks["index"] = "ok"
+        except Exception as exc:
+            checks["index"] = f"unreachable: {type(exc).__name__}"
+        ledger = self.__dict__.get("ledger")
+        if ledger is not None:
+            try:
+                ledger.ping()
+                checks["ledger"] = "ok"
+            except Exception as exc:
+                checks["ledger"] = f"unreachable: {type(exc).__name__}"
+        return checks
+
+    @cached_property
+    def pool(self) -> WorkerPool | None:
+        """Worker processes serving the local tier, when ``pool.enabled``; None runs it in-process."""
+        if not self.settings.pool.enabled:
+            return None
+        from assistant.pool.manager import WorkerPool
+
+        models = self.settings.models
+        path = self.registry.path(models.local)
+        return WorkerPool(path, self.settings.pool, n_ctx=models.n_ctx, model_name=models.local).start()
+
+    @property
+    def local_backend(self) -> LocalBackend:
+        """What the cascade generates with: the pool's backend, or the in-process model."""
+        if self.pool is not None:
+            return self._pool_backend
+        return self.local_model
+
+    @cached_property
+    def _pool_backend(self) -> LocalBackend:
+        from assistant.pool.backend import PoolBackend
+
+        assert self.pool is not None
+        return PoolBackend(self.pool)
+
+    def close(self) -> None:
+        """Stop worker processes; the rest is released with the process."""
+        if self.__dict__.get("pool") is not None:
+            self.pool.stop()
 
     @cached_property
     def local_model(self) -> LocalModel:
@@ -56,19 +146,54 @@ class Penny:
         path = self.registry.path(self.settings.models.local)
         return LocalModel(path, n_ctx=self.settings.models.n_ctx, n_threads=self.settings.models.n_threads)
 
-    def ask(self, question: str, collection: str | None = None) -> Answer:
-        started = time.perf_counter()
-        passages = self.retriever(collection).search(question)
-        generation = self.local_model.chat(
-            grounded_messages(question, passages), max_tokens=self.settings.models.max_tokens
+    @cached_property
+    def cascade(self) -> Cascade:
+        """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
+        from assistant.cascade import Cascade
+        from assistant.evaluator import Calibration, Evaluator
+        from assistant.semantic_cache import SemanticCache
+        from assistant.upstream import UpstreamClient
+
+        settings = self.settings
+        policy = settings.cascade
+        evaluator = Evaluator(
+            Calibration.load(policy.calibration_file),
+            self.embedder,
+            threshold=policy.escalate_below,
+            retrieval_floor=policy.retrieval_floor,
+            on_empty_retrieval=policy.on_empty_retrieval,
+            on_local_abstain=policy.on_local_abstain,
         )
-        cited = cited_numbers(generation.text, len(passages))
-        return Answer(
-            answer=generation.text,
-            sources=[Source.from_passage(p) for p in passages],
-            tier="local",
-            latency_ms=(time.perf_counter() - started) * 1000,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            extras={"cited": cited, "mean_logprob": round(generation.mean_logprob, 4)},
+        cache = None
+        if policy.cache_enabled:
+            cache = SemanticCache(
+                self.embedder, settings.data_dir / "semantic_cache.sqlite", policy.cache_min_similarity
+            )
+        return Cascade(
+            retriever=self.retriever,
+            local=self.local_backend,
+            evaluator=evaluator,
+            upstream=UpstreamClient.from_settings(settings.upstream),
+            cache=cache,
+            ledger=self.cascade_ledger(),
+            default_collection=settings.index.collection,
+            local_model_name=settings.models.local,
+            max_tokens=settings.models.max_tokens,
+            budget_policy=settings.ledger.over_budget_policy,
         )
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """Every answer is recorded here. Fails at start-up if the paid model has no price."""
+        from assistant.ledger import open_ledger
+
+        paid = (self.settings.upstream.model,) if self.settings.upstream.base_url else ()
+        return open_ledger(self.settings, paid_models=paid)
+
+    def cascade_ledger(self) -> Ledger | None:
+        """The ledger the cascade reserves, settles and records with."""
+        return self.ledger
+
+    def ask(self, question: str, collection: str | None = None, **options: Any) -> CascadeAnswer:
+        """Answer through the cascade; ``options`` are :meth:`Cascade.answer`'s (mode, threshold, ...)."""
+        return self.cascade.answer(question, collection=collection, **options)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -42,11 +43,30 @@ class IndexSettings(BaseModel):
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     top_k: int = 4
+    retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
+        default="hybrid", description="dense (Chroma), bm25, or both fused with reciprocal-rank fusion."
+    )
+    dense_weight: float = Field(default=1.0, ge=0, description="RRF weight of the dense ranking.")
+    bm25_weight: float = Field(default=1.0, ge=0, description="RRF weight of the BM25 ranking.")
+    rrf_k: int = Field(default=60, ge=1, description="RRF constant: score = weight / (rrf_k + rank).")
+    fusion_candidates: int = Field(default=50, ge=1, description="Depth of each ranking fed to fusion.")
+    embed_batch_chunks: int = Field(default=1024, ge=1, description="Chunks embedded together on ingest.")
 
 
 class CascadeSettings(BaseModel):
     escalate_below: float = Field(default=0.5, description="Escalate when P(correct) is below this.")
     calibration_file: Path | None = Field(default=None, description="Default: the bundled calibration.")
+    retrieval_floor: float = Field(
+        default=0.25, description="Top retrieval score below which nothing relevant was found."
+    )
+    on_empty_retrieval: Literal["abstain", "escalate"] = Field(
+        default="abstain", description="Policy when retrieval is below the floor: the local model is skipped."
+    )
+    on_local_abstain: Literal["abstain", "escalate"] = Field(
+        default="escalate", description="The local model abstained: trust it, or ask the upstream."
+    )
+    cache_enabled: bool = False
+    cache_min_similarity: float = Field(default=0.95, description="Question cosine needed for a cache hit.")
 
 
 class UpstreamSettings(BaseModel):
@@ -56,7 +76,14 @@ class UpstreamSettings(BaseModel):
         default="PENNY_UPSTREAM_API_KEY", description="Name of the env var with the key."
     )
     timeout_s: float = 30.0
+    connect_timeout_s: float = 5.0
     max_retries: int = 2
+    backoff_base_s: float = Field(default=0.5, description="First retry wait; doubles per retry.")
+    backoff_max_s: float = 8.0
+    max_retry_after_s: float = Field(default=30.0, description="Cap on an upstream's Retry-After.")
+    breaker_failures: int = Field(default=5, description="Consecutive failed calls that open the circuit.")
+    breaker_cooldown_s: float = Field(default=30.0, description="Open circuit lets a trial call after this.")
+    max_tokens: int = 256
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env)
@@ -65,11 +92,57 @@ class UpstreamSettings(BaseModel):
 class LedgerSettings(BaseModel):
     db_url: str | None = Field(default=None, description="Default: sqlite:///<data_dir>/ledger.db")
     prices_file: Path | None = Field(default=None, description="Default: the bundled price table.")
+    local_instance_usd_per_hour: float | None = Field(
+        default=None, description="Price of the machine running the local tier; default: the price table's."
+    )
+    reservation_ttl_s: int = Field(
+        default=300, description="A paid-call reservation not settled by then is recovered (crash safety)."
+    )
+    over_budget_policy: Literal["local_only", "refuse"] = Field(
+        default="local_only",
+        description="Paid tier out of budget: still serve the local answer, or refuse with HTTP 429.",
+    )
+    recover_interval_s: int = Field(
+        default=60, description="How often the server resolves stale reservations."
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        default="FULL", description="FULL: commits survive power loss; NORMAL: only process crashes, faster."
+    )
 
 
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
+    auth: bool = Field(default=True, description="False only for local development (penny serve --no-auth).")
+    workers: int = Field(default=1, description="HTTP worker processes (each loads its own models).")
+    graceful_shutdown_s: int = Field(
+        default=30, description="How long in-flight requests may finish on stop."
+    )
+
+
+class PoolSettings(BaseModel):
+    """The local tier's worker pool and autoscaler. Defaults come from ``python -m assistant.pool.simulate``
+    on the bundled traces (see assistant/pool/README.md): the cheapest settings that keep p95 queue wait
+    at or under 2 s."""
+
+    enabled: bool = Field(default=False, description="Serve the local tier from worker processes.")
+    min_workers: int = Field(default=1, ge=0)
+    max_workers: int = Field(default=4, ge=1)
+    threads_per_worker: int = Field(default=1, ge=1, description="llama.cpp n_threads in each worker.")
+    slots_per_worker: int = Field(default=1, ge=1, description="Concurrent sequences per worker.")
+    target_utilisation: float = Field(default=0.8, gt=0, le=1)
+    queue_threshold: int = Field(default=1, ge=0, description="Scale up only once this many wait.")
+    scale_up_delay_s: float = Field(default=2.0, ge=0)
+    scale_down_delay_s: float = Field(default=120.0, ge=0)
+    memory_limit_bytes: int = Field(default=4 * 1024**3, ge=0)
+    worker_memory_estimate_bytes: int = Field(
+        default=700 * 1024**2, ge=0, description="Projected RSS of a new worker until one is measured."
+    )
+    request_deadline_s: float = Field(default=120.0, gt=0)
+    scale_to_zero: bool = False
+    startup_timeout_s: float = Field(default=120.0, gt=0)
+    health_interval_s: float = Field(default=2.0, gt=0)
+    tick_s: float = Field(default=0.5, gt=0, description="How often the autoscaler looks at the pool.")
 
 
 class Settings(BaseSettings):
@@ -86,6 +159,7 @@ class Settings(BaseSettings):
     upstream: UpstreamSettings = UpstreamSettings()
     ledger: LedgerSettings = LedgerSettings()
     server: ServerSettings = ServerSettings()
+    pool: PoolSettings = PoolSettings()
 
     @classmethod
     def settings_customise_sources(

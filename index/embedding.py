@@ -17,6 +17,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 if TYPE_CHECKING:
+    import numpy as np
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedTokenizerBase
 
@@ -64,18 +65,26 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
+        return self.embed_array(texts).tolist()
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array (n, dimension); what the ingester hands to Chroma without a list round-trip."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
         with self._lock:  # torch on 2 cores: one encode at a time beats contention
-            vectors = self.model.encode(
+            return self.model.encode(
                 list(texts),
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-        return vectors.tolist()
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        # verbose=False: counting a long paragraph (to decide where to split it) is not an error.
+        return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
 
 _shared: dict[str, Embedder] = {}

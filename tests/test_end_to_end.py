@@ -44,15 +44,37 @@ def test_ask_answers_from_the_right_document(penny: Penny) -> None:
 def test_http_ask_and_errors(penny: Penny, settings) -> None:  # type: ignore[no-untyped-def]
     from assistant.api import create_app
 
+    penny.ledger.add_user("ann")
+    _, key = penny.ledger.create_key("ann")
+    auth = {"authorization": f"Bearer {key}"}
     with (
         running_server(create_app(settings, penny)) as base,
-        httpx.Client(base_url=base, timeout=120) as client,
+        httpx.Client(base_url=base, timeout=120, headers=auth) as client,
     ):
-        response = client.post("/v1/ask", json={"question": "Who was the duke in the battle of Hastings?"})
+        assert httpx.post(f"{base}/v1/ask", json={"question": "Who?"}).status_code == 401  # no key
+        response = client.post(
+            "/v1/ask",
+            json={"question": "Who was the duke in the battle of Hastings?"},
+            headers={"idempotency-key": "ask-1"},
+        )
         assert response.status_code == 200, response.text
         body = response.json()
-        assert set(body) >= {"answer", "sources", "tier", "latency_ms"}
-        assert body["tier"] == "local"
+        assert set(body) >= {"answer", "sources", "tier", "latency_ms", "confidence", "cost_usd"}
+        assert body["tier"] in {"local", "none"}  # no upstream configured: never paid
+
+        replay = client.post(
+            "/v1/ask",
+            json={"question": "Who was the duke in the battle of Hastings?"},
+            headers={"idempotency-key": "ask-1"},
+        )
+        assert replay.headers.get("idempotent-replayed") == "true"
+        assert replay.json() == body
+        conflict = client.post("/v1/ask", json={"question": "Other?"}, headers={"idempotency-key": "ask-1"})
+        assert conflict.status_code == 422
+
+        usage = client.get("/v1/usage").json()
+        assert usage["user"] == "ann"
+        assert sum(row["requests"] for row in usage["data"]) == 1  # recorded once, replay not charged
         assert {"id", "source", "text", "score"} <= set(body["sources"][0])
 
         empty = client.post("/v1/ask", json={"question": "   "})

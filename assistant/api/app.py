@@ -1,85 +1,163 @@
-"""The Litestar application: routes, error shapes, start-up."""
+"""The Litestar application: routes, auth, errors, metrics, start-up and shutdown."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
+from importlib import resources
 from typing import Any
 
-from litestar import Litestar, Request, Response, get, post
+import anyio
+from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
 from litestar.params import JSONBody
-from msgspec import Struct, field
+from msgspec import Struct
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from assistant.api.auth import ledger_of, principal_of, require_admin, require_api_key
+from assistant.api.chat import chat_completions, list_models, penny_extras
+from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
+from assistant.api.idempotency import idempotent
+from assistant.api.ledger_routes import LEDGER_EXCEPTION_HANDLERS, LEDGER_ROUTES
+from assistant.api.metrics import ServiceMetrics, metrics_middleware
+from assistant.pool.manager import PoolError
 from assistant.service import Penny
 from assistant.settings import Settings
 
 log = logging.getLogger("penny.api")
 
 MAX_QUESTION_CHARS = 4000
+MAX_BODY_BYTES = 1_000_000
 
 
 class AskRequest(Struct, forbid_unknown_fields=True):
     question: str
     collection: str | None = None
-    top_k: int | None = field(default=None)
 
 
-def openai_error(
-    status: int, message: str, kind: str, code: str | None = None, param: str | None = None
-) -> Response[Any]:
-    return Response(
-        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status
-    )
-
-
-def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
-    detail = exc.detail
-    if isinstance(exc, ValidationException) and exc.extra:
-        detail = f"{exc.detail}: {exc.extra}"
-    return openai_error(exc.status_code, str(detail), kind)
-
-
-def _unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("unhandled error", exc_info=exc)
-    return openai_error(500, "internal error; see server log", "server_error")
-
-
-@get("/healthz", sync_to_thread=False)
+@get("/healthz", sync_to_thread=False, include_in_schema=True)
 def healthz() -> dict[str, str]:
+    """The process is up (liveness)."""
     return {"status": "ok"}
 
 
-@post("/v1/ask", status_code=200, sync_to_thread=True)
-def ask(data: JSONBody[AskRequest], state: State) -> Response[Any]:
+@get("/readyz", sync_to_thread=True)
+def readyz(state: State) -> Response[Any]:
+    """Models loaded, index and ledger reachable (readiness)."""
+    checks = state.penny.readiness()
+    ok = all(value == "ok" for value in checks.values())
+    return Response(
+        {"status": "ready" if ok else "not ready", "checks": checks}, status_code=200 if ok else 503
+    )
+
+
+@post("/v1/ask", status_code=200, guards=[require_api_key])
+async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state: State) -> Response[Any]:
+    """Penny's native API: answer, sources, tier, confidence, cost and latency."""
     question = data.question.strip()
     if not question:
-        return openai_error(400, "question must not be empty", "invalid_request_error", param="question")
+        raise ApiError(400, "question must not be empty", param="question")
     if len(question) > MAX_QUESTION_CHARS:
-        return openai_error(
-            413,
-            f"question longer than {MAX_QUESTION_CHARS} characters",
-            "invalid_request_error",
-            param="question",
+        raise ApiError(413, f"question longer than {MAX_QUESTION_CHARS} characters", param="question")
+    principal = principal_of(request)
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+
+    async def produce() -> dict[str, Any]:
+        answer = await anyio.to_thread.run_sync(
+            lambda: state.penny.ask(question, data.collection, principal=principal, request_id=request_id)
         )
-    penny: Penny = state.penny
-    answer = penny.ask(question, data.collection)
-    return Response(answer.to_dict())
+        state.metrics.observe_answer(answer)
+        usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+        return {"answer": answer.answer, **penny_extras(answer), "usage": usage, "request_id": request_id}
+
+    return await idempotent(request, ledger_of(request), principal, produce)
 
 
-def create_app(settings: Settings, penny: Penny | None = None) -> Litestar:
+@get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
+def metrics(state: State) -> Response[bytes]:
+    """Prometheus exposition: service counters plus the worker pool's gauges."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@get("/", sync_to_thread=False, media_type=MediaType.HTML, include_in_schema=False)
+def chat_page() -> str:
+    """The web chat page: plain HTML and JS, no build step."""
+    return resources.files("assistant").joinpath("data/web/index.html").read_text(encoding="utf-8")
+
+
+@get("/v1/pool", guards=[require_admin], sync_to_thread=False)
+def pool_status_route(state: State) -> dict[str, Any]:
+    """The local tier's worker pool: queue, slots, memory, workers by state, recent scale events (admin)."""
+    pool = state.penny.pool
+    if pool is None:
+        return {"enabled": False}
+    from assistant.pool.metrics import pool_status
+
+    return {"enabled": True, **pool_status(pool)}
+
+
+def _pool_error(_: Request[Any, Any, Any], exc: PoolError) -> Response[Any]:
+    return ApiError(exc.status_code, str(exc), kind="server_error", code="local_tier_unavailable").response()
+
+
+def create_app(
+    settings: Settings,
+    penny: Penny | None = None,
+    *,
+    auth: bool = True,
+    warm_up: bool = True,
+) -> Litestar:
+    """The HTTP app. ``auth=False`` is the explicit, loudly logged development mode (``--no-auth``)."""
     penny = penny or Penny(settings)
+    service_metrics = ServiceMetrics()
+    stop_recovery = threading.Event()
 
-    def warm_up(app: Litestar) -> None:
-        # Load the models before the first request so "ready" means ready.
-        penny.local_model  # noqa: B018
-        penny.embedder.embed(["warm up"])
+    def start(app: Litestar) -> None:
+        penny.ledger.recover_stale()
+        threading.Thread(target=_recover_periodically, args=(penny, stop_recovery), daemon=True).start()
+        if penny.pool is not None:
+            from assistant.pool.metrics import pool_registry
+
+            pool_registry(penny.pool, service_metrics.registry)  # queue, slots, memory on /metrics
+        if warm_up:
+            penny.warm_up()  # load models before the first request, so "ready" means ready
+
+    def stop(app: Litestar) -> None:
+        stop_recovery.set()
+        penny.close()  # drains and stops pool workers
+
+    if not auth:
+        log.warning("AUTH DISABLED (--no-auth): every request acts as the system user. Never expose this.")
 
     return Litestar(
-        route_handlers=[healthz, ask],
-        state=State({"penny": penny}),
-        on_startup=[warm_up],
-        exception_handlers={HTTPException: _http_error, Exception: _unexpected_error},
-        request_max_body_size=1_000_000,
+        route_handlers=[
+            healthz,
+            readyz,
+            ask,
+            chat_completions,
+            list_models,
+            metrics,
+            chat_page,
+            pool_status_route,
+            *LEDGER_ROUTES,
+        ],
+        state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
+        on_startup=[start],
+        on_shutdown=[stop],
+        exception_handlers={**EXCEPTION_HANDLERS, **LEDGER_EXCEPTION_HANDLERS, PoolError: _pool_error},
+        middleware=[metrics_middleware(service_metrics)],
+        request_max_body_size=MAX_BODY_BYTES,
+        openapi_config=OpenAPIConfig(title="Penny", version="0.1.0", path="/schema"),
     )
+
+
+def _recover_periodically(penny: Penny, stop: threading.Event) -> None:
+    """Resolve reservations left by crashed requests (released if never sent, else settled and flagged)."""
+    interval = penny.settings.ledger.recover_interval_s
+    while not stop.wait(interval):
+        try:
+            penny.ledger.recover_stale()
+        except Exception:
+            log.exception("ledger recovery failed; will retry in %ss", interval)

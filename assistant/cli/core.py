@@ -1,10 +1,8 @@
-"""Core commands: models, ingest, ask, serve."""
+"""Core commands: models, ask, serve."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import click
 
@@ -47,31 +45,32 @@ def models_path(name: str) -> None:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--collection", "-c", default=None, help="Collection name (default from settings).")
-def ingest(paths: tuple[Path, ...], collection: str | None) -> None:
-    """Ingest files or folders (txt, md) into a collection."""
-    from assistant.service import Penny
-
-    penny = Penny(get_settings())
-    summary = penny.ingester(collection).ingest(paths)
-    for path, reason in summary.failed.items():
-        click.echo(f"failed: {path}: {reason}", err=True)
-    click.echo(summary.line())
-    sys.exit(0 if summary.ok else 1)
-
-
-@click.command()
 @click.argument("question")
 @click.option("--collection", "-c", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def ask(question: str, collection: str | None, as_json: bool) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(["cascade", "local", "paid"]),
+    default="cascade",
+    show_default=True,
+    help="cascade: escalate only when needed; local: never pay; paid: always ask the upstream.",
+)
+@click.option(
+    "--threshold", type=click.FloatRange(0.0, 1.0), default=None, help="Escalate below this P(correct)."
+)
+@click.option(
+    "--explain", is_flag=True, help="Print the evaluator's features, P(correct), decision and reason."
+)
+def ask(
+    question: str, collection: str | None, as_json: bool, mode: str, threshold: float | None, explain: bool
+) -> None:
     """Answer QUESTION from the indexed documents."""
+    from assistant.evaluator import CalibrationError
     from assistant.service import Penny
 
     try:
-        answer = Penny(get_settings()).ask(question, collection)
-    except ModelError as exc:
+        answer = Penny(get_settings()).ask(question, collection, mode=mode, threshold=threshold)
+    except (ModelError, CalibrationError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
         click.echo(json.dumps(answer.to_dict(), indent=2))
@@ -84,28 +83,14 @@ def ask(question: str, collection: str | None, as_json: bool) -> None:
         f"\ntier: {answer.tier}  latency: {answer.latency_ms:.0f} ms  "
         f"tokens: {answer.prompt_tokens} prompt + {answer.completion_tokens} completion"
     )
-
-
-@click.command()
-@click.option("--host", default=None)
-@click.option("--port", default=None, type=int)
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the HTTP API."""
-    import uvicorn
-
-    from assistant.api import create_app
-
-    settings = get_settings()
-    host = host or settings.server.host
-    port = port or settings.server.port
-    app = create_app(settings)
-
-    def announce(_: object) -> None:
-        click.echo(f"Penny ready on http://{host}:{port} (local model: {settings.models.local}). Try:")
-        click.echo(
-            f"  curl -s http://{host}:{port}/v1/ask -H 'content-type: application/json' "
-            """-d '{"question": "Who conquered England in 1066?"}'"""
-        )
-
-    app.on_startup.append(announce)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if explain:
+        click.echo("\nfeatures:")
+        for name, value in answer.features.items():
+            click.echo(f"  {name:<18} {value:9.4f}")
+        confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
+        decision = answer.tier + (" (escalated)" if answer.escalated else "")
+        decision += " (degraded)" if answer.degraded else ""
+        click.echo(f"P(correct): {confidence}")
+        click.echo(f"decision:   {decision}")
+        click.echo(f"reason:     {answer.reason}")
+        click.echo(f"cost:       {answer.cost_micro_usd} micro-USD")

@@ -1,0 +1,81 @@
+"""API-key and admin-key guards.
+
+``require_api_key``: ``Authorization: Bearer pny_…`` → the key's ``Principal`` in
+``scope["penny_principal"]`` (401 for a missing, unknown or revoked key — one message for the last two,
+so a caller cannot tell which keys once existed). With auth off (``state.auth`` False, ``--no-auth``) every
+request acts as the system user. ``require_admin``: the key in ``PENNY_ADMIN_KEY``, compared in constant
+time (401 without a key, 403 with a wrong one or when no admin key is configured). Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Any
+
+import anyio
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from assistant.api.errors import ApiError
+from assistant.ledger import Ledger, Principal
+
+ADMIN_KEY_ENV = "PENNY_ADMIN_KEY"
+PRINCIPAL_SCOPE_KEY = "penny_principal"
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def ledger_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Ledger:
+    """The app's ledger: ``state.ledger`` if set, else the service's (``state.penny.ledger``)."""
+    state = connection.app.state
+    ledger = state.get("ledger")
+    return ledger if ledger is not None else state.penny.ledger
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    principal = connection.scope.get(PRINCIPAL_SCOPE_KEY)  # type: ignore[call-overload]
+    if principal is None:
+        raise RuntimeError("route has no require_api_key guard")
+    return principal
+
+
+async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    ledger = ledger_of(connection)
+    if not connection.app.state.get("auth", True):
+        principal: Principal | None = await anyio.to_thread.run_sync(ledger.system_user)
+    else:
+        token = bearer_token(connection)
+        if token is None:
+            raise ApiError(
+                401,
+                "missing API key: send 'Authorization: Bearer <key>' (an operator creates keys with "
+                "`penny keys create USER`)",
+                code="missing_api_key",
+                headers=_CHALLENGE,
+            )
+        principal = await anyio.to_thread.run_sync(ledger.authenticate, token)
+        if principal is None:
+            raise ApiError(401, "invalid or revoked API key", code="invalid_api_key", headers=_CHALLENGE)
+    connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+
+
+async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    token = bearer_token(connection)
+    if token is None:
+        raise ApiError(
+            401,
+            "missing admin key: send 'Authorization: Bearer <admin key>'",
+            code="missing_api_key",
+            headers=_CHALLENGE,
+        )
+    expected = os.environ.get(ADMIN_KEY_ENV, "")
+    if not expected:
+        raise ApiError(403, f"the admin API is off: set {ADMIN_KEY_ENV} on the server", code="admin_disabled")
+    if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
+        raise ApiError(403, "this key is not the admin key", code="not_admin")

@@ -1,0 +1,200 @@
+"""OpenAI-compatible chat completions and models, backed by Penny's cascade.
+
+``model`` picks a profile (``penny`` = cascade, ``penny-local``, ``penny-paid``). The last user turn is the
+question; earlier turns, newest first and within a token budget, condition retrieval and the prompt.
+Streaming answers are Server-Sent Events of ``chat.completion.chunk`` objects ending with ``data: [DONE]``;
+a client that disconnects mid-stream stops generation, and the answer's usage is still recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import JSONBody
+from litestar.response import Stream
+
+from assistant import tokens
+from assistant.api.auth import ledger_of, principal_of, require_api_key
+from assistant.api.errors import ApiError
+from assistant.api.idempotency import idempotent
+from assistant.api.ledger_routes import budget_exceeded_error
+from assistant.api.openai_compat import (
+    PROFILES,
+    ChatCompletionRequest,
+    chunk_body,
+    completion_body,
+    completion_id,
+    models_body,
+    usage_dict,
+)
+from assistant.ledger import BudgetExceeded
+
+MAX_QUESTION_TOKENS = 1000
+HISTORY_TOKEN_BUDGET = 600
+MAX_COMPLETION_TOKENS = 1024
+_STARTED = int(time.time())
+
+
+def penny_extras(answer: Any) -> dict[str, Any]:
+    """What makes Penny different, attached to every response as ``penny``."""
+    return {
+        "tier": answer.tier,
+        "escalated": bool(getattr(answer, "escalated", False)),
+        "reason": getattr(answer, "reason", "") or "",
+        "degraded": bool(getattr(answer, "degraded", False)),
+        "confidence": getattr(answer, "confidence", None),
+        "cost_usd": round(int(getattr(answer, "cost_micro_usd", 0) or 0) / 1_000_000, 6),
+        "latency_ms": round(answer.latency_ms, 1),
+        "sources": [
+            {"id": s.id, "source": s.source, "title": s.title, "text": s.text, "score": s.score}
+            for s in answer.sources
+        ],
+    }
+
+
+def split_conversation(request: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+    """The question (last user turn) and the earlier turns that fit the history budget, oldest first."""
+    if request.n != 1:
+        raise ApiError(400, "only n=1 is supported", param="n")
+    if not request.messages:
+        raise ApiError(400, "messages must not be empty", param="messages")
+    last = request.messages[-1]
+    if last.role != "user":
+        raise ApiError(400, "the last message must be a user turn (the question)", param="messages")
+    question = last.text().strip()
+    if not question:
+        raise ApiError(400, "the last user message has no text", param="messages")
+    if tokens.count_text(question) > MAX_QUESTION_TOKENS:
+        raise ApiError(
+            400,
+            f"the question is longer than {MAX_QUESTION_TOKENS} tokens",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    history: list[dict[str, str]] = []
+    budget = HISTORY_TOKEN_BUDGET
+    for message in reversed(request.messages[:-1]):
+        if message.role not in ("user", "assistant"):
+            continue  # the system prompt is Penny's own; client system turns do not override grounding
+        text = message.text().strip()
+        cost = tokens.count_text(text)
+        if not text or cost > budget:
+            break
+        history.insert(0, {"role": message.role, "content": text})
+        budget -= cost
+    return question, history
+
+
+def _mode(model: str) -> str:
+    try:
+        return PROFILES[model]
+    except KeyError:
+        raise ApiError(
+            404,
+            f"The model {model!r} does not exist; use one of {', '.join(PROFILES)}",
+            kind="invalid_request_error",
+            param="model",
+            code="model_not_found",
+        ) from None
+
+
+def _answer_kwargs(data: ChatCompletionRequest, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    question, history = split_conversation(data)
+    max_tokens = data.max_completion_tokens or data.max_tokens
+    if max_tokens is not None and not 1 <= max_tokens <= MAX_COMPLETION_TOKENS:
+        raise ApiError(400, f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS}", param="max_tokens")
+    return {
+        "question": question,
+        "collection": data.collection,
+        "history": history,
+        "mode": _mode(data.model),
+        "principal": request.scope.get("penny_principal"),
+        "request_id": request.headers.get("x-request-id") or uuid.uuid4().hex,
+    }
+
+
+@get("/v1/models", sync_to_thread=False)
+def list_models() -> dict[str, Any]:
+    return models_body(_STARTED)
+
+
+@post("/v1/chat/completions", status_code=200, guards=[require_api_key])
+async def chat_completions(
+    data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, Any], state: State
+) -> Response[Any] | Stream:
+    """OpenAI chat completions; ``model`` picks the profile (penny, penny-local, penny-paid)."""
+    kwargs = _answer_kwargs(data, request)
+    cascade = state.penny.cascade
+    if data.stream:
+        if request.headers.get("idempotency-key"):
+            raise ApiError(400, "Idempotency-Key is not supported with stream=true", param="stream")
+        include_usage = bool(data.stream_options and data.stream_options.include_usage)
+        events = _sse_events(cascade.stream(**kwargs), data.model, include_usage, state)
+        return Stream(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    async def produce() -> dict[str, Any]:
+        answer = await anyio.to_thread.run_sync(lambda: cascade.answer(**kwargs))
+        state.metrics.observe_answer(answer)
+        return completion_body(
+            completion_id(),
+            data.model,
+            answer.answer,
+            usage_dict(answer.prompt_tokens, answer.completion_tokens),
+            penny_extras(answer),
+        )
+
+    return await idempotent(request, ledger_of(request), principal_of(request), produce)
+
+
+_END = object()
+
+
+async def _sse_events(
+    parts: Iterator[Any], model: str, include_usage: bool, state: State
+) -> AsyncIterator[bytes]:
+    cid, created = completion_id(), int(time.time())
+    started = time.perf_counter()
+    first = True
+
+    def data(payload: dict[str, Any]) -> bytes:
+        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+
+    try:
+        yield data(chunk_body(cid, model, created, {"role": "assistant", "content": ""}))
+        while True:
+            part = await anyio.to_thread.run_sync(next, parts, _END)
+            if part is _END:
+                break
+            if isinstance(part, str):
+                if first:
+                    state.metrics.first_token_seconds.observe(time.perf_counter() - started)
+                    first = False
+                yield data(chunk_body(cid, model, created, {"content": part}))
+                continue
+            answer = part
+            state.metrics.observe_answer(answer)
+            yield data(chunk_body(cid, model, created, {}, "stop", penny=penny_extras(answer)))
+            if include_usage:
+                usage = usage_dict(answer.prompt_tokens, answer.completion_tokens)
+                yield data(chunk_body(cid, model, created, None, usage=usage))
+        yield b"data: [DONE]\n\n"
+    except ApiError as exc:
+        yield data(exc.body())
+        yield b"data: [DONE]\n\n"
+    except BudgetExceeded as exc:
+        yield data(budget_exceeded_error(exc).body())
+        yield b"data: [DONE]\n\n"
+    finally:
+        # Client gone or done: closing the generator stops local generation and lets the cascade record
+        # usage for what was produced.
+        close = getattr(parts, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):  # runs even when the disconnect cancelled us
+                await anyio.to_thread.run_sync(close)

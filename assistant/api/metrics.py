@@ -1,0 +1,117 @@
+"""Prometheus metrics for the HTTP service: requests, answers by tier, escalations, cost and latency.
+
+Each app gets its own ``CollectorRegistry`` so tests can build many apps in one process; the worker pool
+registers its gauges (queue size, slots, memory) into the same registry, so one scrape of ``/metrics`` feeds
+both dashboards and an autoscaler (KEDA / HPA via prometheus-adapter).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServiceMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.requests = Counter(
+            "penny_http_requests",
+            "HTTP requests by route and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "penny_http_request_duration_seconds",
+            "HTTP request duration.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "penny_answers", "Answers by the tier that produced them.", ["tier"], registry=self.registry
+        )
+        self.escalations = Counter(
+            "penny_escalations",
+            "Answers escalated to the paid tier, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            "penny_degraded_answers",
+            "Local answers served because the paid tier failed.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.cost = Counter(
+            "penny_cost_micro_usd",
+            "Cost of answers in micro-USD, by tier that incurred it.",
+            ["tier"],
+            registry=self.registry,
+        )
+        self.answer_seconds = Histogram(
+            "penny_answer_latency_seconds",
+            "End-to-end answer latency by tier.",
+            ["tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_token_seconds = Histogram(
+            "penny_time_to_first_token_seconds",
+            "Streamed answers: time to the first content chunk.",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_answer(self, answer: Any) -> None:
+        """Count one answer (an ``Answer``/``CascadeAnswer``-like object)."""
+        tier = str(getattr(answer, "tier", "none"))
+        self.answers.labels(tier=tier).inc()
+        self.answer_seconds.labels(tier=tier).observe(float(getattr(answer, "latency_ms", 0.0)) / 1000)
+        if getattr(answer, "escalated", False):
+            self.escalations.labels(reason=_reason_kind(getattr(answer, "reason", ""))).inc()
+        if getattr(answer, "degraded", False):
+            self.degraded.labels(reason=_reason_kind(getattr(answer, "reason", ""))).inc()
+        for tier_name in ("local", "paid"):
+            cost = int(getattr(answer, f"{tier_name}_cost_micro_usd", 0) or 0)
+            if cost:
+                self.cost.labels(tier=tier_name).inc(cost)
+
+
+def _reason_kind(reason: str) -> str:
+    """Bounded label values: the reason's first word (``low_confidence p=0.31`` → ``low_confidence``)."""
+    return (reason or "unknown").split()[0].split(":")[0][:40]
+
+
+def metrics_middleware(metrics: ServiceMetrics) -> Any:
+    """ASGI middleware recording every HTTP request by route template and status."""
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
+
+            async def capture(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = int(message["status"])
+                await send(message)
+
+            try:
+                await app(scope, receive, capture)
+            finally:
+                handler = scope.get("route_handler")
+                route = next(iter(handler.paths), "unmatched") if handler is not None else "unmatched"
+                metrics.requests.labels(route=route, method=scope.get("method", ""), status=str(status)).inc()
+                metrics.request_seconds.labels(route=route).observe(time.perf_counter() - started)
+
+        return middleware
+
+    return factory

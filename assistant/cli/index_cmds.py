@@ -1,0 +1,91 @@
+"""Index commands: ``penny ingest`` and ``penny collections list|delete``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from assistant.settings import get_settings
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--collection", "-c", default=None, help="Collection name (default from settings).")
+@click.option(
+    "--include",
+    "-i",
+    multiple=True,
+    metavar="GLOB",
+    help="Only files whose relative path or name matches (repeatable), e.g. '*.md'.",
+)
+@click.option(
+    "--exclude",
+    "-x",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip files whose relative path or name matches (repeatable), e.g. 'drafts/*'.",
+)
+@click.option("--sync", is_flag=True, help="Also delete chunks of files that vanished under PATHS.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; only failures and the summary.")
+def ingest(
+    paths: tuple[Path, ...],
+    collection: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    sync: bool,
+    quiet: bool,
+) -> None:
+    """Ingest files or folders (txt, md, html, pdf, docx) into a collection.
+
+    Unchanged files are skipped by content hash; changed files have their old chunks replaced. Exit code
+    1 if any file failed (each failure is printed with its reason; the rest of the run completes).
+    """
+    from assistant.service import Penny
+
+    penny = Penny(get_settings())
+    summary = penny.ingester(collection).ingest(
+        paths, include=include, exclude=exclude, sync=sync, progress=not quiet
+    )
+    for path, reason in summary.failed.items():
+        click.echo(f"failed: {path}: {reason}", err=True)
+    click.echo(summary.line())
+    sys.exit(0 if summary.ok else 1)
+
+
+@click.group()
+def collections() -> None:
+    """List or delete Chroma collections."""
+
+
+@collections.command("list")
+def collections_list() -> None:
+    """Name and chunk count of every collection."""
+    from assistant.service import Penny
+    from index.store import list_collection_names
+
+    client = Penny(get_settings()).chroma
+    names = list_collection_names(client)
+    click.echo(f"{'NAME':<30} {'CHUNKS':>8}")
+    for name in names:
+        click.echo(f"{name:<30} {client.get_collection(name, embedding_function=None).count():>8}")
+
+
+@collections.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def collections_delete(name: str, yes: bool) -> None:
+    """Delete collection NAME and all its chunks."""
+    from assistant.service import Penny
+    from index.store import CollectionNotFound, get_collection
+
+    client = Penny(get_settings()).chroma
+    try:
+        count = get_collection(client, name, create=False).count()
+    except CollectionNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not yes:
+        click.confirm(f"Delete collection {name!r} ({count} chunks)?", abort=True)
+    client.delete_collection(name)
+    click.echo(f"deleted collection {name} ({count} chunks)")

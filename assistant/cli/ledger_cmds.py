@@ -1,0 +1,309 @@
+"""Operator commands: users, keys, budgets, usage reports and reconciliation against a provider export."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.ledger import Ledger
+
+WINDOW = click.Choice(["day", "month", "total"])
+
+
+def _ledger() -> Ledger:
+    from assistant.ledger import open_ledger
+
+    return open_ledger(get_settings())
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+def _micro(usd: str, option: str) -> int:
+    from assistant.ledger import LedgerError, usd_to_micro
+
+    try:
+        return usd_to_micro(usd, option)
+    except LedgerError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], as_csv: bool = False) -> None:
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return
+    cells = [list(map(str, headers)), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        click.echo(
+            "  ".join(
+                c.rjust(w) if c[:1].isdigit() or c[:1] in "$-" else c.ljust(w)
+                for c, w in zip(row, widths, strict=True)
+            ).rstrip()
+        )
+
+
+# -- users ------------------------------------------------------------------------------------------
+
+
+@click.group()
+def users() -> None:
+    """Add and list users."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--budget-usd", default=None, help="Spending limit in USD, e.g. 5 or 0.50.")
+@click.option("--window", type=WINDOW, default="month", show_default=True, help="Budget window.")
+@click.option("--alert-ratio", type=float, default=0.8, show_default=True, help="Warn at this share.")
+def users_add(name: str, budget_usd: str | None, window: str, alert_ratio: float) -> None:
+    """Create user NAME, optionally with a budget."""
+    from assistant.ledger import LedgerError
+    from assistant.ledger.prices import format_usd
+
+    limit = _micro(budget_usd, "--budget-usd") if budget_usd is not None else None
+    ledger = _ledger()
+    try:
+        user = ledger.add_user(name)
+        if limit is not None:
+            ledger.set_budget(user.name, limit, window, alert_ratio)  # type: ignore[arg-type]
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    budget = f", budget {format_usd(limit)} per {window}" if limit is not None else ", no budget"
+    click.echo(f"added user {user.name} (id {user.id}){budget}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Users and their budgets."""
+    ledger = _ledger()
+    from assistant.ledger import Principal
+    from assistant.ledger.prices import format_usd
+
+    rows = []
+    for user in ledger.list_users():
+        status = ledger.budget_status(Principal(user.id, user.name))
+        if status is None:
+            rows.append([user.name, "-", "-", "-"])
+        else:
+            rows.append(
+                [
+                    user.name,
+                    format_usd(status.budget.limit_micro_usd),
+                    status.budget.window,
+                    format_usd(status.committed_micro_usd),
+                ]
+            )
+    _table(["USER", "BUDGET", "WINDOW", "SPENT+RESERVED"], rows)
+
+
+# -- keys -------------------------------------------------------------------------------------------
+
+
+@click.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.argument("user")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the key to this file (mode 0600) instead of printing it.",
+)
+def keys_create(user: str, key_file: Path | None) -> None:
+    """Create an API key for USER and print it (once: only its hash is stored)."""
+    from assistant.ledger import LedgerError
+
+    try:
+        info, key = _ledger().create_key(user)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    if key_file is not None:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+        click.echo(f"created {info.id} for {info.user_name}; key written to {key_file} (mode 0600)")
+        return
+    click.echo(f"created {info.id} for {info.user_name}. Store the key now; it is not shown again:")
+    click.echo(key)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke KEY_ID (see `penny keys list`); requests with it get 401 from now on."""
+    from assistant.ledger import LedgerError
+
+    try:
+        info = _ledger().revoke_key(key_id)
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    click.echo(f"revoked {info.id} ({info.display}) of {info.user_name}")
+
+
+@keys.command("list")
+@click.option("--user", default=None)
+def keys_list(user: str | None) -> None:
+    """Key ids, owners and status; never the keys themselves."""
+    rows = [
+        [
+            k.id,
+            k.user_name,
+            k.display,
+            k.created_at.strftime("%Y-%m-%d %H:%M"),
+            "revoked" if k.revoked_at else "active",
+        ]
+        for k in _ledger().list_keys(user)
+    ]
+    _table(["ID", "USER", "KEY", "CREATED (UTC)", "STATUS"], rows)
+
+
+# -- budget -----------------------------------------------------------------------------------------
+
+
+@click.group()
+def budget() -> None:
+    """Set a user's spending limit."""
+
+
+@budget.command("set")
+@click.argument("user")
+@click.option("--usd", required=True, help="Limit in USD per window, e.g. 5 or 0.25.")
+@click.option("--window", type=WINDOW, default="month", show_default=True)
+@click.option("--alert-ratio", type=float, default=0.8, show_default=True)
+def budget_set(user: str, usd: str, window: str, alert_ratio: float) -> None:
+    """Set USER's budget (replaces the previous one; spend so far in the window still counts)."""
+    from assistant.ledger import LedgerError
+    from assistant.ledger.prices import format_usd
+
+    try:
+        result = _ledger().set_budget(user, _micro(usd, "--usd"), window, alert_ratio)  # type: ignore[arg-type]
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    click.echo(
+        f"budget for {result.user_name}: {format_usd(result.limit_micro_usd)} per {result.window}, "
+        f"alert at {result.alert_ratio:.0%}"
+    )
+
+
+# -- usage ------------------------------------------------------------------------------------------
+
+
+def _since(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).date()
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--since") from exc
+
+
+@click.group(invoke_without_command=True)
+@click.option("--user", default=None, help="Only this user.")
+@click.option("--since", default=None, help="From this date (YYYY-MM-DD, UTC).")
+@click.option("--by", type=click.Choice(["user", "day", "model", "tier"]), default="user", show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
+@click.pass_context
+def usage(ctx: click.Context, user: str | None, since: str | None, by: str, as_csv: bool) -> None:
+    """Spend and tokens, grouped by user, day, model or tier."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from assistant.ledger import LedgerError
+    from assistant.ledger.prices import format_usd
+
+    try:
+        rows = _ledger().usage(user=user, since=_since(since), by=by)  # type: ignore[arg-type]
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    headers = [by.upper(), "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST_USD"]
+    body = [
+        [
+            r.key,
+            r.requests,
+            r.prompt_tokens,
+            r.cached_prompt_tokens,
+            r.completion_tokens,
+            r.cost_usd if as_csv else format_usd(r.cost_micro_usd),
+        ]
+        for r in rows
+    ]
+    if not as_csv:
+        total = sum(r.cost_micro_usd for r in rows)
+        body.append(["TOTAL", sum(r.requests for r in rows), "", "", "", format_usd(total)])
+    _table(headers, body, as_csv)
+
+
+@usage.command("reconcile")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--csv", "as_csv", is_flag=True)
+def usage_reconcile(file: Path, as_csv: bool) -> None:
+    """Compare the paid tier with a provider export.
+
+    FILE is a CSV with columns date, model, input_tokens, output_tokens, cost_usd.
+    """
+    from assistant.ledger import LedgerError
+    from assistant.ledger.reconcile import read_provider_csv, reconcile
+
+    ledger = _ledger()
+    try:
+        differences = reconcile(ledger, read_provider_csv(file, ledger))
+    except LedgerError as exc:
+        raise _fail(exc) from exc
+    headers = [
+        "DAY",
+        "MODEL",
+        "CALLS",
+        "IN_LEDGER",
+        "IN_PROVIDER",
+        "OUT_LEDGER",
+        "OUT_PROVIDER",
+        "USD_LEDGER",
+        "USD_PROVIDER",
+        "DIFF_USD",
+        "STATUS",
+    ]
+    rows = [
+        [
+            d.day,
+            d.model,
+            d.ledger_requests,
+            d.ledger_input,
+            d.provider_input,
+            d.ledger_output,
+            d.provider_output,
+            f"{d.ledger_micro_usd / 1e6:.6f}",
+            f"{d.provider_micro_usd / 1e6:.6f}",
+            f"{d.cost_diff_micro_usd / 1e6:+.6f}",
+            d.status,
+        ]
+        for d in differences
+    ]
+    _table(headers, rows, as_csv)
+    flagged = ledger.needing_reconciliation()
+    bad = sum(d.status != "ok" for d in differences)
+    if not as_csv:
+        click.echo(
+            f"{len(differences) - bad} ok, {bad} to check; "
+            f"{len(flagged)} crash-recovered charge(s) at worst case awaiting reconciliation"
+        )
+    sys.exit(1 if bad else 0)
+
+
+COMMANDS = (users, keys, budget, usage)

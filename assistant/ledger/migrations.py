@@ -1,0 +1,80 @@
+"""Versioned schema migrations: an ordered list, applied once each, recorded in ``schema_version``.
+
+Migrations run inside one transaction under a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+PostgreSQL), so two processes starting together do not both migrate. A migration, once released, never
+changes: a schema change is a new migration appended to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from assistant.ledger import schema
+from assistant.ledger.errors import SchemaTooNew
+
+PG_MIGRATION_LOCK = 0x70656E6E79  # "penny": any constant shared by all Penny processes
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[sa.Connection], None]
+
+
+def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
+    def apply(conn: sa.Connection) -> None:
+        for table in tables:
+            table.create(conn)
+
+    return apply
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "users, api keys, budgets, reservations, ledger entries",
+        _create(schema.users, schema.api_keys, schema.budgets, schema.reservations, schema.ledger_entries),
+    ),
+    Migration(2, "answer records and idempotency keys", _create(schema.answers, schema.idempotency_keys)),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(
+        sa.select(sa.func.coalesce(sa.func.max(schema.schema_version.c.version), 0))
+    ).scalar_one()
+
+
+def migrate(engine: sa.Engine, target: int = LATEST) -> list[int]:
+    """Bring the database to ``target``; returns the versions applied (empty when already there)."""
+    applied: list[int] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        schema.schema_version.create(conn, checkfirst=True)
+        version = current_version(conn)
+        if version > LATEST:
+            raise SchemaTooNew(
+                f"the ledger database is at schema version {version}, newer than this Penny knows "
+                f"({LATEST}); upgrade Penny or point PENNY_LEDGER__DB_URL at another database"
+            )
+        for migration in MIGRATIONS:
+            if version < migration.version <= target:
+                migration.apply(conn)
+                conn.execute(
+                    schema.schema_version.insert().values(
+                        version=migration.version,
+                        name=migration.name,
+                        applied_at=datetime.now(UTC).replace(tzinfo=None),
+                    )
+                )
+                applied.append(migration.version)
+    return applied

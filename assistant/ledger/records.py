@@ -1,0 +1,136 @@
+"""What the ledger takes and gives: token usage, who asks, a held reservation, an answer's record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+Tier = Literal["local", "cache", "paid", "none"]
+Window = Literal["day", "month", "total"]
+WINDOWS: tuple[Window, ...] = ("day", "month", "total")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one upstream call used. ``cached_prompt_tokens`` is a part of ``prompt_tokens``, billed at the
+    cached rate instead of the input rate, never on top of it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_prompt_tokens: int = 0
+    estimated: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if self.cached_prompt_tokens > self.prompt_tokens:
+            raise ValueError(
+                f"cached_prompt_tokens ({self.cached_prompt_tokens}) is part of prompt_tokens "
+                f"({self.prompt_tokens}) and cannot exceed it"
+            )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is charged to: a user, and the key they used (None for the system user / CLI)."""
+
+    user_id: int
+    user_name: str
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Worst-case spend held against a budget before a paid call; settled or released exactly once."""
+
+    request_id: str
+    user_id: int
+    key_id: str | None
+    model: str
+    worst_case_micro_usd: int
+    created_at: datetime
+    expires_at: datetime
+    price_version: str
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One row per answer, whichever tier produced it (see docs/ARCHITECTURE.md, Ledger)."""
+
+    request_id: str
+    principal: Principal
+    tier: Tier
+    collection: str | None = None
+    escalated: bool = False
+    reason: str | None = None
+    confidence: float | None = None
+    local_prompt_tokens: int = 0
+    local_completion_tokens: int = 0
+    paid_prompt_tokens: int = 0
+    paid_cached_prompt_tokens: int = 0
+    paid_completion_tokens: int = 0
+    paid_usage_estimated: bool = False
+    local_cost_micro_usd: int = 0
+    paid_cost_micro_usd: int = 0
+    latency_ms: float = 0.0
+    local_model: str | None = None
+    paid_model: str | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown about a key after creation: never the key itself."""
+
+    id: str
+    user_name: str
+    display: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Budget:
+    user_name: str
+    limit_micro_usd: int
+    window: Window
+    alert_ratio: float
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget and where the user stands in the current window."""
+
+    budget: Budget
+    window_start: datetime
+    resets_at: datetime | None
+    committed_micro_usd: int  # settled spend + open reservations - grants, this window
+
+    @property
+    def remaining_micro_usd(self) -> int:
+        return self.budget.limit_micro_usd - self.committed_micro_usd
+
+    @property
+    def alert(self) -> bool:
+        return self.committed_micro_usd >= self.budget.alert_ratio * self.budget.limit_micro_usd
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    released: list[str]  # never sent: nothing was spent
+    settled_worst_case: list[str]  # sent, never settled: charged the worst case, flagged for reconciliation
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: str  # JSON text as first sent

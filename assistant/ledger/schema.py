@@ -1,0 +1,146 @@
+"""The ledger's tables (SQLAlchemy Core), one definition for SQLite and PostgreSQL.
+
+Money columns are BigInteger micro-USD. Timestamps are naive UTC. ``ledger_entries`` is append-only: an
+entry's ``amount_micro_usd`` is its signed change to the user's committed spend (reserve +worst case,
+settle actual - worst case, release -worst case, grant -credit, adjust ±correction), so a window's
+committed spend is one SUM and a request's entries sum to exactly what it cost.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ENTRY_KINDS = ("reserve", "settle", "release", "grant", "adjust")
+RESERVATION_STATES = ("open", "settled", "released")
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime, nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("is_system", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True),
+    sa.Column("key_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("display", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime),
+)
+
+budgets = sa.Table(
+    "budgets",
+    metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True, autoincrement=False),
+    sa.Column("limit_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("window", sa.String(8), nullable=False),
+    sa.Column("alert_ratio", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("limit_micro_usd >= 0", name="budget_limit_non_negative"),
+    sa.CheckConstraint("\"window\" IN ('day', 'month', 'total')", name="budget_window_known"),
+    sa.CheckConstraint("alert_ratio > 0 AND alert_ratio <= 1", name="budget_alert_ratio_range"),
+)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("request_id", sa.String(100), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("model", sa.String(100), nullable=False),
+    sa.Column("price_version", sa.String(50), nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("max_completion_tokens", sa.Integer, nullable=False),
+    sa.Column("worst_case_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("sent_at", sa.DateTime),
+    sa.Column("state", sa.String(10), nullable=False),
+    sa.Column("cost_micro_usd", sa.BigInteger),
+    sa.Column("needs_reconciliation", sa.Boolean, nullable=False, default=False),
+    sa.Column("resolved_at", sa.DateTime),
+    sa.Column("note", sa.String(300)),
+    sa.CheckConstraint("state IN ('open', 'settled', 'released')", name="reservation_state_known"),
+    sa.Index("ix_reservations_open", "state", "expires_at"),
+)
+
+ledger_entries = sa.Table(
+    "ledger_entries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("request_id", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("model", sa.String(100)),
+    sa.Column("amount_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("cached_prompt_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("completion_tokens", sa.Integer, nullable=False, default=0),
+    sa.Column("estimated", sa.Boolean, nullable=False, default=False),
+    sa.Column("note", sa.String(300)),
+    # The budget window an entry counts toward: the reservation's time for all of a request's entries,
+    # so a call reserved at 23:59 and settled at 00:01 stays in one day.
+    sa.Column("charged_at", sa.DateTime, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("request_id", "kind", name="uq_entry_request_kind"),
+    sa.CheckConstraint(
+        "kind IN ('reserve', 'settle', 'release', 'grant', 'adjust')", name="entry_kind_known"
+    ),
+    sa.Index("ix_entries_user_charged", "user_id", "charged_at", "amount_micro_usd"),
+)
+
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("request_id", sa.String(100), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("collection", sa.String(200)),
+    sa.Column("tier", sa.String(8), nullable=False),
+    sa.Column("escalated", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String(300)),
+    sa.Column("confidence", sa.Float),
+    sa.Column("local_prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("local_completion_tokens", sa.Integer, nullable=False),
+    sa.Column("paid_prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("paid_cached_prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("paid_completion_tokens", sa.Integer, nullable=False),
+    sa.Column("paid_usage_estimated", sa.Boolean, nullable=False),
+    sa.Column("local_cost_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("paid_cost_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("local_model", sa.String(100)),
+    sa.Column("paid_model", sa.String(100)),
+    sa.Column("price_version", sa.String(50), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("tier IN ('local', 'cache', 'paid', 'none')", name="answer_tier_known"),
+    sa.Index("ix_answers_user_created", "user_id", "created_at"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True, autoincrement=False),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer),  # NULL while the first request is still running
+    sa.Column("response_body", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("completed_at", sa.DateTime),
+)

@@ -1,0 +1,122 @@
+"""The dispatcher: a first-come-first-served queue of requests waiting for a free slot on some worker.
+
+Thread-safe rather than asyncio because its callers are synchronous (the cascade runs in the API's worker
+threads, the CLI and eval call it directly). It knows nothing about processes or HTTP: workers are opaque
+hashable handles with a slot count, added when ready and withdrawn when draining or dead. Each lease
+measures its queue wait (the time "waiting for prefill" that the autoscaler tracks) and service time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+
+
+class QueueTimeout(TimeoutError):
+    """No slot became free before the request's deadline."""
+
+
+@dataclass
+class Lease:
+    """One request's hold on one slot of ``worker``."""
+
+    worker: Hashable
+    queued_s: float
+    started: float = field(default_factory=time.monotonic)
+    released: bool = False
+
+
+class Dispatcher:
+    def __init__(self, on_done: Callable[[float, float], None] | None = None) -> None:
+        self._cond = threading.Condition()
+        self._capacity: dict[Hashable, int] = {}  # workers accepting new requests
+        self._busy: dict[Hashable, int] = {}  # in-flight per worker, including withdrawn ones
+        self._waiting: deque[object] = deque()
+        self._on_done = on_done  # (queue wait s, service s) for metrics
+
+    # -- workers ---------------------------------------------------------------------------------------
+    def add_worker(self, worker: Hashable, slots: int) -> None:
+        with self._cond:
+            self._capacity[worker] = slots
+            self._busy.setdefault(worker, 0)
+            self._cond.notify_all()
+
+    def withdraw_worker(self, worker: Hashable) -> None:
+        """Stop giving ``worker`` new requests; its in-flight ones finish (drain) or fail (crash)."""
+        with self._cond:
+            self._capacity.pop(worker, None)
+            if not self._busy.get(worker):
+                self._busy.pop(worker, None)
+
+    def in_flight_on(self, worker: Hashable) -> int:
+        with self._cond:
+            return self._busy.get(worker, 0)
+
+    # -- requests --------------------------------------------------------------------------------------
+    def acquire(self, timeout_s: float) -> Lease:
+        """Wait in line for a free slot; the least busy accepting worker gets the request."""
+        ticket = object()
+        enqueued = time.monotonic()
+        deadline = enqueued + timeout_s
+        with self._cond:
+            self._waiting.append(ticket)
+            try:
+                while True:
+                    if self._waiting[0] is ticket:
+                        worker = self._free_worker()
+                        if worker is not None:
+                            self._busy[worker] += 1
+                            self._waiting.popleft()
+                            self._cond.notify_all()  # the next in line may have a slot too
+                            return Lease(worker, queued_s=time.monotonic() - enqueued)
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise QueueTimeout(f"no free worker slot within {timeout_s:.1f} s")
+                    self._cond.wait(remaining)
+            except BaseException:
+                if ticket in self._waiting:
+                    self._waiting.remove(ticket)
+                    self._cond.notify_all()
+                raise
+
+    def release(self, lease: Lease) -> float:
+        """Give the slot back; returns the service time. Idempotent."""
+        with self._cond:
+            if lease.released:
+                return 0.0
+            lease.released = True
+            self._busy[lease.worker] -= 1
+            if not self._busy[lease.worker] and lease.worker not in self._capacity:
+                self._busy.pop(lease.worker)
+            self._cond.notify_all()
+        service_s = time.monotonic() - lease.started
+        if self._on_done is not None:
+            self._on_done(lease.queued_s, service_s)
+        return service_s
+
+    def _free_worker(self) -> Hashable | None:
+        best, best_free = None, 0
+        for worker, slots in self._capacity.items():
+            free = slots - self._busy.get(worker, 0)
+            if free > best_free:
+                best, best_free = worker, free
+        return best
+
+    # -- signals ---------------------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return sum(self._busy.values())
+
+    @property
+    def slots_total(self) -> int:
+        with self._cond:
+            return sum(self._capacity.values())

@@ -1,0 +1,125 @@
+"""HTTP service overhead and streaming latency, measured in one run on this machine.
+
+1. Server overhead: the same request answered by calling the cascade directly vs through the real HTTP
+   server (uvicorn + Litestar + auth-free dev mode + OpenAI shapes), interleaved A/B/B/A so drift and the
+   llama.cpp prompt cache favour neither side. Measured on the pre-generation path (a question retrieval
+   cannot support: retrieval, evaluator and ledger run, no LLM) where the overhead is not drowned by
+   generation noise, and on full local answers. Target: overhead p50 <= 10 ms.
+2. Streaming: time to first token vs total time for streamed local answers (penny-local).
+
+Usage: python benchmarks/bench_api.py [--model smollm2-135m|qwen2.5-0.5b] [--rounds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from assistant.api import create_app
+from assistant.service import Penny
+from assistant.settings import Settings
+from tests.servers import running_server
+
+REPO = Path(__file__).resolve().parent.parent
+OFF_TOPIC = "zqxj vorpal flibbertigibbet quantum marmalade?"
+QUESTIONS = [
+    "In what country is Normandy located?",
+    "When were the Normans in Normandy?",
+    "Who was the duke in the battle of Hastings?",
+    "What is a complexity class?",
+    "Who ruled the duchy of Normandy?",
+    "What does computational complexity theory classify?",
+]
+
+
+def ms(values: list[float]) -> str:
+    values = sorted(values)
+    p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
+    return f"p50 {statistics.median(values) * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    args = parser.parse_args()
+    data_dir = Path(tempfile.mkdtemp(prefix="penny-bench-api-"))
+    settings = Settings(
+        data_dir=data_dir,
+        models={"local": args.model, "cache_dir": REPO / ".penny" / "models", "max_tokens": args.max_tokens},
+    )
+    penny = Penny(settings)
+    penny.ingester().ingest([REPO / "samples"])
+    penny.warm_up()
+    print(f"model {args.model}, max_tokens {args.max_tokens}, rounds {args.rounds}; 2-core machine")
+
+    with running_server(create_app(settings, penny, auth=False, warm_up=False)) as base:
+        client = httpx.Client(base_url=base, timeout=300)
+
+        def direct(question: str) -> float:
+            started = time.perf_counter()
+            penny.cascade.answer(question, mode="local")
+            return time.perf_counter() - started
+
+        def over_http(question: str) -> float:
+            body = {"model": "penny-local", "messages": [{"role": "user", "content": question}]}
+            started = time.perf_counter()
+            response = client.post("/v1/chat/completions", json=body)
+            response.raise_for_status()
+            return time.perf_counter() - started
+
+        for label, questions, rounds in (
+            ("pre-generation path (no LLM)", [OFF_TOPIC], args.rounds),
+            ("full local answer", QUESTIONS, max(4, args.rounds // 5)),
+        ):
+            direct(questions[0]), over_http(questions[0])  # warm both paths
+            a: list[float] = []
+            b: list[float] = []
+            for i in range(rounds):
+                question = questions[i % len(questions)]
+                if i % 2 == 0:
+                    a.append(direct(question))
+                    b.append(over_http(question))
+                else:
+                    b.append(over_http(question))
+                    a.append(direct(question))
+            diffs = [y - x for x, y in zip(a, b, strict=True)]
+            print(f"\n[{label}] {rounds} pairs")
+            print(f"  cascade direct : {ms(a)}")
+            print(f"  through HTTP   : {ms(b)}")
+            print(f"  overhead       : p50 {statistics.median(diffs) * 1000:8.1f} ms (target <= 10 ms)")
+
+        ttft: list[float] = []
+        total: list[float] = []
+        for question in QUESTIONS:
+            body = {
+                "model": "penny-local",
+                "stream": True,
+                "messages": [{"role": "user", "content": question}],
+            }
+            started = time.perf_counter()
+            first = None
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                for line in response.iter_lines():
+                    if first is None and '"content":' in line and '"content": ""' not in line:
+                        first = time.perf_counter() - started
+            total.append(time.perf_counter() - started)
+            ttft.append(first if first is not None else total[-1])
+        print(f"\n[streamed local answers] {len(QUESTIONS)} questions")
+        print(f"  time to first token : {ms(ttft)}")
+        print(f"  total               : {ms(total)}")
+        ratio = statistics.median(t / s for t, s in zip(ttft, total, strict=True))
+        print(f"  ratio ttft/total (median): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

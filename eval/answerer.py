@@ -1,0 +1,194 @@
+"""The real answerer for eval runs: Penny's own Cascade, evaluator, upstream and ledger.
+
+Each question is retrieved once; the Cascade is then asked twice, ``mode="local"`` and ``mode="paid"``,
+over those same passages (the cascade's retriever is pinned to them), each under its own request id. The
+cost of each call is read back from the ledger's answer row for that request id, never recomputed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from assistant.prompts import grounded_messages
+from eval.runs import Judgement, RunError, TierCall, needed_tiers, parse_configs
+
+if TYPE_CHECKING:
+    from assistant.cascade import Cascade
+    from assistant.evaluator import Evaluator
+    from assistant.ledger import Ledger
+    from assistant.settings import Settings
+    from assistant.upstream import UpstreamClient
+    from eval.datasets import Dataset
+    from index.retrieval import Passage, Retriever
+
+
+class _PinnedRetriever:
+    """Stands in for the Retriever inside the Cascade: returns the passages eval already retrieved."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self.inner = retriever
+        self.collection = retriever.collection
+        self.passages: list[Passage] = []
+
+    def search(self, query: str, k: int | None = None, where: Any = None, **_: Any) -> list[Passage]:
+        return list(self.passages)
+
+
+class CascadeAnswerer:
+    """Implements ``eval.runs.Answerer`` over a real :class:`Cascade` and :class:`Ledger`."""
+
+    def __init__(
+        self,
+        cascade: Cascade,
+        retriever: Retriever,
+        ledger: Ledger,
+        evaluator: Evaluator,
+        upstream: UpstreamClient | None,
+        *,
+        collection: str,
+        default_threshold: float,
+    ) -> None:
+        self.cascade = cascade
+        self.ledger = ledger
+        self.evaluator = evaluator
+        self.upstream = upstream
+        self.collection = collection
+        self.default_threshold = default_threshold
+        self.pinned = _PinnedRetriever(retriever)
+        cascade.retriever = lambda _name: self.pinned  # type: ignore[assignment,return-value]
+
+    def retrieve(self, question: str) -> list[Passage]:
+        return self.pinned.inner.search(question)
+
+    def answer_local(
+        self, question: str, passages: Sequence[Passage], request_id: str
+    ) -> tuple[TierCall, Judgement]:
+        self.pinned.passages = list(passages)
+        # The local answer is always generated (the `local` config and calibration need it); the routing
+        # the service would apply before generation is recorded separately and applied in `derive`.
+        floor = self.evaluator.retrieval_floor
+        self.evaluator.retrieval_floor = float("-inf")
+        try:
+            answer = self.cascade.answer(
+                question, collection=self.collection, mode="local", request_id=request_id
+            )
+        finally:
+            self.evaluator.retrieval_floor = floor
+        routed = self.evaluator.route_before_generation(passages)
+        features = dict(answer.features)
+        forced = self.evaluator.on_local_abstain if features.get("abstained") else None
+        judgement = Judgement(
+            p_correct=float(answer.confidence) if answer.confidence is not None else 0.0,
+            features=features,
+            route=routed.action if routed is not None else "generate",
+            forced=forced,
+            reason=routed.reason if routed is not None else answer.reason,
+        )
+        return self._call(answer, request_id), judgement
+
+    def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int:
+        if self.upstream is None:
+            return 0
+        prompt_tokens = self.upstream.estimate_prompt_tokens(grounded_messages(question, passages))
+        return self.ledger.prices.worst_case_micro_usd(
+            self.upstream.model, prompt_tokens, self.upstream.max_tokens
+        )
+
+    def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall:
+        self.pinned.passages = list(passages)
+        answer = self.cascade.answer(question, collection=self.collection, mode="paid", request_id=request_id)
+        return self._call(answer, request_id)
+
+    def _call(self, answer: Any, request_id: str) -> TierCall:
+        row = self.ledger.answer(request_id)
+        if row is None:
+            raise RunError(
+                f"the ledger has no answer row for request {request_id}; is the cascade recording?"
+            )
+        return TierCall(
+            answer=answer.answer,
+            request_id=request_id,
+            tier=str(row["tier"]),
+            cost_micro_usd=int(row["local_cost_micro_usd"] or 0) + int(row["paid_cost_micro_usd"] or 0),
+            latency_ms=round(float(answer.latency_ms), 1),
+            prompt_tokens=int(answer.prompt_tokens),
+            completion_tokens=int(answer.completion_tokens),
+            degraded=bool(answer.degraded),
+            reason=answer.reason or "",
+        )
+
+
+def build_answerer(
+    settings: Settings, dataset: Dataset, collection: str | None, config_names: Sequence[str]
+) -> tuple[CascadeAnswerer, dict[str, Any]]:
+    """Wire the Cascade from settings the way the service does, on the dataset's eval collection.
+
+    Returns the answerer and run metadata (models, collection) for the report.
+    """
+    from assistant.cascade import Cascade
+    from assistant.evaluator import Calibration, Evaluator
+    from assistant.ledger import open_ledger
+    from assistant.service import Penny
+    from assistant.upstream import UpstreamClient
+    from eval.datasets import ingest_contexts
+    from index.store import get_collection
+
+    need_local, need_paid = needed_tiers(parse_configs(config_names, settings.cascade.escalate_below))
+    upstream = UpstreamClient.from_settings(settings.upstream) if need_paid else None
+    if need_paid and upstream is None:
+        raise RunError(
+            "configs paid/cascade need the paid tier: set PENNY_UPSTREAM__BASE_URL (offline: run "
+            "`penny upstream serve` and PENNY_UPSTREAM__MODEL=qwen2.5-1.5b), or run only --config local"
+        )
+    penny = Penny(settings)
+    if collection is None:
+        if not dataset.contexts:
+            raise RunError(
+                f"{dataset.name} has no contexts to index; pass --collection with the documents' collection"
+            )
+        collection = dataset.collection_name
+        added = ingest_contexts(dataset, get_collection(penny.chroma, collection), penny.embedder)
+        if added:
+            print(f"indexed {added} paragraphs into collection {collection!r}")
+    ledger = open_ledger(settings, paid_models=(settings.upstream.model,) if need_paid else ())
+    evaluator = Evaluator(
+        Calibration.load(settings.cascade.calibration_file),
+        penny.embedder,
+        threshold=settings.cascade.escalate_below,
+        retrieval_floor=settings.cascade.retrieval_floor,
+        on_empty_retrieval=settings.cascade.on_empty_retrieval,
+        on_local_abstain=settings.cascade.on_local_abstain,
+    )
+    retriever = penny.retriever(collection)
+    cascade = Cascade(
+        retriever=lambda _name: retriever,
+        local=penny.local_model,
+        evaluator=evaluator,
+        upstream=upstream,
+        cache=None,  # each question once per tier: a cache would only blur the tiers' costs
+        ledger=ledger,
+        default_collection=collection,
+        local_model_name=settings.models.local,
+        max_tokens=settings.models.max_tokens,
+        budget_policy=settings.ledger.over_budget_policy,
+    )
+    answerer = CascadeAnswerer(
+        cascade,
+        retriever,
+        ledger,
+        evaluator,
+        upstream,
+        collection=collection,
+        default_threshold=settings.cascade.escalate_below,
+    )
+    meta = {
+        "collection": collection,
+        "local_model": settings.models.local if need_local else None,
+        "paid_model": settings.upstream.model if need_paid else None,
+        "retrieval_mode": settings.index.retrieval_mode,
+        "top_k": settings.index.top_k,
+        "calibration_file": str(settings.cascade.calibration_file or "bundled"),
+        "ledger": settings.db_url.split("://", 1)[0],
+    }
+    return answerer, meta

@@ -1,0 +1,153 @@
+"""``python -m eval run|calibrate`` and ``penny eval run|calibrate``: one click group, two entry points.
+
+Heavy imports (torch, chromadb, llama.cpp, matplotlib, scikit-learn) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import click
+
+DEFAULT_CONFIGS = ("local", "paid", "cascade", "sweep")
+EXIT_COST_LIMIT = 3
+
+
+def _micro_usd(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation as exc:
+        raise click.BadParameter(
+            f"{value!r} is not an amount in USD, e.g. 0.50", param_hint="--max-cost-usd"
+        ) from exc
+    if amount < 0:
+        raise click.BadParameter("must be ≥ 0", param_hint="--max-cost-usd")
+    return int(amount * 1_000_000)
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Compare local, paid and cascade answers on a dataset; calibrate the evaluator from a run."""
+
+
+@eval_group.command("run")
+@click.option(
+    "--dataset",
+    "dataset_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="SQuAD 2.0 .json or .jsonl with {question, answers[], id, context?}.",
+)
+@click.option("--limit", type=int, default=None, help="Ask N questions (stratified HasAns/NoAns sample).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    help="local, paid, cascade, cascade@T, sweep (repeatable). Default: local paid cascade sweep.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run directory (re-run with the same one to resume). Default: <data_dir>/eval/<dataset>-n<N>-s<S>",
+)
+@click.option("--max-cost-usd", default=None, help="Stop before a call could push the run past this spend.")
+@click.option(
+    "--collection",
+    default=None,
+    help="Answer from this existing collection (JSONL without contexts). Default: eval-<dataset>.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run_command(
+    dataset_path: Path,
+    limit: int | None,
+    seed: int,
+    configs: tuple[str, ...],
+    out_dir: Path | None,
+    max_cost_usd: str | None,
+    collection: str | None,
+    quiet: bool,
+) -> None:
+    """Ask every question once per tier and write results.jsonl, report.md and frontier.png."""
+    from assistant.settings import get_settings
+    from eval.datasets import DatasetError, load_dataset
+    from eval.report import write_report
+    from eval.runs import EvalRun, RunError, parse_configs
+
+    settings = get_settings()
+    max_cost_micro_usd = _micro_usd(max_cost_usd)
+    try:
+        dataset = load_dataset(dataset_path)
+        questions = dataset.sample(limit, seed).questions
+        from eval.answerer import build_answerer
+
+        answerer, meta = build_answerer(settings, dataset, collection, configs or DEFAULT_CONFIGS)
+        parsed = parse_configs(configs or DEFAULT_CONFIGS, answerer.default_threshold)
+        out = out_dir or settings.data_dir / "eval" / f"{dataset.name}-n{len(questions)}-s{seed}"
+        meta |= {
+            "dataset": str(dataset_path),
+            "limit": limit,
+            "seed": seed,
+            "default_threshold": answerer.default_threshold,
+        }
+        outcome = EvalRun(
+            questions,
+            answerer,
+            out,
+            parsed,
+            max_cost_micro_usd=max_cost_micro_usd,
+            progress=not quiet,
+            meta=meta,
+        ).run()
+    except (DatasetError, RunError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"{len(outcome.records)}/{len(questions)} questions done ({outcome.asked} asked now), "
+        f"spent ${outcome.spent_micro_usd / 1e6:.6f}; results: {outcome.out_dir / 'results.jsonl'}"
+    )
+    if outcome.records:
+        report, frontier = write_report(outcome.out_dir, outcome.records, parsed, meta)
+        click.echo(f"report: {report}" + (f", frontier: {frontier}" if frontier else ""))
+    if outcome.stopped:
+        click.echo(f"{outcome.stopped}; raise --max-cost-usd and re-run the same command to go on", err=True)
+        sys.exit(EXIT_COST_LIMIT)
+
+
+@eval_group.command("calibrate")
+@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Calibration file to write. Default: <run dir>/calibration.json.",
+)
+@click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Held-out share for AUROC.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--tolerance-f1",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Target quality: F1 ≥ paid F1 minus this many points.",
+)
+def calibrate_command(
+    results: Path, out: Path | None, test_fraction: float, seed: int, tolerance_f1: float
+) -> None:
+    """Fit the evaluator on RESULTS (a run directory or its results.jsonl) and pick a threshold."""
+    from eval.calibrate import calibrate
+    from eval.runs import RunError
+
+    try:
+        outcome = calibrate(
+            results, out=out, test_fraction=test_fraction, seed=seed, tolerance_f1=tolerance_f1
+        )
+    except (RunError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in outcome.lines():
+        click.echo(line)

@@ -1,0 +1,79 @@
+"""How each config is derived from one question's calls: which answer is served and which calls are paid."""
+
+from __future__ import annotations
+
+import pytest
+
+from eval.runs import Config, Judgement, QuestionRecord, RunError, TierCall, derive, parse_configs
+
+LOCAL = TierCall("Normandy is in France [1].", "l1", "local", cost_micro_usd=20, latency_ms=800.0)
+PAID = TierCall("France [1]", "p1", "paid", cost_micro_usd=300, latency_ms=1500.0)
+
+
+def record(judgement: Judgement, answers: tuple[str, ...] = ("France",)) -> QuestionRecord:
+    return QuestionRecord(
+        "q", "Where is Normandy?", list(answers), "ctx", ["ctx"], 10.0, LOCAL, judgement, PAID
+    )
+
+
+def cascade(threshold: float) -> Config:
+    return Config(f"cascade@{threshold:.2f}", "cascade", threshold)
+
+
+def test_threshold_picks_local_or_escalates_and_pays_both() -> None:
+    confident = record(Judgement(p_correct=0.7))
+    kept = derive(confident, cascade(0.6))
+    # local kept: F1 of "Normandy is in France" vs "France" = 2·(1/4)·1/(1/4+1) = 0.4
+    assert (kept["tier"], kept["cost_micro_usd"], kept["latency_ms"], kept["f1"]) == ("local", 20, 810.0, 0.4)
+    escalated = derive(confident, cascade(0.8))
+    assert escalated["tier"] == "paid" and escalated["escalated"] and escalated["paid_call"]
+    assert escalated["cost_micro_usd"] == 20 + 300  # the local call was made before escalating
+    assert escalated["latency_ms"] == 10.0 + 800.0 + 1500.0
+    assert escalated["request_ids"] == ["l1", "p1"] and escalated["em"] == 1.0
+    assert derive(confident, cascade(0.7))["tier"] == "local"  # P ≥ T stays local
+
+
+def test_evaluator_decisions_that_no_threshold_changes() -> None:
+    # Retrieval found nothing: abstain before generating, so nothing is spent at all.
+    routed_abstain = derive(record(Judgement(0.9, route="abstain")), cascade(0.0))
+    assert (routed_abstain["tier"], routed_abstain["cost_micro_usd"], routed_abstain["prediction"]) == (
+        "none",
+        0,
+        "",
+    )
+    # ... or straight to the paid tier: only the paid call is paid for.
+    routed_paid = derive(record(Judgement(0.9, route="escalate")), cascade(0.0))
+    assert (routed_paid["tier"], routed_paid["cost_micro_usd"]) == ("paid", 300)
+    # The local model abstained and policy escalates: both calls, whatever T.
+    forced = derive(record(Judgement(0.99, forced="escalate")), cascade(0.0))
+    assert (forced["tier"], forced["cost_micro_usd"]) == ("paid", 320)
+    # Policy trusts the abstention: an abstention is served (right only on NoAns), local cost paid.
+    trusted = derive(record(Judgement(0.99, forced="abstain"), answers=()), cascade(0.5))
+    assert (trusted["tier"], trusted["cost_micro_usd"], trusted["em"], trusted["f1"]) == (
+        "none",
+        20,
+        1.0,
+        1.0,
+    )
+
+
+def test_baselines_and_missing_tiers() -> None:
+    r = record(Judgement(0.1))
+    assert derive(r, Config("local", "local"))["request_ids"] == ["l1"]
+    assert derive(r, Config("paid", "paid"))["request_ids"] == ["p1"]
+    local_only = QuestionRecord("q", "?", ["x"], None, [], 1.0, LOCAL, Judgement(0.1), None)
+    with pytest.raises(RunError, match="needs a tier this run did not call"):
+        derive(local_only, cascade(0.5))
+
+
+def test_config_names() -> None:
+    configs = parse_configs(
+        ["local", "cascade", "cascade@0.6", "sweep", "cascade@0.60"], default_threshold=0.42
+    )
+    names = [c.name for c in configs]
+    assert names[:3] == ["local", "cascade", "cascade@0.60"]
+    assert len(names) == len(set(names)) == 3 + 20  # the sweep's 0.60 is the one already asked for
+    assert configs[1].threshold == 0.42
+    assert [c.threshold for c in configs if c.sweep][:3] == [0.0, 0.05, 0.1]
+    with pytest.raises(RunError, match="unknown config"):
+        parse_configs(["fast"], 0.5)
