@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from assistant.answer import CascadeAnswer, Source
-from assistant.evaluator import Decision, Evaluator
+from assistant.evaluator import Decision, Evaluator, ensure_citation
 from assistant.local_llm import Generation
 from assistant.prompts import ABSTAIN_PHRASE, grounded_messages, is_abstention
 from assistant.semantic_cache import SemanticCache, content_hash
@@ -387,6 +387,8 @@ class Cascade:
         if generation is not None and self.ledger is not None:
             local_cost = self.ledger.local_cost_micro_usd(generation.seconds)
         produced_by: Any = paid.usage if paid is not None else generation
+        if tier in ("local", "paid"):
+            text = ensure_citation(req.question, text, passages)
         return CascadeAnswer(
             answer=text,
             sources=[Source.from_passage(p) for p in passages],

@@ -103,6 +103,22 @@ def embedding_support(answer: str, passages: Sequence[Passage], embedder: Embedd
     return max(sum(a * b for a, b in zip(answer_vector, v, strict=True)) for v in passage_vectors)
 
 
+def ensure_citation(question: str, answer: str, passages: Sequence[Passage]) -> str:
+    """Attribute an uncited answer to the passage holding most of its new content words, as ``[n]``.
+
+    Small models often answer correctly without citing; readers still need to know where an answer came
+    from. An abstention, an answer that already cites, or one no passage supports is returned unchanged.
+    """
+    if not passages or is_abstention(answer) or cited_numbers(answer, len(passages)):
+        return answer
+    words = content_words(_CITATION.sub(" ", answer)) - content_words(question)
+    overlaps = [len(words & content_words(p.text)) for p in passages]
+    best = max(range(len(passages)), key=lambda i: (overlaps[i], -i))
+    if overlaps[best] == 0:
+        return answer
+    return f"{answer.rstrip()} [{best + 1}]"
+
+
 def supporting_passages(answer: str, passages: Sequence[Passage]) -> tuple[list[Passage], int]:
     """The passages the answer cites, or all of them when it cites none; and the citation count."""
     cited = cited_numbers(answer, len(passages))

@@ -46,7 +46,11 @@ class Embedder:
     @cached_property
     def model(self) -> SentenceTransformer:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        # A local load needs no progress bar, and long chunks are counted, not truncated, on purpose.
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
         return SentenceTransformer(model_path(self.name), device="cpu")
 
     @property

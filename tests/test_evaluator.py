@@ -149,3 +149,19 @@ def test_pre_generation_routing(embedder) -> None:  # type: ignore[no-untyped-de
     )
     empty = Evaluator(Calibration.load(), embedder, on_empty_retrieval="escalate").route_before_generation([])
     assert empty is not None and (empty.action, empty.reason) == ("escalate", "retrieval_empty no passages")
+
+
+def test_uncited_answers_are_attributed_to_the_supporting_passage() -> None:
+    from assistant.evaluator import ensure_citation
+    from index.retrieval import Passage
+
+    passages = [
+        Passage(id="a", source="a.md", text="Paris is the capital of France.", score=0.5),
+        Passage(id="b", source="b.md", text="William of Normandy won at Hastings in 1066.", score=0.4),
+    ]
+    question = "Who won at Hastings?"
+    assert ensure_citation(question, "William of Normandy won.", passages) == "William of Normandy won. [2]"
+    assert ensure_citation(question, "William won [2].", passages) == "William won [2]."  # already cites
+    abstain = "I don't know based on the documents."
+    assert ensure_citation(question, abstain, passages) == abstain
+    assert ensure_citation(question, "Zebras.", passages) == "Zebras."  # nothing supports it
