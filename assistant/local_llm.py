@@ -76,6 +76,11 @@ class LocalModel:
         )
         self._lock = threading.Lock()
 
+    def forget_prompt_cache(self) -> None:
+        """Drop the KV cache so the next prompt is evaluated in full (benchmarks compare like with like)."""
+        with self._lock:
+            self._llama.reset()
+
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 

@@ -13,6 +13,7 @@ Usage: python benchmarks/bench_api.py [--model smollm2-135m|qwen2.5-0.5b] [--rou
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,7 @@ def ms(values: list[float]) -> str:
 
 
 def main() -> None:
+    logging.disable(logging.INFO)
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--rounds", type=int, default=30)
@@ -66,12 +68,14 @@ def main() -> None:
         client = httpx.Client(base_url=base, timeout=300)
 
         def direct(question: str) -> float:
+            penny.local_model.forget_prompt_cache()
             started = time.perf_counter()
             penny.cascade.answer(question, mode="local")
             return time.perf_counter() - started
 
         def over_http(question: str) -> float:
             body = {"model": "penny-local", "messages": [{"role": "user", "content": question}]}
+            penny.local_model.forget_prompt_cache()
             started = time.perf_counter()
             response = client.post("/v1/chat/completions", json=body)
             response.raise_for_status()
@@ -79,7 +83,7 @@ def main() -> None:
 
         for label, questions, rounds in (
             ("pre-generation path (no LLM)", [OFF_TOPIC], args.rounds),
-            ("full local answer", QUESTIONS, max(4, args.rounds // 5)),
+            ("full local answer, prompt cache cleared", QUESTIONS, max(6, args.rounds // 3)),
         ):
             direct(questions[0]), over_http(questions[0])  # warm both paths
             a: list[float] = []
@@ -106,6 +110,7 @@ def main() -> None:
                 "stream": True,
                 "messages": [{"role": "user", "content": question}],
             }
+            penny.local_model.forget_prompt_cache()
             started = time.perf_counter()
             first = None
             with client.stream("POST", "/v1/chat/completions", json=body) as response:
