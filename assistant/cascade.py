@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from assistant.answer import CascadeAnswer, Source
 from assistant.evaluator import Decision, Evaluator, ensure_citation
-from assistant.local_llm import Generation
+from assistant.local_llm import Generation, final_generation
 from assistant.prompts import ABSTAIN_PHRASE, grounded_messages, is_abstention
 from assistant.semantic_cache import SemanticCache, content_hash
 from assistant.tokens import count_messages
@@ -335,7 +335,7 @@ class Cascade:
         reason = f"{failure} (escalation: {decision.reason})"
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
-            generation = _last_generation(self.local.stream_chat(messages, max_tokens=self.max_tokens))
+            generation = final_generation(self.local.stream_chat(messages, max_tokens=self.max_tokens))
         fallback = Decision(decision.action, reason, decision.confidence, decision.features)
         if generation is None:
             answer = self._abstain(req, passages, fallback)
@@ -507,16 +507,6 @@ class Cascade:
             reason=f"cache_hit sim={hit.similarity:.3f} (first answered by {stored['tier']})",
             confidence=stored.get("confidence"),
         )
-
-
-def _last_generation(stream: Iterator[str | Generation]) -> Generation:
-    generation = None
-    for item in stream:
-        if isinstance(item, Generation):
-            generation = item
-    if generation is None:
-        raise RuntimeError("a LocalBackend must end its stream with a Generation")
-    return generation
 
 
 def _ledger_usage(result: UpstreamResult) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,17 @@ class Generation:
     @property
     def min_logprob(self) -> float:
         return float(np.min(self.token_logprobs)) if self.token_logprobs else 0.0
+
+
+def final_generation(stream: Iterable[str | Generation]) -> Generation:
+    """Consume a ``stream_chat`` stream and return the :class:`Generation` that ends it."""
+    generation = None
+    for item in stream:
+        if isinstance(item, Generation):
+            generation = item
+    if generation is None:
+        raise RuntimeError("a LocalBackend must end its stream with a Generation")
+    return generation
 
 
 class _LogprobRecorder:
@@ -90,9 +101,7 @@ class LocalModel:
         return self.count_tokens(text) + 8 * len(messages)
 
     def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Generation:
-        *_, final = self.stream_chat(messages, max_tokens=max_tokens)
-        assert isinstance(final, Generation)
-        return final
+        return final_generation(self.stream_chat(messages, max_tokens=max_tokens))
 
     def stream_chat(
         self, messages: Sequence[dict[str, str]], max_tokens: int = 256

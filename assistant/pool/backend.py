@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from assistant.local_llm import Generation
+from assistant.local_llm import Generation, final_generation
 from assistant.pool.manager import PoolDeadlineExceeded, PoolUnavailable, Worker, WorkerPool
 
 # What a dead or dying worker looks like from the client side.
@@ -41,9 +41,7 @@ class PoolBackend:
         self._http.close()
 
     def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Generation:
-        *_, final = self.stream_chat(messages, max_tokens=max_tokens)
-        assert isinstance(final, Generation)
-        return final
+        return final_generation(self.stream_chat(messages, max_tokens=max_tokens))
 
     def stream_chat(
         self, messages: Sequence[dict[str, str]], max_tokens: int = 256
