@@ -12,17 +12,15 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from assistant.service import Penny
 from assistant.settings import Settings
 from tests.conftest import REPO
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_ready
 
 BIN = Path(sys.executable).parent
 
@@ -47,16 +45,8 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()}")
-            time.sleep(0.2)
+        if not wait_until_ready(f"{url}/api/v2/heartbeat", process, timeout_s=60):
+            raise RuntimeError(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()}")
         yield url
     finally:
         process.terminate()

@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.conftest import REPO
-from tests.servers import free_port
+from tests.servers import free_port, wait_until_ready
 
 
 def test_sigterm_drains_an_in_flight_stream(tmp_path: Path, model_cache: Path, tiny_model_path: Path) -> None:
@@ -37,15 +36,7 @@ def test_sigterm_drains_an_in_flight_stream(tmp_path: Path, model_cache: Path, t
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.5)
+        assert wait_until_ready(f"{base}/readyz", server, timeout_s=180), "server did not become ready"
         body = {
             "model": "penny-local",
             "stream": True,
