@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,18 +34,12 @@ from assistant.service import Penny
 from assistant.settings import Settings
 from index.loaders import load
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.index_support import CountingEmbedder
+
 PYDOC = Path("/usr/share/doc/python3.11/html")
 SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad2-dev-sample.json"
-
-
-class CountingEmbedder:
-    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
-        self.real = real
-        self.texts = 0
-
-    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts += len(texts)
-        return self.real.embed_array(texts)
 
 
 def python_docs() -> list[Path] | None:

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from assistant.service import Penny
 from index.ingest import Ingester
 from index.store import revision
-
-
-class CountingEmbedder:
-    """Delegates to the real embedder and counts texts embedded (proves 'no embedding work')."""
-
-    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
-        self.real = real
-        self.texts = 0
-
-    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
-        self.texts += len(texts)
-        return self.real.embed_array(texts)
+from tests.index_support import CountingEmbedder
 
 
 def paragraph(topic: str, n: int = 6) -> str:
