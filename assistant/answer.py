@@ -55,6 +55,7 @@ class CascadeAnswer(Answer):
     escalated: bool = False
     reason: str = ""
     confidence: float | None = None
+    answerable: float | None = None  # P(the sources answer the question), when the calibration has a gate
     features: dict[str, float] = field(default_factory=dict)
     cost_micro_usd: int = 0
     local_cost_micro_usd: int = 0
@@ -74,6 +75,7 @@ class CascadeAnswer(Answer):
         data["sources"] = [asdict(source) for source in self.sources]
         data["latency_ms"] = round(self.latency_ms, 1)
         data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
+        data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
         data["features"] = {name: round(value, 4) for name, value in self.features.items()}
         data["local_generation"] = _generation_summary(self.local_generation)
         data["paid_generation"] = _generation_summary(self.paid_generation)

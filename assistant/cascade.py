@@ -20,13 +20,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from assistant.answer import CascadeAnswer, Source
 from assistant.evaluator import Decision, Evaluator, ensure_citation
 from assistant.local_llm import Generation, final_generation
-from assistant.prompts import ABSTAIN_PHRASE, grounded_messages, is_abstention
+from assistant.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
 from assistant.semantic_cache import SemanticCache, content_hash
 from assistant.tokens import count_messages
 from assistant.upstream import UpstreamClient, UpstreamError, UpstreamResult, describe
@@ -72,6 +72,7 @@ class Cascade:
         local_model_name: str = "local",
         max_tokens: int = 256,
         budget_policy: Literal["local_only", "refuse"] = "local_only",
+        answer_style: AnswerStyle = "concise",
     ) -> None:
         self.retriever = retriever
         self.local = local
@@ -83,6 +84,7 @@ class Cascade:
         self.local_model_name = local_model_name
         self.max_tokens = max_tokens
         self.budget_policy = budget_policy
+        self.answer_style = answer_style
         self._retrievers: dict[str, Retriever] = {}
         self._retrievers_lock = threading.Lock()
 
@@ -210,9 +212,7 @@ class Cascade:
 
         decision = self.evaluator.assess(req.question, passages, generation, req.threshold)
         if req.mode == "local":
-            decision = Decision(
-                "local", f"mode=local; {decision.reason}", decision.confidence, decision.features
-            )
+            decision = replace(decision, action="local", reason=f"mode=local; {decision.reason}")
             answer = self._local_answer(req, passages, generation, decision)
             yield self._finish(req, answer)  # deltas already streamed
             return
@@ -225,7 +225,7 @@ class Cascade:
 
     def _messages(self, req: _Request, passages: Sequence[Passage]) -> list[dict[str, str]]:
         """The grounded prompt, with earlier turns of the conversation between system and question."""
-        system, *rest = grounded_messages(req.question, passages)
+        system, *rest = grounded_messages(req.question, passages, self.answer_style)
         return [system, *req.history, *rest]
 
     def _emit(self, req: _Request, answer: CascadeAnswer) -> Iterator[str | CascadeAnswer]:
@@ -336,7 +336,7 @@ class Cascade:
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
             generation = final_generation(self.local.stream_chat(messages, max_tokens=self.max_tokens))
-        fallback = Decision(decision.action, reason, decision.confidence, decision.features)
+        fallback = replace(decision, reason=reason)
         if generation is None:
             answer = self._abstain(req, passages, fallback)
         else:
@@ -400,6 +400,7 @@ class Cascade:
             escalated=escalated,
             reason=decision.reason,
             confidence=decision.confidence,
+            answerable=decision.answerable,
             features=dict(decision.features),
             cost_micro_usd=local_cost + paid_cost,
             local_cost_micro_usd=local_cost,

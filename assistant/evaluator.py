@@ -36,6 +36,7 @@ FEATURES: tuple[str, ...] = (
     "abstained",  # 1 if the answer is the abstention phrase
     "answer_tokens",  # completion tokens
     "n_citations",  # distinct in-range [n] citations
+    "question_support",  # best share of the question's content words found in one passage
 )
 
 Action = Literal["local", "escalate", "abstain"]
@@ -119,6 +120,18 @@ def ensure_citation(question: str, answer: str, passages: Sequence[Passage]) -> 
     return f"{answer.rstrip()} [{best + 1}]"
 
 
+def question_support(question: str, passages: Sequence[Passage]) -> float:
+    """Best share of the question's content words that one passage contains.
+
+    Unanswerable questions are often a near-copy of a passage sentence with one entity or number swapped
+    (SQuAD 2.0's adversarial questions): the swapped word is then missing from every passage.
+    """
+    words = content_words(question)
+    if not words or not passages:
+        return 0.0
+    return max(len(words & content_words(p.text)) for p in passages) / len(words)
+
+
 def supporting_passages(answer: str, passages: Sequence[Passage]) -> tuple[list[Passage], int]:
     """The passages the answer cites, or all of them when it cites none; and the citation count."""
     cited = cited_numbers(answer, len(passages))
@@ -141,6 +154,7 @@ def extract_features(
         "abstained": 1.0 if abstained else 0.0,
         "answer_tokens": float(generation.completion_tokens),
         "n_citations": float(n_citations),
+        "question_support": question_support(question, passages),
     }
 
 
@@ -153,7 +167,13 @@ def default_calibration_path() -> Path:
 
 @dataclass
 class Calibration:
-    """Logistic model on standardised features: P = sigmoid(intercept + Σ coef·(x − mean)/scale)."""
+    """Logistic model on standardised features: P = sigmoid(intercept + Σ coef·(x − mean)/scale).
+
+    The top-level model gives P(local answer correct). An optional second model, ``answerable``, gives
+    P(the sources answer the question at all); below ``abstain_below`` the cascade abstains instead of
+    answering or paying. Small models rarely abstain on their own, and escalating an unanswerable question
+    only buys a second wrong answer.
+    """
 
     features: list[str]
     coef: list[float]
@@ -161,6 +181,8 @@ class Calibration:
     means: list[float]
     scales: list[float]
     meta: dict[str, Any] = field(default_factory=dict)
+    answerable: Calibration | None = None
+    abstain_below: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.features if name not in FEATURES]
@@ -171,6 +193,8 @@ class Calibration:
             raise CalibrationError("features, coef, means and scales must be non-empty and the same length")
         if any(not scale > 0 for scale in self.scales):
             raise CalibrationError("every scale must be > 0")
+        if not 0.0 <= self.abstain_below <= 1.0:
+            raise CalibrationError(f"abstain_below must be in [0, 1], got {self.abstain_below}")
 
     def logit(self, features: Mapping[str, float]) -> float:
         total = self.intercept
@@ -182,19 +206,29 @@ class Calibration:
         z = self.logit(features)
         return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
+    def p_answerable(self, features: Mapping[str, float]) -> float | None:
+        """P(the question is answerable from the sources), or None without an answerable model."""
+        return None if self.answerable is None else self.answerable.probability(features)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        answerable = data.get("answerable")
+        return cls(
+            features=list(data["features"]),
+            coef=[float(c) for c in data["coef"]],
+            intercept=float(data["intercept"]),
+            means=[float(m) for m in data["means"]],
+            scales=[float(s) for s in data["scales"]],
+            meta=dict(data.get("meta") or {}),
+            answerable=cls.from_dict(answerable) if answerable else None,
+            abstain_below=float(data.get("abstain_below", 0.0)),
+        )
+
     @classmethod
     def load(cls, path: Path | None = None) -> Calibration:
         path = path or default_calibration_path()
         try:
-            data = json.loads(Path(path).read_text())
-            return cls(
-                features=list(data["features"]),
-                coef=[float(c) for c in data["coef"]],
-                intercept=float(data["intercept"]),
-                means=[float(m) for m in data["means"]],
-                scales=[float(s) for s in data["scales"]],
-                meta=dict(data.get("meta", {})),
-            )
+            return cls.from_dict(json.loads(Path(path).read_text()))
         except FileNotFoundError as exc:
             raise CalibrationError(
                 f"calibration file {path} not found; fix cascade.calibration_file or run "
@@ -255,9 +289,10 @@ def fit(
 @dataclass
 class Decision:
     action: Action
-    reason: str  # starts with a stable code: confident, low_confidence, local_abstained, retrieval_empty, ...
+    reason: str  # starts with a stable code: confident, low_confidence, unanswerable, local_abstained, ...
     confidence: float | None = None
     features: dict[str, float] = field(default_factory=dict)
+    answerable: float | None = None  # P(answerable) when the calibration has that model
 
 
 class Evaluator:
@@ -315,8 +350,14 @@ class Evaluator:
         threshold = self.threshold if threshold is None else threshold
         features = self.features(question, passages, generation)
         p = self.calibration.probability(features)
+        answerable = self.calibration.p_answerable(features)
+        floor = self.calibration.abstain_below
+        if answerable is not None and answerable < floor:
+            return Decision(
+                "abstain", f"unanswerable p={answerable:.2f}<{floor:.2f}", p, features, answerable
+            )
         if features["abstained"]:
-            return Decision(self.on_local_abstain, "local_abstained", p, features)
+            return Decision(self.on_local_abstain, "local_abstained", p, features, answerable)
         if p < threshold:
-            return Decision("escalate", f"low_confidence p={p:.2f}<{threshold:.2f}", p, features)
-        return Decision("local", f"confident p={p:.2f}>={threshold:.2f}", p, features)
+            return Decision("escalate", f"low_confidence p={p:.2f}<{threshold:.2f}", p, features, answerable)
+        return Decision("local", f"confident p={p:.2f}>={threshold:.2f}", p, features, answerable)

@@ -1,19 +1,39 @@
-"""Grounded prompts: numbered sources, cite [n], abstain with one fixed phrase."""
+"""Grounded prompts: numbered sources, answer from them only, abstain with one fixed phrase.
+
+Two answer styles. ``concise`` asks for the shortest exact phrase from the sources: on SQuAD-style
+questions it is both more often right and far easier to check (an A/B on 11 answerable questions with
+qwen2.5-0.5b: F1 60.9 vs 24.9 for ``sentence``), and it leaves the model no room to embroider. It does not
+ask for ``[n]`` citations: small models then sometimes answer with a bare "[1]"; the cascade attributes
+the answer to its source afterwards (``evaluator.ensure_citation``). ``sentence`` asks for one or two
+sentences with citations, for collections whose questions want explanations.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Literal
 
 from index.retrieval import Passage
 
 ABSTAIN_PHRASE = "I don't know based on the documents."
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered sources below. "
-    "Answer in one or two short sentences and cite the sources you used like [1] or [2]. "
-    f'If the sources do not contain the answer, reply exactly: "{ABSTAIN_PHRASE}"'
-)
+AnswerStyle = Literal["concise", "sentence"]
+ANSWER_STYLES: tuple[str, ...] = ("concise", "sentence")
+
+SYSTEM_PROMPTS: dict[str, str] = {
+    "concise": (
+        "You answer questions using only the numbered sources below. "
+        "Reply with the shortest exact phrase from the sources that answers the question "
+        "(a name, number, date or short phrase), not a full sentence. "
+        f'If the sources do not contain the answer, reply exactly: "{ABSTAIN_PHRASE}"'
+    ),
+    "sentence": (
+        "You answer questions using only the numbered sources below. "
+        "Answer in one or two short sentences and cite the sources you used like [1] or [2]. "
+        f'If the sources do not contain the answer, reply exactly: "{ABSTAIN_PHRASE}"'
+    ),
+}
 
 
 def format_sources(passages: Sequence[Passage], max_chars: int = 1500) -> str:
@@ -24,10 +44,14 @@ def format_sources(passages: Sequence[Passage], max_chars: int = 1500) -> str:
     return "\n\n".join(blocks)
 
 
-def grounded_messages(question: str, passages: Sequence[Passage]) -> list[dict[str, str]]:
+def grounded_messages(
+    question: str, passages: Sequence[Passage], style: AnswerStyle = "concise"
+) -> list[dict[str, str]]:
     """Chat messages for a grounded answer. Sources go in the user turn: small models follow it better."""
+    if style not in SYSTEM_PROMPTS:
+        raise ValueError(f"unknown answer style {style!r}; choose one of {', '.join(ANSWER_STYLES)}")
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": SYSTEM_PROMPTS[style]},
         {
             "role": "user",
             "content": f"Sources:\n{format_sources(passages)}\n\nQuestion: {question}",

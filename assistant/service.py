@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
     from assistant.answer import CascadeAnswer
     from assistant.cascade import Cascade, LocalBackend
+    from assistant.evaluator import Evaluator
     from assistant.ledger import Ledger
     from assistant.local_llm import LocalModel
-    from assistant.pool.manager import WorkerPool
+    from assistant.pool.base import PoolBase
     from index.embedding import Embedder
 
 
@@ -110,15 +111,24 @@ class Penny:
         return checks
 
     @cached_property
-    def pool(self) -> WorkerPool | None:
-        """Worker processes serving the local tier, when ``pool.enabled``; None runs it in-process."""
-        if not self.settings.pool.enabled:
+    def pool(self) -> PoolBase | None:
+        """Workers serving the local tier, when ``pool.enabled``; None runs it in-process.
+
+        Spawned worker processes with the autoscaler, or, with ``pool.remote_urls`` (Kubernetes), the given
+        URLs: scaling those is KEDA's or the HPA's job, so nothing is spawned.
+        """
+        pool_settings = self.settings.pool
+        if not pool_settings.enabled:
             return None
+        if pool_settings.remote_urls:
+            from assistant.pool.remote import RemotePool
+
+            return RemotePool(pool_settings.remote_urls, pool_settings).start()
         from assistant.pool.manager import WorkerPool
 
         models = self.settings.models
         path = self.registry.path(models.local)
-        return WorkerPool(path, self.settings.pool, n_ctx=models.n_ctx, model_name=models.local).start()
+        return WorkerPool(path, pool_settings, n_ctx=models.n_ctx, model_name=models.local).start()
 
     @property
     def local_backend(self) -> LocalBackend:
@@ -135,7 +145,10 @@ class Penny:
         return PoolBackend(self.pool)
 
     def close(self) -> None:
-        """Stop worker processes; the rest is released with the process."""
+        """Stop worker processes (or a remote pool's health checks); the rest goes with the process."""
+        backend = self.__dict__.get("_pool_backend")
+        if backend is not None:
+            backend.close()
         if self.__dict__.get("pool") is not None:
             self.pool.stop()
 
@@ -147,16 +160,12 @@ class Penny:
         return LocalModel(path, n_ctx=self.settings.models.n_ctx, n_threads=self.settings.models.n_threads)
 
     @cached_property
-    def cascade(self) -> Cascade:
-        """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
-        from assistant.cascade import Cascade
+    def evaluator(self) -> Evaluator:
+        """The evaluator with the configured calibration and routing policy."""
         from assistant.evaluator import Calibration, Evaluator
-        from assistant.semantic_cache import SemanticCache
-        from assistant.upstream import UpstreamClient
 
-        settings = self.settings
-        policy = settings.cascade
-        evaluator = Evaluator(
+        policy = self.settings.cascade
+        return Evaluator(
             Calibration.load(policy.calibration_file),
             self.embedder,
             threshold=policy.escalate_below,
@@ -164,6 +173,16 @@ class Penny:
             on_empty_retrieval=policy.on_empty_retrieval,
             on_local_abstain=policy.on_local_abstain,
         )
+
+    @cached_property
+    def cascade(self) -> Cascade:
+        """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
+        from assistant.cascade import Cascade
+        from assistant.semantic_cache import SemanticCache
+        from assistant.upstream import UpstreamClient
+
+        settings = self.settings
+        policy = settings.cascade
         cache = None
         if policy.cache_enabled:
             cache = SemanticCache(
@@ -172,7 +191,7 @@ class Penny:
         return Cascade(
             retriever=self.retriever,
             local=self.local_backend,
-            evaluator=evaluator,
+            evaluator=self.evaluator,
             upstream=UpstreamClient.from_settings(settings.upstream),
             cache=cache,
             ledger=self.cascade_ledger(),
@@ -180,6 +199,7 @@ class Penny:
             local_model_name=settings.models.local,
             max_tokens=settings.models.max_tokens,
             budget_policy=settings.ledger.over_budget_policy,
+            answer_style=policy.answer_style,
         )
 
     @cached_property

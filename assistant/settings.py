@@ -42,7 +42,9 @@ class IndexSettings(BaseModel):
     embedding_model: str = "all-MiniLM-L6-v2"
     chunk_tokens: int = 200
     chunk_overlap: int = 40
-    top_k: int = 4
+    top_k: int = Field(
+        default=3, ge=1, description="Passages per answer; each one costs ~170 prompt tokens on both tiers."
+    )
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid", description="dense (Chroma), bm25, or both fused with reciprocal-rank fusion."
     )
@@ -54,6 +56,10 @@ class IndexSettings(BaseModel):
 
 
 class CascadeSettings(BaseModel):
+    answer_style: Literal["concise", "sentence"] = Field(
+        default="concise",
+        description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
+    )
     escalate_below: float = Field(default=0.5, description="Escalate when P(correct) is below this.")
     calibration_file: Path | None = Field(default=None, description="Default: the bundled calibration.")
     retrieval_floor: float = Field(
@@ -143,6 +149,15 @@ class PoolSettings(BaseModel):
     startup_timeout_s: float = Field(default=120.0, gt=0)
     health_interval_s: float = Field(default=2.0, gt=0)
     tick_s: float = Field(default=0.5, gt=0, description="How often the autoscaler looks at the pool.")
+    remote_urls: list[str] = Field(
+        default_factory=list,
+        description="OpenAI-compatible workers to use instead of spawning any (Kubernetes: the worker "
+        "Service or per-pod URLs; llama-server, vLLM). Non-empty: no processes, no autoscaling. "
+        'Env: a JSON list, PENNY_POOL__REMOTE_URLS=["http://penny-worker:8080"].',
+    )
+    remote_slots_per_url: int = Field(
+        default=1, ge=1, description="Concurrent requests per remote URL (a Service URL: its pods' slots)."
+    )
 
 
 class Settings(BaseSettings):

@@ -80,6 +80,8 @@ class CascadeAnswerer:
         forced = self.evaluator.on_local_abstain if features.get("abstained") else None
         judgement = Judgement(
             p_correct=float(answer.confidence) if answer.confidence is not None else 0.0,
+            p_answerable=self.evaluator.calibration.p_answerable(features) if features else None,
+            abstain_below=self.evaluator.calibration.abstain_below,
             features=features,
             route=routed.action if routed is not None else "generate",
             forced=forced,
@@ -90,7 +92,8 @@ class CascadeAnswerer:
     def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int:
         if self.upstream is None:
             return 0
-        prompt_tokens = self.upstream.estimate_prompt_tokens(grounded_messages(question, passages))
+        messages = grounded_messages(question, passages, self.cascade.answer_style)
+        prompt_tokens = self.upstream.estimate_prompt_tokens(messages)
         return self.ledger.prices.worst_case_micro_usd(
             self.upstream.model, prompt_tokens, self.upstream.max_tokens
         )
@@ -127,7 +130,6 @@ def build_answerer(
     Returns the answerer and run metadata (models, collection) for the report.
     """
     from assistant.cascade import Cascade
-    from assistant.evaluator import Calibration, Evaluator
     from assistant.ledger import open_ledger
     from assistant.service import Penny
     from assistant.upstream import UpstreamClient
@@ -152,14 +154,7 @@ def build_answerer(
         if added:
             print(f"indexed {added} paragraphs into collection {collection!r}")
     ledger = open_ledger(settings, paid_models=(settings.upstream.model,) if need_paid else ())
-    evaluator = Evaluator(
-        Calibration.load(settings.cascade.calibration_file),
-        penny.embedder,
-        threshold=settings.cascade.escalate_below,
-        retrieval_floor=settings.cascade.retrieval_floor,
-        on_empty_retrieval=settings.cascade.on_empty_retrieval,
-        on_local_abstain=settings.cascade.on_local_abstain,
-    )
+    evaluator = penny.evaluator
     retriever = penny.retriever(collection)
     cascade = Cascade(
         retriever=lambda _name: retriever,
@@ -172,6 +167,7 @@ def build_answerer(
         local_model_name=settings.models.local,
         max_tokens=settings.models.max_tokens,
         budget_policy=settings.ledger.over_budget_policy,
+        answer_style=settings.cascade.answer_style,
     )
     answerer = CascadeAnswerer(
         cascade,
@@ -188,6 +184,7 @@ def build_answerer(
         "paid_model": settings.upstream.model if need_paid else None,
         "retrieval_mode": settings.index.retrieval_mode,
         "top_k": settings.index.top_k,
+        "answer_style": settings.cascade.answer_style,
         "calibration_file": str(settings.cascade.calibration_file or "bundled"),
         "ledger": settings.db_url.split("://", 1)[0],
     }

@@ -1,10 +1,12 @@
-"""Refit the evaluator's logistic model on a run, and pick the threshold that holds quality at least cost.
+"""Refit the evaluator's logistic models on a run, and pick the thresholds that hold quality at least cost.
 
-Labels are "the local answer was correct" (F1 ≥ 0.5 on HasAns; abstained on NoAns). AUROC before/after is
-measured on a held-out, label-stratified split of the run: "before" is the P(correct) the service gave
-during the run, "after" is a model fitted on the rest. The file written is fitted on the whole run. The
-threshold is chosen on out-of-fold predictions (each question scored by a model that never saw it), so
-the promised F1 and cost are not flattered by fitting and choosing on the same answers.
+Two models are fitted on the same features. P(correct): labels "the local answer was correct" (F1 ≥ 0.5
+on HasAns; abstained on NoAns). P(answerable): labels "the question has an answer" (SQuAD 2.0 HasAns), the
+gate below which the cascade abstains. AUROC before/after is measured on a held-out, label-stratified split
+of the run: "before" is the P(correct) the service gave during the run, "after" is a model fitted on the
+rest. The file written is fitted on the whole run. The escalation threshold T and the abstain gate A are
+chosen together on out-of-fold predictions (each question scored by models that never saw it), so the
+promised F1 and cost are not flattered by fitting and choosing on the same answers.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from eval.runs import Config, QuestionRecord, RunError, load_records, threshold_
 if TYPE_CHECKING:
     from assistant.evaluator import Calibration
 
-THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.01, 2) for i in range(101))
+THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
+GATE_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(20))  # 0.0: no abstain gate
 
 
 @dataclass
@@ -42,6 +45,8 @@ class CalibrationOutcome:
     chosen: ConfigSummary | None  # cheapest threshold meeting the target, on out-of-fold P(correct)
     best_f1: ConfigSummary | None  # the best cascade threshold, when none meets the target
     paid_mean_cost_micro_usd: float | None
+    gate_auroc: float | None = None  # out-of-fold AUROC of P(answerable) for "the question has an answer"
+    report: Path | None = None  # calibrated.md: the run re-derived with out-of-fold P(correct)/P(answerable)
 
     def lines(self) -> list[str]:
         def fmt(value: float | None) -> str:
@@ -50,6 +55,7 @@ class CalibrationOutcome:
         out = [
             f"evaluator AUROC on {self.n_test} held-out questions: before {fmt(self.auroc_before)} → after "
             f"{fmt(self.auroc_after)} (fitted on {self.n_train})",
+            f"answerable gate AUROC (out-of-fold, all questions): {fmt(self.gate_auroc)}",
             f"calibration written to {self.path} (fitted on all {self.n_train + self.n_test})",
         ]
         pick = self.chosen or self.best_f1
@@ -66,9 +72,13 @@ class CalibrationOutcome:
                 else f"NO threshold reaches F1 ≥ {self.target_f1:.1f}; best F1 shown"
             )
             out.append(
-                f"threshold {pick.config.threshold:.2f}: F1 {pick.quality.f1:.1f}, {cost}, escalates "
-                f"{100 * pick.paid_call_rate:.0f} % — {verdict} (out-of-fold estimate)"
+                f"threshold {pick.config.threshold:.2f}, abstain below P(answerable) "
+                f"{pick.config.abstain_below or 0:.2f}: F1 {pick.quality.f1:.1f} (HasAns "
+                f"{pick.quality.has_ans_f1 or 0:.1f}, NoAns {pick.quality.no_ans_f1 or 0:.1f}), {cost}, "
+                f"escalates {100 * pick.paid_call_rate:.0f} % — {verdict} (out-of-fold estimate)"
             )
+            if self.report is not None:
+                out.append(f"calibrated report (out-of-fold): {self.report}")
             out.append(
                 f"use it: PENNY_CASCADE__CALIBRATION_FILE={self.path} "
                 f"PENNY_CASCADE__ESCALATE_BELOW={pick.config.threshold:.2f}"
@@ -109,19 +119,37 @@ def out_of_fold(
     return predictions
 
 
-def rescored(records: Sequence[QuestionRecord], p_correct: Sequence[float]) -> list[QuestionRecord]:
-    """Copies of ``records`` whose evaluator P(correct) is replaced, for re-deriving cascade configs."""
+def rescored(
+    records: Sequence[QuestionRecord],
+    p_correct: Sequence[float],
+    p_answerable: Sequence[float | None] | None = None,
+) -> list[QuestionRecord]:
+    """Copies of ``records`` whose evaluator P(correct) (and P(answerable)) are replaced, for re-deriving
+    cascade configs."""
+    gate = list(p_answerable) if p_answerable is not None else [None] * len(records)
     return [
-        replace(r, judgement=replace(r.judgement, p_correct=p)) if r.judgement else r
-        for r, p in zip(records, p_correct, strict=True)
+        replace(r, judgement=replace(r.judgement, p_correct=p, p_answerable=a)) if r.judgement else r
+        for r, p, a in zip(records, p_correct, gate, strict=True)
     ]
 
 
+def gated_name(threshold: float, abstain_below: float) -> str:
+    return threshold_name(threshold) + (f" abstain<{abstain_below:.2f}" if abstain_below > 0 else "")
+
+
 def choose_threshold(
-    records: Sequence[QuestionRecord], tolerance_f1: float = QUALITY_TOLERANCE_F1
+    records: Sequence[QuestionRecord],
+    tolerance_f1: float = QUALITY_TOLERANCE_F1,
+    gates: Sequence[float] = (0.0,),
 ) -> tuple[ConfigSummary | None, ConfigSummary | None, ConfigSummary | None]:
-    """(paid summary, cheapest cascade@T within ``tolerance_f1`` of paid, best-F1 cascade@T)."""
-    configs = [Config("paid", "paid"), *(Config(threshold_name(t), "cascade", t) for t in THRESHOLD_GRID)]
+    """(paid summary, cheapest cascade (T, A) within ``tolerance_f1`` of paid, best-F1 cascade (T, A)).
+
+    ``gates`` are the abstain thresholds A tried on P(answerable); 0 means no gate.
+    """
+    configs = [
+        Config("paid", "paid"),
+        *(Config(gated_name(t, a), "cascade", t, abstain_below=a) for a in gates for t in THRESHOLD_GRID),
+    ]
     summaries = summarize(records, configs)
     paid = summaries[0]
     cascades = summaries[1:]
@@ -167,10 +195,17 @@ def calibrate(
     after = auroc([labels[i] for i in test], [held_out_model.probability(features[i]) for i in test])
 
     oof = out_of_fold(features, labels, folds, seed)
+    answerable = [r.has_answer for r in usable]
+    gate_possible = 2 <= sum(answerable) <= len(answerable) - 2
+    gate_oof = out_of_fold(features, answerable, folds, seed) if gate_possible else None
     has_paid = all(r.paid is not None for r in usable)
     paid = chosen = best = None
+    rescored_records = rescored(usable, oof, gate_oof)
     if has_paid:
-        paid, chosen, best = choose_threshold(rescored(usable, oof), tolerance_f1)
+        paid, chosen, best = choose_threshold(
+            rescored_records, tolerance_f1, GATE_GRID if gate_possible else (0.0,)
+        )
+    pick = chosen or best
 
     final: Calibration = fit(
         features,
@@ -181,11 +216,22 @@ def calibrate(
             "label": "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)",
             "auroc_held_out_before": before,
             "auroc_held_out_after": after,
-            **({"recommended_threshold": (chosen or best).config.threshold} if (chosen or best) else {}),
+            **({"recommended_threshold": pick.config.threshold} if pick else {}),
         },
     )
+    if gate_possible:
+        final.answerable = fit(
+            features,
+            answerable,
+            regularization_c=regularization_c,
+            meta={"label": "question has an answer (SQuAD 2.0 HasAns)"},
+        )
+        final.abstain_below = (pick.config.abstain_below or 0.0) if pick else 0.0
     path = Path(out) if out else run_dir / "calibration.json"
     final.save(path)
+    report = None
+    if pick is not None and paid is not None:
+        report = _write_calibrated_report(run_dir, rescored_records, pick)
     return CalibrationOutcome(
         path=path,
         n_train=len(train),
@@ -197,4 +243,43 @@ def calibrate(
         chosen=chosen,
         best_f1=best,
         paid_mean_cost_micro_usd=paid.mean_cost_micro_usd if paid else None,
+        gate_auroc=auroc(answerable, gate_oof) if gate_oof is not None else None,
+        report=report,
     )
+
+
+def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:
+    """``calibrated.md`` and ``calibrated-frontier.png``: the run re-derived with out-of-fold scores, at
+    the chosen abstain gate, with the escalation threshold swept."""
+    import json
+
+    from eval.report import plot_frontier, render_markdown
+
+    gate = pick.config.abstain_below or 0.0
+    configs = [
+        Config("local", "local"),
+        Config("paid", "paid"),
+        Config("cascade", "cascade", pick.config.threshold, abstain_below=gate),
+        *(
+            Config(threshold_name(t), "cascade", t, sweep=True, abstain_below=gate)
+            for t in THRESHOLD_GRID[::5]
+        ),
+    ]
+    summaries = summarize(records, configs)
+    meta_path = run_dir / "run.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
+    meta["default_threshold"] = f"{pick.config.threshold:.2f} (calibrated; abstain below {gate:.2f})"
+    png = plot_frontier(
+        summaries,
+        run_dir / "calibrated-frontier.png",
+        title=f"{meta.get('dataset', '')}: calibrated evaluator, out-of-fold ({len(records)} questions)",
+    )
+    path = run_dir / "calibrated.md"
+    text = render_markdown(records, summaries, meta, png.name)
+    note = (
+        "\n\n> Calibrated re-derivation: every question's P(correct) and P(answerable) come from models "
+        "fitted on the other folds of this run (5-fold, out-of-fold), so these rows estimate what the "
+        "written calibration does on new questions of the same kind.\n"
+    )
+    path.write_text(text.replace("\n## Results\n", note + "\n## Results\n", 1), encoding="utf-8")
+    return path

@@ -69,6 +69,8 @@ class Judgement:
     route: str = "generate"
     forced: str | None = None
     reason: str = ""
+    p_answerable: float | None = None  # the calibration's answerable gate, when it has one
+    abstain_below: float = 0.0  # the gate's threshold at run time (a config may override it)
 
 
 @dataclass
@@ -115,6 +117,7 @@ class Config:
     kind: str  # local | paid | cascade
     threshold: float | None = None
     sweep: bool = False
+    abstain_below: float | None = None  # None: the calibration's own answerable gate
 
 
 def threshold_name(threshold: float) -> str:
@@ -178,11 +181,13 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
         local, paid = _need(record.local, config, record), _need(paid, config, record)
         judgement = judgement or Judgement(p_correct=0.0)
         threshold = config.threshold if config.threshold is not None else 0.5
+        gate = config.abstain_below if config.abstain_below is not None else judgement.abstain_below
+        unanswerable = judgement.p_answerable is not None and judgement.p_answerable < gate
         if judgement.route == "abstain":  # decided before generation: no local compute spent
             calls, served = [], None
         elif judgement.route == "escalate":  # decided before generation: straight to the paid tier
             calls, served, escalated = [paid], paid, True
-        elif judgement.forced == "abstain":
+        elif unanswerable or judgement.forced == "abstain":
             calls, served = [local], None
         elif judgement.forced == "escalate":
             calls, served, escalated = [local, paid], paid, True

@@ -108,3 +108,45 @@ def test_calibrate_refuses_too_little_data_and_missing_runs(tmp_path: Path) -> N
     assert not (run / "calibration.json").exists()  # nothing half-written
     with pytest.raises(RunError, match="not found"):
         calibrate(tmp_path / "empty")
+
+
+def test_calibrate_fits_an_answerable_gate_when_half_the_questions_have_no_answer(tmp_path: Path) -> None:
+    """SQuAD 2.0-like: half the questions are unanswerable, neither tier ever abstains, and one feature
+    (question_support) tells answerable from not. The gate must be fitted, chosen and written."""
+    rng = random.Random(3)
+    records = []
+    for i in range(160):
+        has_answer = i % 2 == 0
+        correct = has_answer and rng.random() < 0.7
+        features = _features(rng, correct)
+        features["question_support"] = (0.9 if has_answer else 0.4) + rng.gauss(0.0, 0.08)
+        records.append(
+            QuestionRecord(
+                id=f"q{i}",
+                question=f"question {i}?",
+                answers=[f"answer {i}"] if has_answer else [],
+                context_id=f"ctx-{i}",
+                retrieved_ids=[f"ctx-{i}"],
+                retrieval_ms=5.0,
+                local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
+                judgement=Judgement(p_correct=rng.random(), features=features),
+                paid=TierCall(f"answer {i}" if has_answer else "a guess", f"p{i}", "paid", 300, 1500.0),
+            )
+        )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    (run / "run.json").write_text(json.dumps({"dataset": "synthetic", "paid_model": "p", "local_model": "l"}))
+
+    outcome = calibrate(run, seed=0)
+
+    assert outcome.gate_auroc is not None and outcome.gate_auroc > 0.95
+    loaded = Calibration.load(outcome.path)
+    assert loaded.answerable is not None and loaded.abstain_below > 0.0
+    assert outcome.chosen is not None
+    # Paid-only never abstains: NoAns F1 0, overall 50. Gating unanswerable questions beats it by far.
+    assert outcome.paid_f1 == pytest.approx(50.0)
+    assert outcome.chosen.quality.no_ans_f1 is not None and outcome.chosen.quality.no_ans_f1 > 90.0
+    assert outcome.report is not None and outcome.report.exists()
+    assert (run / "calibrated-frontier.png").exists()
+    assert "out-of-fold" in outcome.report.read_text()

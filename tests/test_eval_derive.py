@@ -57,6 +57,25 @@ def test_evaluator_decisions_that_no_threshold_changes() -> None:
     )
 
 
+def test_answerable_gate_abstains_after_the_local_call() -> None:
+    unlikely = Judgement(0.99, p_answerable=0.2, abstain_below=0.5)
+    gated = derive(record(unlikely, answers=()), cascade(0.0))
+    # The gate needs the local answer's features, so the local call is paid; nothing else is.
+    assert (gated["tier"], gated["cost_micro_usd"], gated["em"], gated["paid_call"]) == (
+        "none",
+        20,
+        1.0,
+        False,
+    )
+    # A config may override the run's gate: 0 switches it off, a higher one gates more.
+    assert derive(record(unlikely), Config("c", "cascade", 0.5, abstain_below=0.0))["tier"] == "local"
+    likely = Judgement(0.2, p_answerable=0.6, abstain_below=0.5)
+    assert derive(record(likely), cascade(0.5))["tier"] == "paid"
+    assert derive(record(likely), Config("c", "cascade", 0.5, abstain_below=0.7))["tier"] == "none"
+    # Without an answerable model (p_answerable None) no gate applies.
+    assert derive(record(Judgement(0.9, abstain_below=0.5)), cascade(0.5))["tier"] == "local"
+
+
 def test_baselines_and_missing_tiers() -> None:
     r = record(Judgement(0.1))
     assert derive(r, Config("local", "local"))["request_ids"] == ["l1"]

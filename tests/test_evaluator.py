@@ -165,3 +165,43 @@ def test_uncited_answers_are_attributed_to_the_supporting_passage() -> None:
     abstain = "I don't know based on the documents."
     assert ensure_citation(question, abstain, passages) == abstain
     assert ensure_citation(question, "Zebras.", passages) == "Zebras."  # nothing supports it
+
+
+def test_question_support_sees_a_swapped_entity(embedder) -> None:  # type: ignore[no-untyped-def]
+    answer = generation("France")
+    faithful = extract_features(QUESTION, PASSAGES, answer, embedder)
+    swapped = extract_features("In what country is Brittany located?", PASSAGES, answer, embedder)
+    # content words country, normandy, located: passage 1 holds "normandy"; "brittany" is in none
+    assert faithful["question_support"] == pytest.approx(1 / 3)
+    assert swapped["question_support"] == 0.0
+
+
+def test_answerable_gate_abstains_and_round_trips(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    rows, answerable = [], []
+    for _ in range(200):
+        has_answer = bool(rng.random() < 0.5)
+        row = {name: float(rng.normal()) for name in FEATURES}
+        row["question_support"] = float(rng.normal(0.35 if has_answer else 0.0, 0.05))
+        rows.append(row)
+        answerable.append(has_answer)
+    calibration = Calibration.load()
+    calibration.answerable = fit(rows, answerable)
+    calibration.abstain_below = 0.5
+    path = tmp_path / "gated.json"
+    calibration.save(path)
+    loaded = Calibration.load(path)
+    assert loaded == calibration and loaded.answerable is not None
+
+    evaluator = Evaluator(loaded, embedder, threshold=0.0)
+    kept = evaluator.assess(QUESTION, PASSAGES, generation("Normandy is a region in France [1]."))
+    assert kept.action == "local" and kept.answerable is not None and kept.answerable > 0.5
+    gated = evaluator.assess("In what country is Brittany located?", PASSAGES, generation("France"))
+    assert gated.action == "abstain" and gated.reason.startswith("unanswerable p=")
+    assert gated.answerable is not None and gated.answerable < 0.5
+
+    bad = json.loads(path.read_text())
+    bad["abstain_below"] = 1.5
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(CalibrationError, match="abstain_below"):
+        Calibration.load(tmp_path / "bad.json")

@@ -50,6 +50,7 @@ def penny_extras(answer: Any) -> dict[str, Any]:
         "reason": getattr(answer, "reason", "") or "",
         "degraded": bool(getattr(answer, "degraded", False)),
         "confidence": getattr(answer, "confidence", None),
+        "answerable": getattr(answer, "answerable", None),
         "cost_usd": round(int(getattr(answer, "cost_micro_usd", 0) or 0) / 1_000_000, 6),
         "latency_ms": round(answer.latency_ms, 1),
         "sources": [

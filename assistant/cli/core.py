@@ -91,6 +91,8 @@ def ask(
         decision = answer.tier + (" (escalated)" if answer.escalated else "")
         decision += " (degraded)" if answer.degraded else ""
         click.echo(f"P(correct): {confidence}")
+        if answer.answerable is not None:
+            click.echo(f"P(answerable): {answer.answerable:.3f}")
         click.echo(f"decision:   {decision}")
         click.echo(f"reason:     {answer.reason}")
         click.echo(f"cost:       {answer.cost_micro_usd} micro-USD")

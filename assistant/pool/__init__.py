@@ -1,27 +1,32 @@
 """The local tier as a pool of worker processes with an autoscaler (issue #8; see README.md here).
 
-``WorkerPool`` runs the processes, ``PoolBackend`` is the ``LocalBackend`` the cascade calls, and
-``pool_status``/``pool_registry`` are the signals for ``GET /v1/pool`` and ``/metrics``.
+``WorkerPool`` runs the processes (or ``RemotePool`` uses fixed URLs that Kubernetes scales),
+``PoolBackend`` is the ``LocalBackend`` the cascade calls, and ``pool_status``/``pool_registry`` are the
+signals for ``GET /v1/pool`` and ``/metrics``.
 """
 
 from assistant.pool.backend import PoolBackend
-from assistant.pool.manager import (
+from assistant.pool.base import (
+    PoolBase,
     PoolDeadlineExceeded,
     PoolError,
     PoolUnavailable,
-    WorkerPool,
     WorkerState,
 )
+from assistant.pool.manager import WorkerPool
 from assistant.pool.metrics import pool_registry, pool_status, render_metrics
 from assistant.pool.policy import AutoscalePolicy, PoolSignals, ScaleDecision
+from assistant.pool.remote import RemotePool
 
 __all__ = [
     "AutoscalePolicy",
     "PoolBackend",
+    "PoolBase",
     "PoolDeadlineExceeded",
     "PoolError",
     "PoolSignals",
     "PoolUnavailable",
+    "RemotePool",
     "ScaleDecision",
     "WorkerPool",
     "WorkerState",

@@ -56,8 +56,12 @@ class Dispatcher:
             return self._busy.get(worker, 0)
 
     # -- requests --------------------------------------------------------------------------------------
-    def acquire(self, timeout_s: float) -> Lease:
-        """Wait in line for a free slot; the least busy accepting worker gets the request."""
+    def acquire(self, timeout_s: float, avoid: Hashable | None = None) -> Lease:
+        """Wait in line for a free slot; the least busy accepting worker gets the request.
+
+        ``avoid`` gets it only if no other worker has a free slot (a retry should land elsewhere, but a
+        single URL behind a load balancer must still be usable for it).
+        """
         ticket = object()
         enqueued = time.monotonic()
         deadline = enqueued + timeout_s
@@ -66,7 +70,7 @@ class Dispatcher:
             try:
                 while True:
                     if self._waiting[0] is ticket:
-                        worker = self._free_worker()
+                        worker = self._free_worker(avoid)
                         if worker is not None:
                             self._busy[worker] += 1
                             self._waiting.popleft()
@@ -97,12 +101,14 @@ class Dispatcher:
             self._on_done(lease.queued_s, service_s)
         return service_s
 
-    def _free_worker(self) -> Hashable | None:
+    def _free_worker(self, avoid: Hashable | None = None) -> Hashable | None:
         best, best_free = None, 0
         for worker, slots in self._capacity.items():
             free = slots - self._busy.get(worker, 0)
-            if free > best_free:
+            if free > best_free and worker is not avoid:
                 best, best_free = worker, free
+        if best is None and self._capacity.get(avoid, 0) > self._busy.get(avoid, 0):
+            return avoid
         return best
 
     # -- signals ---------------------------------------------------------------------------------------

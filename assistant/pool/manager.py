@@ -15,48 +15,41 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import httpx
 
-from assistant.pool.dispatcher import Dispatcher, Lease, QueueTimeout
+from assistant.pool.base import (
+    PoolBase,
+    PoolDeadlineExceeded,
+    PoolError,
+    PoolUnavailable,
+    PoolWorker,
+    ScaleEvent,
+    WorkerState,
+)
 from assistant.pool.memory import process_rss_bytes
 from assistant.pool.policy import AutoscalePolicy, PoolSignals
 from assistant.settings import PoolSettings
 
+__all__ = [
+    "PoolDeadlineExceeded",
+    "PoolError",
+    "PoolUnavailable",
+    "ScaleEvent",
+    "Worker",
+    "WorkerPool",
+    "WorkerState",
+]
+
 log = logging.getLogger("penny.pool")
 
 HEALTH_FAILURES_BEFORE_REPLACE = 3
-MAX_EVENTS = 200
-
-
-class PoolError(RuntimeError):
-    """The local tier cannot answer this request; ``status_code`` is what an HTTP API should return."""
-
-    status_code = 503
-
-
-class PoolUnavailable(PoolError):
-    """No worker could serve the request (crashed twice, or none could be started)."""
-
-
-class PoolDeadlineExceeded(PoolError):
-    """The request did not finish within ``pool.request_deadline_s``."""
-
-    status_code = 504
-
-
-class WorkerState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    DRAINING = "draining"
-    STOPPED = "stopped"
 
 
 @dataclass(eq=False)
@@ -74,10 +67,15 @@ class Worker:
     rss_bytes: int = 0
     health_failures: int = 0
     last_health: float = 0.0
+    model: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
 
     @property
     def cold_start_s(self) -> float | None:
@@ -88,30 +86,18 @@ class Worker:
         return self.process.poll() is None
 
 
-@dataclass(frozen=True)
-class ScaleEvent:
-    at: float  # wall-clock time.time()
-    direction: str  # up | down | replace
-    workers: int  # starting + ready after the event
-    reason: str
-
-
-@dataclass
-class _Timings:
-    """Recent queue waits and service times, for ``pool_status()``'s percentiles."""
-
-    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-    service_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-class WorkerPool:
+class WorkerPool(PoolBase):
     """Local worker processes for one GGUF model. Use as a context manager or call start()/stop()."""
+
+    KIND = "local"
+    STATES = (WorkerState.STARTING, WorkerState.READY, WorkerState.DRAINING)
+    SATURATED_HINT = "retry later or raise pool.max_workers"
 
     def __init__(
         self,
@@ -123,25 +109,13 @@ class WorkerPool:
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(settings, clock)
         self.model_path = Path(model_path)
-        self.settings = settings
         self.n_ctx = n_ctx
         self.model_name = model_name or self.model_path.stem
         self.policy = AutoscalePolicy(settings)
-        self.clock = clock
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="penny-pool-"))
-        self.timings = _Timings()
-        self.observers: list[Callable[[float, float], None]] = []
-        self.dispatcher = Dispatcher(on_done=self._on_request_done)
-        self.events: deque[ScaleEvent] = deque(maxlen=MAX_EVENTS)
-        self.event_counts: Counter[str] = Counter()
-        self.last_decision_reason = ""
-        self._workers: list[Worker] = []
-        self._lock = threading.RLock()
         self._next_id = 1
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._http = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
         self._spawn_backoff_until = 0.0
         self._failed_starts = 0
 
@@ -149,43 +123,27 @@ class WorkerPool:
     def start(self) -> WorkerPool:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model file {self.model_path} not found; check models.local")
-        self.tick()  # spawns the floor at once
-        self._thread = threading.Thread(target=self._run, name="penny-pool-control", daemon=True)
-        self._thread.start()
+        super().start()  # the first tick spawns the floor at once
         return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
-        with self._lock:
-            workers = [w for w in self._workers if w.state is not WorkerState.STOPPED]
-        for worker in workers:
-            self._terminate(worker, "pool stopped")
-        self._http.close()
 
     def __enter__(self) -> WorkerPool:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def wait_ready(self, count: int = 1, timeout_s: float = 120.0) -> None:
-        """Block until ``count`` workers are ready (start-up, tests, benchmarks)."""
-        deadline = time.monotonic() + timeout_s
-        while len(self.workers(WorkerState.READY)) < count:
-            if time.monotonic() > deadline:
-                raise PoolUnavailable(f"{count} worker(s) not ready within {timeout_s:.0f} s")
-            time.sleep(0.05)
+    def _release(self) -> None:
+        for worker in self.workers():
+            if worker.state is not WorkerState.STOPPED:
+                self._terminate(worker, "pool stopped")
 
     # -- queries ---------------------------------------------------------------------------------------
     def workers(self, *states: WorkerState) -> list[Worker]:
-        with self._lock:
-            return [w for w in self._workers if not states or w.state in states]
+        return cast(list[Worker], super().workers(*states))
+
+    def desired_workers(self, signals: PoolSignals) -> int:
+        return self.policy.desired(signals)
 
     def signals(self) -> PoolSignals:
         with self._lock:
-            live = [w for w in self._workers if w.state is not WorkerState.STOPPED]
+            live = [w for w in self.workers() if w.state is not WorkerState.STOPPED]
             by_state = Counter(w.state for w in live)
             measured = max((w.rss_bytes for w in live if w.ready_at), default=0)
             # A starting worker is still loading: count it at full size so the guard is not fooled.
@@ -204,13 +162,6 @@ class WorkerPool:
             )
 
     # -- the control loop ------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stop.wait(self.settings.tick_s):
-            try:
-                self.tick()
-            except Exception:  # the loop must outlive any one bad tick
-                log.exception("pool control tick failed")
-
     def tick(self) -> None:
         """One control step: health, memory, drains, then the policy. Public so tests can drive it."""
         now = self.clock()
@@ -281,7 +232,7 @@ class WorkerPool:
         ]
         with log_path.open("ab") as log_file:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
-        worker = Worker(worker_id, port, process, log_path, spawned_at=self.clock())
+        worker = Worker(worker_id, port, process, log_path, spawned_at=self.clock(), model=self.model_name)
         with self._lock:
             self._workers.append(worker)
         log.info("worker %d starting on port %d (pid %d)", worker.id, port, process.pid)
@@ -356,34 +307,12 @@ class WorkerPool:
             self._spawn()
             self._event("replace", f"worker {worker.id} {reason}")
 
-    def report_failure(self, worker: Worker, error: BaseException) -> None:
+    def report_failure(self, worker: PoolWorker, error: BaseException) -> None:
         """A request to ``worker`` failed at the transport level: retire it if it is dead or broken."""
+        assert isinstance(worker, Worker)
         if not worker.alive or isinstance(error, httpx.ConnectError):
             self._lost(worker, f"request failed: {type(error).__name__}")
             return
         # Alive but the connection broke mid-response: check it now rather than at the next health tick.
         if not self._healthy(worker):
             self._lost(worker, f"request failed and health check failed: {type(error).__name__}")
-
-    def _event(self, direction: str, reason: str) -> None:
-        workers = len(self.workers(WorkerState.STARTING, WorkerState.READY))
-        self.events.append(ScaleEvent(time.time(), direction, workers, reason))
-        self.event_counts[direction] += 1
-        log.info("scale %s -> %d workers: %s", direction, workers, reason)
-
-    def _on_request_done(self, queued_s: float, service_s: float) -> None:
-        self.timings.queue_wait_s.append(queued_s)
-        self.timings.service_s.append(service_s)
-        for observer in self.observers:
-            observer(queued_s, service_s)
-
-    def acquire(self, deadline: float) -> Lease:
-        """A slot on a ready worker before ``deadline`` (monotonic), or :class:`PoolDeadlineExceeded`."""
-        try:
-            lease = self.dispatcher.acquire(max(0.0, deadline - time.monotonic()))
-        except QueueTimeout as exc:
-            raise PoolDeadlineExceeded(
-                f"the local tier is saturated: {exc}; retry later or raise pool.max_workers"
-            ) from exc
-        assert isinstance(lease.worker, Worker)
-        return lease

@@ -9,12 +9,16 @@ Metric names (the KEDA/HPA manifests in deploy/kubernetes/ scale on the same one
 | ``penny_pool_slots_used`` / ``penny_pool_slots_total`` | gauge | busy / accepting slots |
 | ``penny_pool_utilisation`` | gauge | (in_flight + queued) / slots_total: the policy's input |
 | ``penny_pool_desired_workers`` | gauge | what the policy wants now (before delays) |
-| ``penny_pool_workers{state}`` | gauge | workers by state: starting, ready, draining |
-| ``penny_pool_worker_memory_bytes{worker}`` | gauge | resident memory of each worker |
+| ``penny_pool_workers{state}`` | gauge | starting, ready, draining (remote: unhealthy, not draining) |
+| ``penny_pool_worker_memory_bytes{worker}`` | gauge | resident memory of each local (not remote) worker |
 | ``penny_pool_memory_bytes`` / ``penny_pool_memory_limit_bytes`` | gauge | total worker RSS vs the limit |
 | ``penny_pool_scale_events_total{direction}`` | counter | up, down, replace (a lost worker) |
 | ``penny_pool_cold_start_seconds`` | gauge | spawn-to-ready time of the last worker that started |
 | ``penny_pool_queue_wait_seconds`` / ``penny_pool_service_seconds`` | histogram | per request |
+
+A ``RemotePool`` (``pool.remote_urls``) measures no memory (its workers are pods with their own limits and
+``penny_worker_memory_bytes``): ``memory_bytes`` and each worker's ``rss_bytes`` read 0 and ``pid`` is null;
+``desired_workers`` is the fixed number of URLs; its ``scale_events`` are health changes (ready, unhealthy).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from assistant.pool.manager import WorkerPool, WorkerState
+from assistant.pool.base import PoolBase
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -41,25 +45,25 @@ def _percentile(values: list[float], q: float) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def pool_status(pool: WorkerPool) -> dict[str, Any]:
+def pool_status(pool: PoolBase) -> dict[str, Any]:
     """The JSON body of ``GET /v1/pool``: signals, workers, policy parameters, recent scale events."""
     signals = pool.signals()
     slots_total = pool.dispatcher.slots_total
     waits = list(pool.timings.queue_wait_s)
     services = list(pool.timings.service_s)
-    workers = pool.workers(WorkerState.STARTING, WorkerState.READY, WorkerState.DRAINING)
+    workers = pool.workers(*pool.STATES)
     cold_starts = [w.cold_start_s for w in pool.workers() if w.cold_start_s is not None]
     s = pool.settings
     return {
+        "kind": pool.KIND,
         "queue_size": signals.queued,
         "in_flight": signals.in_flight,
         "slots_used": min(signals.in_flight, slots_total),
         "slots_total": slots_total,
-        "desired_workers": pool.policy.desired(signals),
+        "desired_workers": pool.desired_workers(signals),
         "last_decision": pool.last_decision_reason,
         "workers_by_state": {
-            state.value: sum(1 for w in workers if w.state is state)
-            for state in (WorkerState.STARTING, WorkerState.READY, WorkerState.DRAINING)
+            state.value: sum(1 for w in workers if w.state is state) for state in pool.STATES
         },
         "memory_bytes": signals.memory_bytes,
         "memory_limit_bytes": s.memory_limit_bytes,
@@ -68,7 +72,7 @@ def pool_status(pool: WorkerPool) -> dict[str, Any]:
                 "id": w.id,
                 "state": w.state.value,
                 "url": w.url,
-                "pid": w.process.pid,
+                "pid": w.pid,
                 "in_flight": pool.dispatcher.in_flight_on(w),
                 "rss_bytes": w.rss_bytes,
                 "cold_start_s": None if w.cold_start_s is None else round(w.cold_start_s, 3),
@@ -93,7 +97,7 @@ def pool_status(pool: WorkerPool) -> dict[str, Any]:
 class PoolCollector(Collector):
     """Reads a fresh snapshot at every scrape, so gauges are never stale."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: PoolBase) -> None:
         self.pool = pool
 
     def collect(self) -> Iterator[Any]:
@@ -122,7 +126,8 @@ class PoolCollector(Collector):
             "penny_pool_worker_memory_bytes", "Resident memory per worker", labels=["worker"]
         )
         for worker in status["workers"]:
-            memory.add_metric([str(worker["id"])], worker["rss_bytes"])
+            if worker["pid"] is not None:  # a remote worker's memory is not measured here
+                memory.add_metric([str(worker["id"])], worker["rss_bytes"])
         yield memory
         events = CounterMetricFamily(
             "penny_pool_scale_events", "Scale events by direction", labels=["direction"]
@@ -138,7 +143,7 @@ class PoolCollector(Collector):
             )
 
 
-def pool_registry(pool: WorkerPool, registry: CollectorRegistry | None = None) -> CollectorRegistry:
+def pool_registry(pool: PoolBase, registry: CollectorRegistry | None = None) -> CollectorRegistry:
     """Register the pool's metrics (snapshot gauges and per-request histograms) on ``registry``."""
     registry = registry or CollectorRegistry()
     registry.register(PoolCollector(pool))
