@@ -76,9 +76,43 @@ def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool],
     return labels, scores
 
 
-def cheapest_at_quality(summaries: Sequence[ConfigSummary], target_f1: float) -> ConfigSummary | None:
-    """The cheapest cascade config whose F1 reaches ``target_f1`` (ties: higher F1)."""
-    candidates = [s for s in summaries if s.config.kind == "cascade" and s.quality.f1 >= target_f1 - 1e-9]
+def holds_quality(
+    summary: ConfigSummary,
+    paid: ConfigSummary,
+    local: ConfigSummary | None = None,
+    tolerance_f1: float = QUALITY_TOLERANCE_F1,
+    strict: bool = False,
+) -> bool:
+    """Overall F1 within ``tolerance_f1`` of paid-only, and on the answerable (HasAns) questions no worse
+    than the local tier alone (``strict``: within ``tolerance_f1`` of paid-only there too).
+
+    The HasAns condition keeps a config from buying its F1 with abstentions alone: on SQuAD 2.0 answering
+    "not in the documents" to everything scores the NoAns share (~50), more than either model here.
+    """
+    q, ref = summary.quality, paid.quality
+    if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
+        return False
+    if q.has_ans_f1 is None or ref.has_ans_f1 is None:
+        return True
+    if strict:
+        return q.has_ans_f1 >= ref.has_ans_f1 - tolerance_f1 - 1e-9
+    floor = local.quality.has_ans_f1 if local is not None else None
+    return floor is None or q.has_ans_f1 >= floor - 1e-9
+
+
+def cheapest_at_quality(
+    summaries: Sequence[ConfigSummary],
+    paid: ConfigSummary,
+    local: ConfigSummary | None = None,
+    tolerance_f1: float = QUALITY_TOLERANCE_F1,
+    strict: bool = False,
+) -> ConfigSummary | None:
+    """The cheapest cascade config that :func:`holds_quality` (ties: higher F1)."""
+    candidates = [
+        s
+        for s in summaries
+        if s.config.kind == "cascade" and holds_quality(s, paid, local, tolerance_f1, strict)
+    ]
     return min(candidates, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
 
 
@@ -145,12 +179,27 @@ def render_markdown(
     paid = _by_name(summaries, "paid")
     if paid is not None:
         target = paid.quality.f1 - QUALITY_TOLERANCE_F1
-        best = cheapest_at_quality(summaries, target)
+        local_summary = _by_name(summaries, "local")
+        best = cheapest_at_quality(summaries, paid, local_summary)
+        strict = cheapest_at_quality(summaries, paid, strict=True)
         lines += ["", "## Savings vs `paid` at equal quality", ""]
+        lines.append(
+            f"Equal quality: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} = {target:.1f}, and HasAns F1 no worse "
+            "than the local tier alone (so abstaining cannot buy the F1). Strictly equal (HasAns F1 ≥ paid − "
+            f"{QUALITY_TOLERANCE_F1:g} too): "
+            + (
+                f"{strict.name} at {100 * strict.mean_cost_micro_usd / paid.mean_cost_micro_usd:.0f} % of "
+                "paid-only cost."
+                if strict is not None and paid.mean_cost_micro_usd > 0
+                else "no cascade config."
+            )
+        )
+        lines.append("")
         if best is None:
             lines.append(
-                f"No cascade config reached paid F1 − {QUALITY_TOLERANCE_F1:g} = {target:.1f}; "
-                "the local tier is too weak for any threshold to hold quality (see the frontier)."
+                f"No cascade config reached paid F1 − {QUALITY_TOLERANCE_F1:g} = {target:.1f} while keeping "
+                "HasAns F1 at the local tier's; the evaluator cannot keep enough wrong local answers from "
+                "being served (see the frontier)."
             )
         elif paid.mean_cost_micro_usd > 0 and best.mean_cost_micro_usd >= paid.mean_cost_micro_usd:
             local = _by_name(summaries, "local")
@@ -174,8 +223,7 @@ def render_markdown(
             ratio = best.mean_cost_micro_usd / paid.mean_cost_micro_usd
             verdict = "meets" if ratio <= COST_TARGET_RATIO else "misses"
             lines.append(
-                f"Cheapest config within {QUALITY_TOLERANCE_F1:g} F1 point of paid-only "
-                f"({paid.quality.f1:.1f}): "
+                f"Cheapest config at equal quality (paid-only F1 {paid.quality.f1:.1f}): "
                 f"**{best.name}** at F1 {best.quality.f1:.1f}, mean cost {_usd(best.mean_cost_micro_usd)} "
                 f"per answer = **{100 * ratio:.0f} % of paid-only** ({100 * (1 - ratio):.0f} % saved, "
                 f"{100 * best.paid_call_rate:.0f} % of questions escalated). "
@@ -296,7 +344,7 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
             markeredgewidth=2,
             label=f"cascade (default T={default.config.threshold:.2f})",
         )
-    best = cheapest_at_quality(cascades, paid.quality.f1 - QUALITY_TOLERANCE_F1) if paid else None
+    best = cheapest_at_quality(cascades, paid, local) if paid else None
     if best is not None and paid is not None and best.mean_cost_micro_usd < paid.mean_cost_micro_usd:
         ax.plot(
             x(best),

@@ -70,7 +70,7 @@ def test_calibrate_refits_beats_the_noise_it_replaces_and_picks_a_cheaper_thresh
     # The file is the model fitted on the whole run: re-fitting the same rows gives the same predictions.
     rows = [r.judgement.features for r in records if r.judgement]
     labels = [r.local is not None and r.local.answer == r.answers[0] for r in records]
-    refit = fit(rows, labels)
+    refit = fit(rows, labels, regularization_c=loaded.meta["C"])  # C was chosen by cross-validation
     assert [loaded.probability(x) for x in rows] == pytest.approx([refit.probability(x) for x in rows])
     assert loaded.meta["recommended_threshold"] == outcome.chosen.config.threshold  # type: ignore[union-attr]
 

@@ -55,6 +55,10 @@ def serve(port: int, host: str, model: str | None, n_ctx: int, threads: int | No
         str(n_ctx),
         "--n_threads",
         str(threads),
+        # By default llama_cpp.server aborts the running generation when any other request arrives (even
+        # GET /v1/models from a health check): a shared upstream must finish what it started.
+        "--interrupt_requests",
+        "False",
     ]
     click.echo(f"Reference upstream {alias} ({path}) on http://{host}:{port}/v1. Point Penny at it with:")
     click.echo(f"  export PENNY_UPSTREAM__BASE_URL=http://{host}:{port}/v1")
