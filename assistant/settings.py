@@ -60,10 +60,7 @@ class CascadeSettings(BaseModel):
         default="concise",
         description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
     )
-    escalate_below: float = Field(
-        default=0.10,
-        description="Escalate when P(correct) is below this (0.10: chosen by `eval calibrate` on SQuAD).",
-    )
+    escalate_below: float = Field(default=0.5, description="Escalate when P(correct) is below this.")
     calibration_file: Path | None = Field(default=None, description="Default: the bundled calibration.")
     retrieval_floor: float = Field(
         default=0.25, description="Top retrieval score below which nothing relevant was found."

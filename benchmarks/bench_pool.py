@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import statistics
 import sys
@@ -31,26 +32,36 @@ from index.retrieval import Passage  # noqa: E402
 
 
 def prompts() -> list[list[dict[str, str]]]:
-    """Grounded prompts shaped like the cascade's: numbered passages, then the question."""
+    """Grounded prompts shaped like the cascade's: numbered passages, then the question.
+
+    Interleaved across paragraphs, so consecutive requests never share their passages: llama.cpp reuses
+    the KV cache of a shared prompt prefix, which would flatter whichever run happens to repeat one.
+    """
     data = json.loads((REPO / "tests/data/squad2-mini.json").read_text())
     paragraphs = [p for article in data["data"] for p in article["paragraphs"]]
-    out = []
+    per_paragraph = []
     for i, paragraph in enumerate(paragraphs):
         other = paragraphs[(i + 1) % len(paragraphs)]
         passages = [
             Passage(f"p{i}", "squad", paragraph["context"], 0.8, {"title": "Normans"}),
             Passage(f"p{i + 1}", "squad", other["context"], 0.5, {"title": "Normans"}),
         ]
-        for qa in paragraph["qas"][:4]:
-            out.append(grounded_messages(qa["question"], passages))
-    return out
+        per_paragraph.append([grounded_messages(qa["question"], passages) for qa in paragraph["qas"][:4]])
+    return [m for group in itertools.zip_longest(*per_paragraph) for m in group if m is not None]
 
 
-def run_load(backend: PoolBackend, messages: list, clients: int, requests: int, max_tokens: int) -> float:
-    """Answers per minute with ``clients`` concurrent callers sending ``requests`` in total."""
+def run_load(
+    backend: PoolBackend, messages: list, clients: int, requests: int, max_tokens: int, offset: int = 0
+) -> float:
+    """Answers per minute with ``clients`` concurrent callers sending ``requests`` in total, using prompts
+    ``offset``, ``offset + 1``, ... so that runs do not replay each other's prompts."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(lambda i: backend.chat(messages[i % len(messages)], max_tokens), range(requests)))
+        list(
+            pool.map(
+                lambda i: backend.chat(messages[(offset + i) % len(messages)], max_tokens), range(requests)
+            )
+        )
     return requests / (time.perf_counter() - started) * 60
 
 
@@ -73,9 +84,11 @@ def throughput(model_path: Path, args: argparse.Namespace) -> None:
         try:
             backend = PoolBackend(pool)
             backend.chat(messages[0], args.max_tokens)  # warm the prompt path once
+            offset = 1
             for clients in (1, 2, 4):
                 requests = max(args.requests, clients * 2)
-                rate = run_load(backend, messages, clients, requests, args.max_tokens)
+                rate = run_load(backend, messages, clients, requests, args.max_tokens, offset)
+                offset += requests
                 print(f"{workers:>7} {clients:>7} {requests:>8} {rate:>12.1f}", flush=True)
             pool.tick()
             memory[workers] = [w.rss_bytes for w in pool.workers(WorkerState.READY)]
@@ -133,7 +146,7 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-0.5b", help="registry name or .gguf path")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per worker")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=6, help="requests per run (at least 2 x clients)")
+    parser.add_argument("--requests", type=int, default=8, help="requests per run (at least 2 x clients)")
     parser.add_argument("--measure-service", type=int, default=0, metavar="N")
     parser.add_argument("--out", type=Path, default=REPO / "assistant/data/traces/service_times.csv")
     args = parser.parse_args()

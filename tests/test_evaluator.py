@@ -14,6 +14,7 @@ from assistant.evaluator import (
     Calibration,
     CalibrationError,
     Evaluator,
+    default_calibration_path,
     extract_features,
     fit,
     relevance,
@@ -67,18 +68,22 @@ def test_relevance_uses_the_dense_cosine_of_hybrid_results() -> None:
     assert relevance(PASSAGES[0]) == 0.62
 
 
-def test_default_calibration_is_fitted_and_ranks_good_above_bad(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_default_calibration_ranks_good_above_bad(embedder) -> None:  # type: ignore[no-untyped-def]
     calibration = Calibration.load()
-    assert calibration.features == list(FEATURES)
-    # The bundled file comes from `eval calibrate` on a real run: both models, and the held-out AUROC.
-    assert calibration.answerable is not None and 0 < calibration.abstain_below < 1
-    assert calibration.meta["auroc_held_out_after"] > 0.6
-    good = extract_features(QUESTION, PASSAGES, generation("France [1]", [-0.01, -0.02]), embedder)
+    assert calibration.features == list(FEATURES) and calibration.answerable is None
+    good = extract_features(QUESTION, PASSAGES, generation("Normandy is a region in France [1]."), embedder)
     bad = extract_features(
         QUESTION, PASSAGES, generation("It is in Portugal, near Lisbon [3].", [-2.0, -4.5, -1.0]), embedder
     )
-    # Fitted on a run where 1 in 6 local answers was right: probabilities are low, the order is what counts.
-    assert calibration.probability(good) > 2 * calibration.probability(bad)
+    assert calibration.probability(good) > 0.7 > 0.3 > calibration.probability(bad)
+
+
+def test_squad_calibration_is_fitted_with_a_gate() -> None:
+    squad = Calibration.load(default_calibration_path().with_name("calibration-squad2.json"))
+    # From `eval calibrate` on the 200-question run: both models, a gate, and the held-out AUROC.
+    assert squad.features == list(FEATURES)
+    assert squad.answerable is not None and 0 < squad.abstain_below < 1
+    assert squad.meta["auroc_held_out_after"] > 0.6
 
 
 def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
