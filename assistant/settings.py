@@ -136,10 +136,27 @@ class PoolSettings(BaseModel):
     max_workers: int = Field(default=4, ge=1)
     threads_per_worker: int = Field(default=1, ge=1, description="llama.cpp n_threads in each worker.")
     slots_per_worker: int = Field(default=1, ge=1, description="Concurrent sequences per worker.")
-    target_utilisation: float = Field(default=0.8, gt=0, le=1)
+    target_utilisation: float = Field(default=1.0, gt=0, le=1)
     queue_threshold: int = Field(default=1, ge=0, description="Scale up only once this many wait.")
-    scale_up_delay_s: float = Field(default=2.0, ge=0)
-    scale_down_delay_s: float = Field(default=120.0, ge=0)
+    scale_up_delay_s: float = Field(default=0.0, ge=0)
+    scale_down_delay_s: float = Field(
+        default=30.0, ge=0, description="Scale down only to the largest desired count seen in this window."
+    )
+    scale_down_step_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Once the window's peak is below the pool, drain one worker every this many seconds.",
+    )
+    rate_window_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Window of the arrival rate for the offered-load (Little's law) term; 0 turns it off.",
+    )
+    staffing_beta: float = Field(
+        default=1.0,
+        ge=0,
+        description="Keep >= (R + beta*sqrt(R))/slots workers for offered load R = arrival rate x service.",
+    )
     memory_limit_bytes: int = Field(default=4 * 1024**3, ge=0)
     worker_memory_estimate_bytes: int = Field(
         default=700 * 1024**2, ge=0, description="Projected RSS of a new worker until one is measured."

@@ -10,7 +10,11 @@ from assistant.settings import PoolSettings
 GB = 1024**3
 
 
+TUNING = ("scale_down_step_s", "rate_window_s", "staffing_beta")  # AutoscalePolicy keywords
+
+
 def make(**overrides: object) -> AutoscalePolicy:
+    tuning = {key: overrides.pop(key) for key in TUNING if key in overrides}
     base: dict[str, object] = {
         "min_workers": 1,
         "max_workers": 4,
@@ -22,7 +26,7 @@ def make(**overrides: object) -> AutoscalePolicy:
         "worker_memory_estimate_bytes": GB,
     }
     base.update(overrides)
-    return AutoscalePolicy(PoolSettings(**base))
+    return AutoscalePolicy(PoolSettings(**base), **tuning)  # type: ignore[arg-type]
 
 
 def signals(in_flight: int, queued: int, ready: int, starting: int = 0, **kw: int) -> PoolSignals:
@@ -113,3 +117,109 @@ def test_inconsistent_settings_are_rejected_with_the_fix() -> None:
         AutoscalePolicy(PoolSettings(min_workers=0))
     with pytest.raises(ValueError, match="max_workers"):
         AutoscalePolicy(PoolSettings(min_workers=5, max_workers=2))
+
+
+# -- HPA-style stabilisation: hold the window's peak, then release one worker per step ----------------------
+
+
+def test_scale_down_holds_a_recent_peak_then_releases_one_worker_per_step() -> None:
+    policy = make(scale_down_step_s=5.0)  # window 60 s
+    assert policy.decide(signals(4, 0, ready=4), now=0.0).delta == 0  # a peak: 4 busy wants 4 workers
+    idle = signals(0, 0, ready=4)
+    for t in (1.0, 30.0, 60.0):  # the peak at t=0 is still in the window
+        decision = policy.decide(idle, now=t)
+        assert decision.delta == 0 and "recent peak 4" in decision.reason
+    assert policy.decide(idle, now=61.0).delta == -1  # the peak left the window
+    three = signals(0, 0, ready=3)
+    assert policy.decide(three, now=62.0).delta == 0  # one worker per step, not all at once
+    assert policy.decide(three, now=66.0).delta == -1  # a step later, not a whole window later
+    assert policy.decide(signals(0, 0, ready=2), now=71.0).delta == -1
+    assert policy.decide(signals(0, 0, ready=1), now=76.0).delta == 0  # min_workers
+
+
+def test_a_peak_during_the_release_holds_the_rest_for_another_window() -> None:
+    policy = make(scale_down_step_s=5.0)
+    policy.decide(signals(4, 0, ready=4), now=0.0)
+    assert policy.decide(signals(0, 0, ready=4), now=61.0).delta == -1
+    assert policy.decide(signals(3, 0, ready=3), now=63.0).delta == 0  # load is back at 3
+    for t in (70.0, 100.0, 123.0):
+        assert policy.decide(signals(0, 0, ready=3), now=t).delta == 0
+    assert policy.decide(signals(0, 0, ready=3), now=124.0).delta == -1
+
+
+def test_a_queue_blocks_scale_down_whatever_the_arithmetic() -> None:
+    policy = make(scale_down_step_s=5.0)
+    for t in range(0, 200, 10):  # one busy, one waiting: desired 2 of 4, but requests are waiting
+        assert policy.decide(signals(1, 1, ready=4), now=float(t)).delta == 0
+
+
+def test_step_equal_to_the_window_is_the_old_one_worker_per_window() -> None:
+    policy = make(scale_down_step_s=60.0)
+    assert policy.decide(signals(0, 0, ready=3), now=0.0).delta == 0
+    assert policy.decide(signals(0, 0, ready=3), now=60.0).delta == -1
+    assert policy.decide(signals(0, 0, ready=2), now=100.0).delta == 0
+    assert policy.decide(signals(0, 0, ready=2), now=120.0).delta == -1
+
+
+# -- offered load (Little's law) with square-root staffing ---------------------------------------------------
+
+
+def steady(policy: AutoscalePolicy, rate: float, service_s: float, until: float, **kw: int) -> None:
+    """Feed ``rate`` arrivals per second for ``until`` seconds, one decision a second."""
+    for t in range(int(until)):
+        policy.decide(
+            signals(
+                kw.get("in_flight", 0),
+                0,
+                ready=kw.get("ready", 1),
+                arrivals_total=int(rate * t),
+                mean_service_s=service_s,
+            ),
+            now=float(t),
+        )
+
+
+def test_offered_load_sizes_the_scale_up_beyond_the_instantaneous_queue() -> None:
+    policy = make(max_workers=16, scale_up_delay_s=0.0, rate_window_s=60.0, staffing_beta=1.5)
+    steady(policy, rate=0.5, service_s=10.0, until=60, in_flight=1)
+    assert policy.arrival_rate() == pytest.approx(0.5, abs=0.02)
+    # R = 0.5 × 10 = 5 busy slots on average; 5 + 1.5 × sqrt(5) = 8.4 -> 9 workers, where the queue alone
+    # (1 busy + 1 waiting, utilisation 1.0) asks for 2.
+    queued = signals(1, 1, ready=1, arrivals_total=30, mean_service_s=10.0)
+    decision = policy.decide(queued, now=60.0)
+    assert decision.desired == 9 and decision.delta == 8
+
+
+def test_offered_load_keeps_warm_workers_through_short_lulls() -> None:
+    policy = make(max_workers=16, rate_window_s=60.0, staffing_beta=1.0)
+    # 0.2 requests/s of 10 s each: R = 2 busy slots; 2 + sqrt(2) = 3.4 -> keep 4 even while none is in flight
+    for t in range(300):
+        decision = policy.decide(
+            signals(0, 0, ready=4, arrivals_total=t // 5, mean_service_s=10.0), now=float(t)
+        )
+        assert decision.delta == 0
+        assert decision.desired == 4 or t < 60  # the rate is averaged over a full window once there is one
+    # traffic stops: once the rate window and then the stabilisation window have passed, release
+    deltas = [
+        policy.decide(signals(0, 0, ready=4, arrivals_total=60, mean_service_s=10.0), now=float(t)).delta
+        for t in range(300, 430)
+    ]
+    assert -1 in deltas and deltas.index(-1) > 60
+
+
+def test_without_arrival_signals_the_offered_load_term_is_off() -> None:
+    policy = make(rate_window_s=60.0, staffing_beta=1.5)
+    for t in range(100):
+        policy.decide(signals(0, 0, ready=1, mean_service_s=10.0), now=float(t))
+    assert policy.arrival_rate() == 0.0
+    assert policy.staffed(signals(0, 0, ready=1, mean_service_s=10.0)) == 0
+    off = make(rate_window_s=0.0)
+    steady(off, rate=1.0, service_s=10.0, until=30)
+    assert off.arrival_rate() == 0.0
+
+
+def test_knobs_come_from_settings_once_they_are_fields_and_the_constructor_wins() -> None:
+    settings = PoolSettings().model_copy(update={"scale_down_step_s": 30.0, "staffing_beta": 0.5})
+    from_settings = AutoscalePolicy(settings)
+    assert from_settings.scale_down_step_s == 30.0 and from_settings.staffing_beta == 0.5
+    assert AutoscalePolicy(settings, scale_down_step_s=7.0).scale_down_step_s == 7.0

@@ -12,13 +12,6 @@ from assistant.settings import PoolSettings
 
 # The defaults the sweep chose (assistant/pool/README.md, "Defaults"); explicit so the test does not
 # depend on which of them are PoolSettings fields yet.
-CHOSEN = {
-    "target_utilisation": 0.7,
-    "queue_threshold": 1,
-    "scale_up_delay_s": 0.0,
-    "scale_down_delay_s": 30.0,
-}
-TUNING = {"scale_down_step_s": 5.0, "rate_window_s": 600.0, "staffing_beta": 1.5}
 
 
 def settings(**overrides: object) -> PoolSettings:
@@ -54,10 +47,11 @@ def test_releasing_one_worker_per_step_costs_less_than_one_per_window() -> None:
     assert per_step.pct(95) == pytest.approx(per_window.pct(95))  # the same waits: the burst was over
 
 
-def test_the_bundled_bursty_hour_meets_the_goal_with_the_chosen_defaults() -> None:
-    arrivals = load_trace(Path(str(TRACES / "bursty_hour.csv")))
+@pytest.mark.parametrize("trace", ["bursty_hour", "diurnal_day"])
+def test_the_bundled_traces_meet_the_goal_with_the_default_settings(trace: str) -> None:
+    arrivals = load_trace(Path(str(TRACES / f"{trace}.csv")))
     service, cold, _ = load_service_sample()
-    auto = simulate(arrivals, service, settings(**CHOSEN), cold_start_s=cold, tuning=TUNING)
+    auto = simulate(arrivals, service, settings(), cold_start_s=cold)  # PoolSettings' own defaults
     static = static_at_peak(arrivals, service, settings())
     assert auto.worker_hours / static.worker_hours <= 0.5
     assert auto.pct(95) <= 2.0

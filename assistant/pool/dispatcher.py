@@ -36,6 +36,7 @@ class Dispatcher:
         self._busy: dict[Hashable, int] = {}  # in-flight per worker, including withdrawn ones
         self._waiting: deque[object] = deque()
         self._on_done = on_done  # (queue wait s, service s) for metrics
+        self._arrivals = 0  # requests ever queued: the policy's arrival rate (a retry counts again)
 
     # -- workers ---------------------------------------------------------------------------------------
     def add_worker(self, worker: Hashable, slots: int) -> None:
@@ -67,6 +68,7 @@ class Dispatcher:
         deadline = enqueued + timeout_s
         with self._cond:
             self._waiting.append(ticket)
+            self._arrivals += 1
             try:
                 while True:
                     if self._waiting[0] is ticket:
@@ -112,6 +114,11 @@ class Dispatcher:
         return best
 
     # -- signals ---------------------------------------------------------------------------------------
+    @property
+    def arrivals_total(self) -> int:
+        with self._cond:
+            return self._arrivals
+
     @property
     def queued(self) -> int:
         with self._cond:

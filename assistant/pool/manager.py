@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -159,6 +159,8 @@ class WorkerPool(PoolBase):
                     for w in live
                 ),
                 worker_memory_bytes=measured,
+                arrivals_total=self.dispatcher.arrivals_total,
+                mean_service_s=_recent_mean(self.timings.service_s, 100),
             )
 
     # -- the control loop ------------------------------------------------------------------------------
@@ -316,3 +318,9 @@ class WorkerPool(PoolBase):
         # Alive but the connection broke mid-response: check it now rather than at the next health tick.
         if not self._healthy(worker):
             self._lost(worker, f"request failed and health check failed: {type(error).__name__}")
+
+
+def _recent_mean(values: Sequence[float], last: int) -> float:
+    """Mean of the last ``last`` values (0.0 when empty): the mean service time the policy sees."""
+    recent = list(values)[-last:]
+    return sum(recent) / len(recent) if recent else 0.0

@@ -1,24 +1,35 @@
 """The autoscaling policy: pure arithmetic on a snapshot of the pool and a clock the caller passes in.
 
 Target tracking as in GKE's guidance for LLM servers and KEDA/HPA: the desired worker count is
-``ceil((in_flight + queued) / (slots_per_worker × target_utilisation))``, clamped to [min, max].
+``ceil((in_flight + queued) / (slots_per_worker × target_utilisation))``, and at least the workers the
+offered load needs (below), clamped to [min, max].
 
+- Offered load (Little's law): ``R = arrival rate × mean service time`` busy slots on average, staffed
+  with the square-root safety margin ``R + staffing_beta × sqrt(R)`` (Halfin–Whitt), which keeps the chance
+  of waiting about constant at any scale. The rate is taken over ``rate_window_s``; the term is 0 until the
+  caller reports ``arrivals_total`` and ``mean_service_s``. It keeps warm the workers a steady load needs, so
+  a lull of a few seconds between requests does not release them.
 - Scale up fast: once the desired count has exceeded the current one for ``scale_up_delay_s`` *and* at
   least ``queue_threshold`` requests are waiting (busy slots alone are not a reason to pay for a worker),
   jump straight to the desired count. From zero workers any request scales up at once.
-- Scale down slowly: only after the desired count has stayed below the current one for
-  ``scale_down_delay_s`` with nothing queued, and then one worker at a time (the window restarts), so a lull
-  between bursts does not throw away warm workers (KEDA/HPA's 300 s stabilisation, Ray Serve's 600 s).
+- Scale down slowly, HPA-style: the scale-down target is the *largest* desired count seen in the last
+  ``scale_down_delay_s`` (HPA's stabilisation window), so a short lull keeps the capacity the last peak
+  needed. Once even that recent peak is below the current count and nothing is queued, drain one worker,
+  then one more every ``scale_down_step_s`` while the window's peak stays below (HPA's ``Pods: 1`` policy).
+  Before, the whole window restarted after every drained worker: releasing a burst's 17 extra workers took
+  17 windows.
 - Memory is a guard, not a target: a scale-up is cut to what fits under ``memory_limit_bytes`` using the
   largest RSS measured on a worker (or the configured estimate before any was measured).
 
 The same object drives the live pool (wall clock) and the simulator (simulated clock), which is why it
-never reads the time itself.
+never reads the time itself. Defaults come from ``python -m assistant.pool.simulate --sweep``
+(assistant/pool/README.md).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from assistant.settings import PoolSettings
@@ -35,6 +46,8 @@ class PoolSignals:
     workers_draining: int = 0
     memory_bytes: int = 0  # total RSS of live workers
     worker_memory_bytes: int = 0  # largest RSS measured on one worker; 0 = not measured yet
+    arrivals_total: int = 0  # requests ever enqueued, a counter; left 0 = no offered-load term
+    mean_service_s: float = 0.0  # mean service time of the last ~100 requests; 0 = not measured yet
 
     @property
     def current(self) -> int:
@@ -50,26 +63,70 @@ class ScaleDecision:
 
 
 class AutoscalePolicy:
-    """Decides the next step from :class:`PoolSignals`. Holds only the timers of its own windows."""
+    """Decides the next step from :class:`PoolSignals`. Holds only its own windows' history."""
 
-    def __init__(self, settings: PoolSettings) -> None:
+    def __init__(
+        self,
+        settings: PoolSettings,
+        *,
+        scale_down_step_s: float | None = None,
+        rate_window_s: float | None = None,
+        staffing_beta: float | None = None,
+    ) -> None:
         if settings.min_workers > settings.max_workers:
             raise ValueError("pool.min_workers must not exceed pool.max_workers")
         if settings.min_workers == 0 and not settings.scale_to_zero:
             raise ValueError("pool.min_workers = 0 needs pool.scale_to_zero = true")
         self.settings = settings
+        # Constructor values override the settings (the simulator's sweep tries knobs this way).
+        step = scale_down_step_s
+        self.scale_down_step_s = settings.scale_down_step_s if step is None else step
+        self.rate_window_s = settings.rate_window_s if rate_window_s is None else rate_window_s  # 0 = off
+        self.staffing_beta = settings.staffing_beta if staffing_beta is None else staffing_beta
         self._up_since: float | None = None
-        self._down_since: float | None = None
+        self._started: float | None = None  # first decide(): the window is full one window later
+        self._last_down: float | None = None
+        self._recent: deque[tuple[float, int]] = deque()  # (time, desired) within the stabilisation window
+        self._arrivals: deque[tuple[float, int]] = deque()  # (time, arrivals_total) within rate_window_s
 
     @property
     def floor(self) -> int:
         return 0 if self.settings.scale_to_zero else max(1, self.settings.min_workers)
 
+    def _workers_for(self, busy_slots: float) -> int:
+        s = self.settings
+        return math.ceil(busy_slots / (s.slots_per_worker * s.target_utilisation) - 1e-9) if busy_slots else 0
+
     def desired(self, signals: PoolSignals) -> int:
         s = self.settings
-        load = signals.in_flight + signals.queued
-        raw = math.ceil(load / (s.slots_per_worker * s.target_utilisation)) if load else 0
+        raw = self._workers_for(signals.in_flight + signals.queued)
+        raw = max(raw, self.staffed(signals))
         return max(self.floor, min(s.max_workers, raw))
+
+    def staffed(self, signals: PoolSignals) -> int:
+        """Workers for the offered load: Little's law R = arrival rate × mean service time busy slots, plus
+        the square-root safety margin ``staffing_beta × sqrt(R)`` that keeps queueing delay small at any
+        scale (Halfin–Whitt). 0 while the rate or the service time is unmeasured."""
+        offered = self.arrival_rate() * signals.mean_service_s
+        if offered <= 0:
+            return 0
+        slots = offered + self.staffing_beta * math.sqrt(offered)
+        return math.ceil(slots / self.settings.slots_per_worker - 1e-9)
+
+    def arrival_rate(self) -> float:
+        """Requests per second over the last ``rate_window_s`` (0 when the term is off or unmeasured)."""
+        if self.rate_window_s <= 0 or len(self._arrivals) < 2:
+            return 0.0
+        (t0, a0), (t1, a1) = self._arrivals[0], self._arrivals[-1]
+        return max(0, a1 - a0) / max(self.rate_window_s, t1 - t0)
+
+    def _observe(self, signals: PoolSignals, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        if self.rate_window_s > 0:
+            self._arrivals.append((now, signals.arrivals_total))
+            while len(self._arrivals) > 2 and self._arrivals[1][0] <= now - self.rate_window_s:
+                self._arrivals.popleft()
 
     def _fits(self, signals: PoolSignals, wanted: int) -> int:
         """How many of ``wanted`` new workers fit under the memory limit (the guard)."""
@@ -79,16 +136,28 @@ class AutoscalePolicy:
         room = self.settings.memory_limit_bytes - signals.memory_bytes
         return max(0, min(wanted, room // per_worker))
 
+    def _recent_peak(self, now: float, desired: int) -> int:
+        """The largest desired count in the stabilisation window, this one included."""
+        window = self.settings.scale_down_delay_s
+        while self._recent and self._recent[0][0] < now - window:
+            self._recent.popleft()
+        while self._recent and self._recent[-1][1] <= desired:  # a monotone deque: max at the front
+            self._recent.pop()
+        self._recent.append((now, desired))
+        return self._recent[0][1]
+
     def decide(self, signals: PoolSignals, now: float) -> ScaleDecision:
         s = self.settings
+        self._observe(signals, now)
         current = signals.current
         desired = self.desired(signals)
+        # A queue means the pool is not over-provisioned, whatever the arithmetic says.
+        peak = self._recent_peak(now, max(desired, current) if signals.queued else desired)
 
         if current < self.floor:  # below the floor (start-up, crash): no delay
             return self._up(signals, self.floor - current, desired, "below min_workers")
 
         if desired > current:
-            self._down_since = None
             if current == 0:
                 return self._up(signals, desired, desired, "cold start: requests waiting")
             if signals.queued < s.queue_threshold:
@@ -101,14 +170,16 @@ class AutoscalePolicy:
             return self._up(signals, desired - current, desired, "load above target")
 
         self._up_since = None
-        if desired < current and signals.queued == 0:
-            if self._down_since is None:
-                self._down_since = now
-            if now - self._down_since < s.scale_down_delay_s:
-                return ScaleDecision(0, desired, "scale-down pending")
-            self._down_since = now  # one worker per stable window
-            return ScaleDecision(-1, desired, "load below target")
-        self._down_since = None
+        if peak < current:
+            started = self._started if self._started is not None else now
+            if now - started < s.scale_down_delay_s:
+                return ScaleDecision(0, desired, "scale-down pending: window not yet full")
+            if self._last_down is not None and now - self._last_down < self.scale_down_step_s:
+                return ScaleDecision(0, desired, "scale-down pending: one worker per step")
+            self._last_down = now
+            return ScaleDecision(-1, desired, f"recent peak {peak} below {current} workers")
+        if desired < current:
+            return ScaleDecision(0, desired, f"scale-down pending: recent peak {peak} needs these workers")
         return ScaleDecision(0, desired, "steady")
 
     def _up(self, signals: PoolSignals, wanted: int, desired: int, reason: str) -> ScaleDecision:
