@@ -214,7 +214,8 @@ class Cascade:
         if req.mode == "local":
             decision = replace(decision, action="local", reason=f"mode=local; {decision.reason}")
             answer = self._local_answer(req, passages, generation, decision)
-            yield self._finish(req, answer)  # deltas already streamed
+            yield from _attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
+            yield self._finish(req, answer)
             return
         if decision.action == "local":
             yield from self._emit(req, self._local_answer(req, passages, generation, decision))
@@ -313,6 +314,7 @@ class Cascade:
             paid_cost=paid_cost,
         )
         if req.stream:
+            yield from _attribution_tail(result.text, answer.answer)  # the rest was streamed live
             yield self._finish(req, answer)
         else:
             yield from self._emit(req, answer)
@@ -508,6 +510,14 @@ class Cascade:
             reason=f"cache_hit sim={hit.similarity:.3f} (first answered by {stored['tier']})",
             confidence=stored.get("confidence"),
         )
+
+
+def _attribution_tail(streamed: str, final: str) -> Iterator[str]:
+    """The ``[n]`` that :func:`ensure_citation` appended after a live stream, as one last delta, so a
+    streaming client ends with the same text as the final answer."""
+    streamed = streamed.strip()
+    if final.startswith(streamed) and len(final) > len(streamed):
+        yield final[len(streamed) :]
 
 
 def _ledger_usage(result: UpstreamResult) -> Any:

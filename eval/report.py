@@ -352,7 +352,7 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
             "*",
             markersize=16,
             color="tab:green",
-            label=f"cheapest within {QUALITY_TOLERANCE_F1:g} F1 of paid: {best.name}",
+            label=f"cheapest at equal quality: {best.name}",
         )
     for baseline, marker, color in ((local, "s", "tab:orange"), (paid, "D", "tab:red")):
         if baseline is not None:

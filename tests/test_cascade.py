@@ -152,6 +152,18 @@ def test_streamed_escalation_streams_paid_text_and_estimates_missing_usage(
     assert final.paid_generation.usage.estimated is True and final.completion_tokens > 5
 
 
+def test_streamed_uncited_answer_gets_its_attribution_as_the_last_delta(
+    penny, local, fake, upstream_server
+) -> None:  # type: ignore[no-untyped-def]
+    # A concise answer names no source; the cascade attributes it after the stream, and the streaming
+    # client must end with the same text as the final answer.
+    fake.default = Reply(text="in France")
+    *deltas, final = build(penny, local, upstream_server[1]).stream(QUESTION, threshold=1.0)
+    assert isinstance(final, CascadeAnswer) and final.tier == "paid"
+    assert final.answer.startswith("in France [") and final.answer.endswith("]")
+    assert "".join(deltas) == final.answer and deltas[-1] == final.answer[len("in France") :]  # type: ignore[arg-type]
+
+
 def test_stream_of_a_kept_local_answer(penny, local, fake, upstream_server) -> None:  # type: ignore[no-untyped-def]
     *deltas, final = build(penny, local, upstream_server[1]).stream(QUESTION, threshold=0.0)
     assert isinstance(final, CascadeAnswer) and final.tier == "local"
