@@ -10,11 +10,7 @@ from assistant.settings import PoolSettings
 GB = 1024**3
 
 
-TUNING = ("scale_down_step_s", "rate_window_s", "staffing_beta")  # AutoscalePolicy keywords
-
-
 def make(**overrides: object) -> AutoscalePolicy:
-    tuning = {key: overrides.pop(key) for key in TUNING if key in overrides}
     base: dict[str, object] = {
         "min_workers": 1,
         "max_workers": 4,
@@ -26,7 +22,7 @@ def make(**overrides: object) -> AutoscalePolicy:
         "worker_memory_estimate_bytes": GB,
     }
     base.update(overrides)
-    return AutoscalePolicy(PoolSettings(**base), **tuning)  # type: ignore[arg-type]
+    return AutoscalePolicy(PoolSettings(**base))  # type: ignore[arg-type]
 
 
 def signals(in_flight: int, queued: int, ready: int, starting: int = 0, **kw: int) -> PoolSignals:
@@ -218,8 +214,9 @@ def test_without_arrival_signals_the_offered_load_term_is_off() -> None:
     assert off.arrival_rate() == 0.0
 
 
-def test_knobs_come_from_settings_once_they_are_fields_and_the_constructor_wins() -> None:
+def test_knobs_come_from_settings() -> None:
     settings = PoolSettings().model_copy(update={"scale_down_step_s": 30.0, "staffing_beta": 0.5})
     from_settings = AutoscalePolicy(settings)
-    assert from_settings.scale_down_step_s == 30.0 and from_settings.staffing_beta == 0.5
-    assert AutoscalePolicy(settings, scale_down_step_s=7.0).scale_down_step_s == 7.0
+    assert from_settings.settings.scale_down_step_s == 30.0 and from_settings.settings.staffing_beta == 0.5
+    stepped = AutoscalePolicy(settings.model_copy(update={"scale_down_step_s": 7.0}))
+    assert stepped.settings.scale_down_step_s == 7.0

@@ -32,16 +32,23 @@ def test_service_scale_multiplies_the_sample_and_is_reported(
         main(["--trace", str(trace), "--service-scale", "0"])
 
 
+def stepped(base: PoolSettings, step_s: float) -> PoolSettings:
+    return base.model_copy(update={"scale_down_step_s": step_s})
+
+
 def test_releasing_one_worker_per_step_costs_less_than_one_per_window() -> None:
     # a one-minute burst, then a request every 5 minutes: the burst's workers must go
     arrivals = np.concatenate([np.arange(0.0, 60.0, 2.0), np.arange(120.0, 900.0, 300.0)])
     service = np.array([10.0])
-    base = settings(target_utilisation=1.0, scale_up_delay_s=0.0, scale_down_delay_s=60.0)
-    knobs = {"rate_window_s": 0.0, "staffing_beta": 0.0}
-    per_window = simulate(
-        arrivals, service, base, cold_start_s=5.0, tuning={**knobs, "scale_down_step_s": 60.0}
+    base = settings(
+        target_utilisation=1.0,
+        scale_up_delay_s=0.0,
+        scale_down_delay_s=60.0,
+        rate_window_s=0.0,
+        staffing_beta=0.0,
     )
-    per_step = simulate(arrivals, service, base, cold_start_s=5.0, tuning={**knobs, "scale_down_step_s": 5.0})
+    per_window = simulate(arrivals, service, stepped(base, 60.0), cold_start_s=5.0)
+    per_step = simulate(arrivals, service, stepped(base, 5.0), cold_start_s=5.0)
     assert per_step.peak_workers == per_window.peak_workers >= 4
     assert per_step.worker_hours < 0.7 * per_window.worker_hours  # measured 0.40 vs 0.70
     assert per_step.pct(95) == pytest.approx(per_window.pct(95))  # the same waits: the burst was over

@@ -65,24 +65,12 @@ class ScaleDecision:
 class AutoscalePolicy:
     """Decides the next step from :class:`PoolSignals`. Holds only its own windows' history."""
 
-    def __init__(
-        self,
-        settings: PoolSettings,
-        *,
-        scale_down_step_s: float | None = None,
-        rate_window_s: float | None = None,
-        staffing_beta: float | None = None,
-    ) -> None:
+    def __init__(self, settings: PoolSettings) -> None:
         if settings.min_workers > settings.max_workers:
             raise ValueError("pool.min_workers must not exceed pool.max_workers")
         if settings.min_workers == 0 and not settings.scale_to_zero:
             raise ValueError("pool.min_workers = 0 needs pool.scale_to_zero = true")
         self.settings = settings
-        # Constructor values override the settings (the simulator's sweep tries knobs this way).
-        step = scale_down_step_s
-        self.scale_down_step_s = settings.scale_down_step_s if step is None else step
-        self.rate_window_s = settings.rate_window_s if rate_window_s is None else rate_window_s  # 0 = off
-        self.staffing_beta = settings.staffing_beta if staffing_beta is None else staffing_beta
         self._up_since: float | None = None
         self._started: float | None = None  # first decide(): the window is full one window later
         self._last_down: float | None = None
@@ -110,22 +98,24 @@ class AutoscalePolicy:
         offered = self.arrival_rate() * signals.mean_service_s
         if offered <= 0:
             return 0
-        slots = offered + self.staffing_beta * math.sqrt(offered)
+        slots = offered + self.settings.staffing_beta * math.sqrt(offered)
         return math.ceil(slots / self.settings.slots_per_worker - 1e-9)
 
     def arrival_rate(self) -> float:
         """Requests per second over the last ``rate_window_s`` (0 when the term is off or unmeasured)."""
-        if self.rate_window_s <= 0 or len(self._arrivals) < 2:
+        window = self.settings.rate_window_s  # 0 = off
+        if window <= 0 or len(self._arrivals) < 2:
             return 0.0
         (t0, a0), (t1, a1) = self._arrivals[0], self._arrivals[-1]
-        return max(0, a1 - a0) / max(self.rate_window_s, t1 - t0)
+        return max(0, a1 - a0) / max(window, t1 - t0)
 
     def _observe(self, signals: PoolSignals, now: float) -> None:
         if self._started is None:
             self._started = now
-        if self.rate_window_s > 0:
+        window = self.settings.rate_window_s
+        if window > 0:
             self._arrivals.append((now, signals.arrivals_total))
-            while len(self._arrivals) > 2 and self._arrivals[1][0] <= now - self.rate_window_s:
+            while len(self._arrivals) > 2 and self._arrivals[1][0] <= now - window:
                 self._arrivals.popleft()
 
     def _fits(self, signals: PoolSignals, wanted: int) -> int:
@@ -174,7 +164,7 @@ class AutoscalePolicy:
             started = self._started if self._started is not None else now
             if now - started < s.scale_down_delay_s:
                 return ScaleDecision(0, desired, "scale-down pending: window not yet full")
-            if self._last_down is not None and now - self._last_down < self.scale_down_step_s:
+            if self._last_down is not None and now - self._last_down < s.scale_down_step_s:
                 return ScaleDecision(0, desired, "scale-down pending: one worker per step")
             self._last_down = now
             return ScaleDecision(-1, desired, f"recent peak {peak} below {current} workers")

@@ -35,7 +35,7 @@ TRACES = resources.files("assistant") / "data" / "traces"
 BUNDLED = ("diurnal_day", "bursty_hour")
 P95_TARGET_S = 2.0
 PEAK_WINDOW_S = 600.0  # "at peak": the busiest 10 minutes of the trace
-TUNING = ("scale_down_step_s", "rate_window_s", "staffing_beta")  # AutoscalePolicy knobs beyond PoolSettings
+POLICY_KNOBS = ("scale_down_step_s", "rate_window_s", "staffing_beta")  # the policy's own flags
 RECENT_SERVICE = 100  # mean_service_s is the mean of the last this-many completed requests
 
 
@@ -123,15 +123,11 @@ def simulate(
     static_workers: int | None = None,
     seed: int = 0,
     label: str = "autoscaled",
-    tuning: dict[str, float] | None = None,
 ) -> SimResult:
-    """Run the trace; ``static_workers`` fixes the pool size (no policy, all warm from t=0).
-
-    ``tuning`` is passed to :class:`AutoscalePolicy` (overrides of its settings knobs, for the sweep).
-    """
+    """Run the trace; ``static_workers`` fixes the pool size (no policy, all warm from t=0)."""
     rng = np.random.default_rng(seed)
     draws = rng.choice(service, size=len(arrivals))
-    policy = None if static_workers else AutoscalePolicy(settings, **(tuning or {}))
+    policy = None if static_workers else AutoscalePolicy(settings)
     recent_service: deque[float] = deque(maxlen=RECENT_SERVICE)  # completed, as the live pool sees them
     arrived = 0
     service_sum = 0.0
@@ -266,10 +262,9 @@ def report(
     service: np.ndarray,
     settings: PoolSettings,
     cold: float,
-    tuning: dict[str, float] | None = None,
     seeds: int = 1,
 ) -> None:
-    auto = simulate(arrivals, service, settings, cold_start_s=cold, tuning=tuning)
+    auto = simulate(arrivals, service, settings, cold_start_s=cold)
     static = static_at_peak(arrivals, service, settings)
     span_h = (arrivals[-1] - arrivals[0]) / 3600 if len(arrivals) > 1 else 0
     print(f"\n== {name}: {len(arrivals)} requests over {span_h:.2f} h ==")
@@ -283,7 +278,7 @@ def report(
         f"the goal (<= 0.50 at p95 <= {P95_TARGET_S:.0f} s)"
     )
     if seeds > 1:
-        ratios, p95s = _over_seeds(arrivals, service, settings, cold, tuning, seeds)
+        ratios, p95s = _over_seeds(arrivals, service, settings, cold, seeds)
         met = sum(_verdict(r, p) for r, p in zip(ratios, p95s, strict=True))
         print(
             f"over service-time seeds 0-{seeds - 1}: ratio mean {np.mean(ratios):.2f} max {max(ratios):.2f}; "
@@ -296,14 +291,13 @@ def _over_seeds(
     service: np.ndarray,
     settings: PoolSettings,
     cold: float,
-    tuning: dict[str, float] | None,
     seeds: int,
     statics: list[float] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Worker-hours ratio and p95 wait for each service-time seed (static-at-peak re-sized per seed)."""
     ratios, p95s = [], []
     for seed in range(seeds):
-        result = simulate(arrivals, service, settings, cold_start_s=cold, tuning=tuning, seed=seed)
+        result = simulate(arrivals, service, settings, cold_start_s=cold, seed=seed)
         static = statics[seed] if statics else static_at_peak(arrivals, service, settings, seed).worker_hours
         ratios.append(result.worker_hours / static)
         p95s.append(result.pct(95))
@@ -342,12 +336,14 @@ def sweep(
                 "queue_threshold": 1,
                 "scale_up_delay_s": up,
                 "scale_down_delay_s": down,
+                "scale_down_step_s": step or down,
+                "rate_window_s": rate,
+                "staffing_beta": beta,
             }
         )
-        tuning = {"scale_down_step_s": step or down, "rate_window_s": rate, "staffing_beta": beta}
         cells, met, worst = [], 0, 0.0
         for name, arrivals in traces.items():
-            ratios, p95s = _over_seeds(arrivals, service, settings, cold, tuning, seeds, statics[name])
+            ratios, p95s = _over_seeds(arrivals, service, settings, cold, seeds, statics[name])
             hits = sum(_verdict(r, p) for r, p in zip(ratios, p95s, strict=True))
             met, worst = met + hits, max(worst, float(np.mean(ratios)))
             cells.append(f"{'':>12} {np.mean(ratios):5.2f} {np.mean(p95s):5.2f} {hits:>3}")
@@ -386,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for name in ("min_workers", "max_workers", "queue_threshold"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None)
-    for name in ("target_utilisation", "scale_up_delay_s", "scale_down_delay_s", *TUNING):
+    for name in ("target_utilisation", "scale_up_delay_s", "scale_down_delay_s", *POLICY_KNOBS):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
     parser.add_argument("--scale-to-zero", action="store_true", default=None)
     args = parser.parse_args(argv)
@@ -400,11 +396,11 @@ def main(argv: list[str] | None = None) -> None:
             "target_utilisation",
             "scale_up_delay_s",
             "scale_down_delay_s",
+            *POLICY_KNOBS,
             "scale_to_zero",
         )
         if (value := getattr(args, key)) is not None
     }
-    tuning = {key: value for key in TUNING if (value := getattr(args, key)) is not None}
     settings = get_settings().pool.model_copy(update={"tick_s": 1.0, **overrides})
     service, cold, model = load_service_sample(args.service)
     if args.service_scale <= 0:
@@ -419,19 +415,18 @@ def main(argv: list[str] | None = None) -> None:
         f"service times: {len(service)} measured on {model} x {args.service_scale:g}, median "
         f"{np.median(service):.2f} s, p95 {np.percentile(service, 95):.2f} s; cold start {cold:.2f} s"
     )
-    policy = AutoscalePolicy(settings, **tuning)
     print(
         f"policy: min {settings.min_workers}, max {settings.max_workers}, target utilisation "
         f"{settings.target_utilisation}, queue threshold {settings.queue_threshold}, up delay "
         f"{settings.scale_up_delay_s:g} s, down window {settings.scale_down_delay_s:g} s, down step "
-        f"{policy.scale_down_step_s:g} s, rate window {policy.rate_window_s:g} s, staffing beta "
-        f"{policy.staffing_beta:g}, scale to zero {settings.scale_to_zero}, tick {settings.tick_s:g} s"
+        f"{settings.scale_down_step_s:g} s, rate window {settings.rate_window_s:g} s, staffing beta "
+        f"{settings.staffing_beta:g}, scale to zero {settings.scale_to_zero}, tick {settings.tick_s:g} s"
     )
     if args.sweep:
         sweep(traces, service, settings, cold, args.seeds)
         return
     for name, arrivals in traces.items():
-        report(name, arrivals, service, settings, cold, tuning, args.seeds)
+        report(name, arrivals, service, settings, cold, args.seeds)
 
 
 if __name__ == "__main__":
