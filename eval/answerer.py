@@ -80,7 +80,7 @@ class CascadeAnswerer:
         forced = self.evaluator.on_local_abstain if features.get("abstained") else None
         judgement = Judgement(
             p_correct=float(answer.confidence) if answer.confidence is not None else 0.0,
-            p_answerable=self.evaluator.calibration.p_answerable(features) if features else None,
+            p_answerable=answer.answerable,  # the evaluator's own, from the same decision
             abstain_below=self.evaluator.calibration.abstain_below,
             features=features,
             route=routed.action if routed is not None else "generate",
