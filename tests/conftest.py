@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fake_upstream import FakeUpstream
+from tests.servers import running_server
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
@@ -102,3 +105,11 @@ def settings(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch)
         data_dir=tmp_path / "data",
         models={"local": "smollm2-135m", "cache_dir": model_cache, "n_ctx": 2048, "max_tokens": 48},
     )
+
+
+@pytest.fixture(scope="module")
+def upstream_server() -> Iterator[tuple[FakeUpstream, str]]:
+    """The scripted paid upstream (the only test double) on loopback, one per module: (fake, base URL)."""
+    fake = FakeUpstream()
+    with running_server(fake.app) as base:
+        yield fake, f"{base}/v1"

@@ -27,7 +27,6 @@ from assistant.settings import Settings
 from assistant.upstream import CircuitBreaker, UpstreamClient
 from tests.conftest import REPO
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import running_server
 
 QUESTION = "In what country is Normandy located?"
 OFF_TOPIC = "What is the boiling point of tungsten in Kelvin?"
@@ -44,13 +43,6 @@ class CountingBackend:
     def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
         self.calls += 1
         return self.model.stream_chat(messages, max_tokens=max_tokens)
-
-
-@pytest.fixture(scope="module")
-def upstream_server() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with running_server(fake.app) as base:
-        yield fake, f"{base}/v1"
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from email.utils import formatdate
 
 import pytest
@@ -22,32 +21,24 @@ from assistant.upstream import (
     _parse_retry_after,
 )
 from tests.fake_upstream import FakeUpstream, Reply
-from tests.servers import running_server
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Normandy?"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[FakeUpstream, str]]:
-    fake = FakeUpstream()
-    with running_server(fake.app) as base:
-        yield fake, f"{base}/v1"
-
-
 @pytest.fixture
-def fake(server: tuple[FakeUpstream, str]) -> FakeUpstream:
-    server[0].reset()
-    return server[0]
+def fake(upstream_server: tuple[FakeUpstream, str]) -> FakeUpstream:
+    upstream_server[0].reset()
+    return upstream_server[0]
 
 
-def client(server: tuple[FakeUpstream, str], **kwargs: object) -> UpstreamClient:
+def client(upstream_server: tuple[FakeUpstream, str], **kwargs: object) -> UpstreamClient:
     options: dict[str, object] = {"timeout_s": 5.0, "max_retries": 2, "backoff_base_s": 0.01, **kwargs}
-    return UpstreamClient(server[1], "gpt-4o-mini", "sk-test", **options)  # type: ignore[arg-type]
+    return UpstreamClient(upstream_server[1], "gpt-4o-mini", "sk-test", **options)  # type: ignore[arg-type]
 
 
-def test_chat_reads_usage_and_sends_a_grounded_request(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_chat_reads_usage_and_sends_a_grounded_request(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(text="France [1].", prompt_tokens=321, completion_tokens=4, cached_tokens=64))
-    result = client(server).chat(MESSAGES, max_tokens=50)
+    result = client(upstream_server).chat(MESSAGES, max_tokens=50)
     assert result.text == "France [1]."
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (321, 4)
     assert result.usage.cached_prompt_tokens == 64
@@ -60,9 +51,9 @@ def test_chat_reads_usage_and_sends_a_grounded_request(fake: FakeUpstream, serve
     assert seen.headers["authorization"] == "Bearer sk-test"
 
 
-def test_stream_reads_usage_from_the_last_chunk(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_stream_reads_usage_from_the_last_chunk(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(text="Normandy is in northern France [1].", prompt_tokens=200, completion_tokens=9))
-    items = list(client(server).stream_chat(MESSAGES))
+    items = list(client(upstream_server).stream_chat(MESSAGES))
     *deltas, final = items
     assert isinstance(final, UpstreamResult)
     assert len(deltas) > 3 and "".join(deltas) == "Normandy is in northern France [1]."  # type: ignore[arg-type]
@@ -75,89 +66,91 @@ def test_stream_reads_usage_from_the_last_chunk(fake: FakeUpstream, server) -> N
     assert fake.requests[0].body["stream_options"] == {"include_usage": True}
 
 
-def test_stream_without_usage_is_counted_and_flagged_estimated(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_stream_without_usage_is_counted_and_flagged_estimated(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(text="It is in France [1].", usage=False))
-    *_, final = client(server).stream_chat(MESSAGES)
+    *_, final = client(upstream_server).stream_chat(MESSAGES)
     assert isinstance(final, UpstreamResult)
     assert final.usage.estimated is True
     assert final.usage.prompt_tokens == tokens.count_messages(MESSAGES)
     assert final.usage.completion_tokens == tokens.count_text("It is in France [1].")
 
 
-def test_chat_without_usage_is_estimated(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_chat_without_usage_is_estimated(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(text="France.", usage=False))
-    result = client(server).chat(MESSAGES)
+    result = client(upstream_server).chat(MESSAGES)
     assert result.usage.estimated and result.usage.completion_tokens == tokens.count_text("France.")
 
 
-def test_timeout_is_retried_then_raised(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_timeout_is_retried_then_raised(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(delay_s=1.0)
-    upstream = client(server, timeout_s=0.2, max_retries=1)
+    upstream = client(upstream_server, timeout_s=0.2, max_retries=1)
     with pytest.raises(UpstreamTimeout) as caught:
         upstream.chat(MESSAGES)
     assert caught.value.reason == "timeout"
     assert len(fake.requests) == 2  # first try + one retry
 
 
-def test_5xx_is_retried_with_backoff_and_recovers(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_is_retried_with_backoff_and_recovers(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(kind="status", status=503), Reply(kind="status", status=500), Reply(text="ok"))
-    result = client(server, backoff_base_s=0.1).chat(MESSAGES)
+    result = client(upstream_server, backoff_base_s=0.1).chat(MESSAGES)
     assert result.text == "ok" and result.attempts == 3
     first, second, third = (seen.at for seen in fake.requests)
     assert second - first >= 0.09  # 0.1 s, then doubled
     assert third - second >= 0.19
 
 
-def test_persistent_500_raises_http_error(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_persistent_500_raises_http_error(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(kind="status", status=500)
     with pytest.raises(UpstreamHTTPError) as caught:
-        client(server, max_retries=2).chat(MESSAGES)
+        client(upstream_server, max_retries=2).chat(MESSAGES)
     assert caught.value.status == 500 and caught.value.reason == "http_500"
     assert len(fake.requests) == 3
 
 
-def test_429_honours_retry_after(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_429_honours_retry_after(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.queue(Reply(kind="status", status=429, headers={"Retry-After": "1"}), Reply(text="after the wait"))
     started = time.monotonic()
-    result = client(server, backoff_base_s=0.01).chat(MESSAGES)
+    result = client(upstream_server, backoff_base_s=0.01).chat(MESSAGES)
     assert result.text == "after the wait" and result.attempts == 2
     gap = fake.requests[1].at - fake.requests[0].at
     assert gap >= 0.95, f"retried after {gap:.2f}s, Retry-After said 1s (backoff alone would be 0.01s)"
     assert time.monotonic() - started >= 0.95
 
 
-def test_429_retry_after_is_capped(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_429_retry_after_is_capped(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(kind="status", status=429, headers={"Retry-After": "3600"})
     started = time.monotonic()
     with pytest.raises(UpstreamRateLimited) as caught:
-        client(server, max_retries=1, max_retry_after_s=0.2).chat(MESSAGES)
+        client(upstream_server, max_retries=1, max_retry_after_s=0.2).chat(MESSAGES)
     assert caught.value.reason == "rate_limited" and caught.value.retry_after_s == 3600
     assert len(fake.requests) == 2 and time.monotonic() - started < 5
 
 
-def test_4xx_is_not_retried(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_4xx_is_not_retried(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(kind="status", status=401)
     with pytest.raises(UpstreamHTTPError) as caught:
-        client(server).chat(MESSAGES)
+        client(upstream_server).chat(MESSAGES)
     assert caught.value.status == 401 and len(fake.requests) == 1
 
 
-def test_malformed_json_is_a_clear_error_and_not_retried(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_json_is_a_clear_error_and_not_retried(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(kind="malformed")
     with pytest.raises(UpstreamMalformedResponse, match="not a chat completion") as caught:
-        client(server).chat(MESSAGES)
+        client(upstream_server).chat(MESSAGES)
     assert caught.value.reason == "malformed_response" and len(fake.requests) == 1
 
 
-def test_stream_that_is_not_sse_is_malformed(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_stream_that_is_not_sse_is_malformed(fake: FakeUpstream, upstream_server) -> None:  # type: ignore[no-untyped-def]
     fake.default = Reply(kind="not_sse")
     with pytest.raises(UpstreamMalformedResponse, match="text/html"):
-        list(client(server).stream_chat(MESSAGES))
+        list(client(upstream_server).stream_chat(MESSAGES))
 
 
-def test_circuit_opens_after_n_failures_and_recovers_after_cooldown(fake: FakeUpstream, server) -> None:  # type: ignore[no-untyped-def]
+def test_circuit_opens_after_n_failures_and_recovers_after_cooldown(  # type: ignore[no-untyped-def]
+    fake: FakeUpstream, upstream_server
+) -> None:
     breaker = CircuitBreaker(failure_threshold=2, cooldown_s=0.5)
-    upstream = client(server, max_retries=0, breaker=breaker)
+    upstream = client(upstream_server, max_retries=0, breaker=breaker)
     fake.default = Reply(kind="status", status=500)
     for _ in range(2):
         with pytest.raises(UpstreamHTTPError):
@@ -183,12 +176,12 @@ def test_circuit_opens_after_n_failures_and_recovers_after_cooldown(fake: FakeUp
 
 
 def test_from_settings_needs_a_base_url_and_reads_the_key_from_the_named_env_var(
-    monkeypatch: pytest.MonkeyPatch, fake: FakeUpstream, server
+    monkeypatch: pytest.MonkeyPatch, fake: FakeUpstream, upstream_server
 ) -> None:  # type: ignore[no-untyped-def]
     assert UpstreamClient.from_settings(UpstreamSettings()) is None
     monkeypatch.setenv("MY_UPSTREAM_KEY", "sk-from-env")
     upstream = UpstreamClient.from_settings(
-        UpstreamSettings(base_url=server[1], model="gpt-4o-mini", api_key_env="MY_UPSTREAM_KEY")
+        UpstreamSettings(base_url=upstream_server[1], model="gpt-4o-mini", api_key_env="MY_UPSTREAM_KEY")
     )
     assert upstream is not None
     upstream.chat(MESSAGES)
