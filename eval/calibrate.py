@@ -22,6 +22,7 @@ from eval.report import (
     ConfigSummary,
     cheapest_at_quality,
     local_correct_labels,
+    quality_gap,
     summarize,
 )
 from eval.runs import Config, QuestionRecord, RunError, load_records, threshold_name
@@ -172,16 +173,8 @@ def choose_threshold(
     paid, local = summaries[0], summaries[1]
     cascades = summaries[2:]
     chosen = cheapest_at_quality(cascades, paid, local, tolerance_f1)
-    best = max(cascades, key=lambda s: (_shortfall(s, paid), -s.mean_cost_micro_usd))
+    best = max(cascades, key=lambda s: (quality_gap(s, paid), -s.mean_cost_micro_usd))
     return paid, chosen, best
-
-
-def _shortfall(summary: ConfigSummary, paid: ConfigSummary) -> float:
-    """How far a config is from paid quality on the weaker of overall F1 and HasAns F1 (≤ 0: behind)."""
-    gaps = [summary.quality.f1 - paid.quality.f1]
-    if summary.quality.has_ans_f1 is not None and paid.quality.has_ans_f1 is not None:
-        gaps.append(summary.quality.has_ans_f1 - paid.quality.has_ans_f1)
-    return min(gaps)
 
 
 def calibrate(

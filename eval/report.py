@@ -76,6 +76,14 @@ def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool],
     return labels, scores
 
 
+def quality_gap(summary: ConfigSummary, paid: ConfigSummary) -> float:
+    """F1 points to paid-only on the weaker of overall and HasAns F1 (negative: behind paid)."""
+    gaps = [summary.quality.f1 - paid.quality.f1]
+    if summary.quality.has_ans_f1 is not None and paid.quality.has_ans_f1 is not None:
+        gaps.append(summary.quality.has_ans_f1 - paid.quality.has_ans_f1)
+    return min(gaps)
+
+
 def holds_quality(
     summary: ConfigSummary,
     paid: ConfigSummary,
@@ -89,13 +97,13 @@ def holds_quality(
     The HasAns condition keeps a config from buying its F1 with abstentions alone: on SQuAD 2.0 answering
     "not in the documents" to everything scores the NoAns share (~50), more than either model here.
     """
+    if strict:
+        return quality_gap(summary, paid) >= -tolerance_f1 - 1e-9
     q, ref = summary.quality, paid.quality
     if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
         return False
     if q.has_ans_f1 is None or ref.has_ans_f1 is None:
         return True
-    if strict:
-        return q.has_ans_f1 >= ref.has_ans_f1 - tolerance_f1 - 1e-9
     floor = local.quality.has_ans_f1 if local is not None else None
     return floor is None or q.has_ans_f1 >= floor - 1e-9
 
