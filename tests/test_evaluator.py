@@ -108,16 +108,24 @@ def test_bad_calibration_files_name_the_fix(tmp_path: Path) -> None:
         Calibration.load(tmp_path / "unknown.json")
 
 
-def test_fit_learns_which_way_features_point() -> None:
-    rng = np.random.default_rng(0)
+def synthetic(
+    seed: int, signal: str, when_true: float, when_false: float, sd: float
+) -> tuple[list[dict[str, float]], list[bool]]:
+    """200 rows of noise features, except ``signal``, which tells the label (a fair coin) from its mean."""
+    rng = np.random.default_rng(seed)
     rows, labels = [], []
     for _ in range(200):
-        correct = bool(rng.random() < 0.5)
+        label = bool(rng.random() < 0.5)
         row = {name: float(rng.normal()) for name in FEATURES}
-        row["lexical_support"] = float(rng.normal(0.8 if correct else 0.3, 0.15))
+        row[signal] = float(rng.normal(when_true if label else when_false, sd))
         row["abstained"] = 0.0
         rows.append(row)
-        labels.append(correct)
+        labels.append(label)
+    return rows, labels
+
+
+def test_fit_learns_which_way_features_point() -> None:
+    rows, labels = synthetic(0, "lexical_support", 0.8, 0.3, 0.15)
     calibration = fit(rows, labels, meta={"dataset": "synthetic"})
     assert calibration.meta["n"] == 200 and calibration.meta["dataset"] == "synthetic"
     support = calibration.coef[calibration.features.index("lexical_support")]
@@ -188,14 +196,7 @@ def test_question_support_sees_a_swapped_entity(embedder) -> None:  # type: igno
 
 
 def test_answerable_gate_abstains_and_round_trips(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
-    rng = np.random.default_rng(1)
-    rows, answerable = [], []
-    for _ in range(200):
-        has_answer = bool(rng.random() < 0.5)
-        row = {name: float(rng.normal()) for name in FEATURES}
-        row["question_support"] = float(rng.normal(0.35 if has_answer else 0.0, 0.05))
-        rows.append(row)
-        answerable.append(has_answer)
+    rows, answerable = synthetic(1, "question_support", 0.35, 0.0, 0.05)
     calibration = Calibration.load()
     calibration.answerable = fit(rows, answerable)
     calibration.abstain_below = 0.5
