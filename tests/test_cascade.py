@@ -271,6 +271,18 @@ def test_modes_local_and_paid(penny, local, fake, upstream_server) -> None:  # t
         cascade.answer(QUESTION, threshold=1.5)
 
 
+def test_answer_style_sets_the_prompt_the_paid_tier_gets(penny, local, fake, upstream_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, upstream_server[1])
+    cascade.answer(QUESTION, mode="paid")
+    cascade.answer_style = "sentence"
+    cascade.answer(QUESTION, mode="paid")
+    concise, sentence = (seen.body["messages"][0]["content"] for seen in fake.requests)
+    assert "shortest exact phrase" in concise and "[1]" not in concise  # a bare "[1]" answer otherwise
+    assert "one or two short sentences" in sentence and "[1]" in sentence
+    with pytest.raises(ValueError, match="unknown answer style"):
+        grounded_messages(QUESTION, [], "haiku")  # type: ignore[arg-type]
+
+
 def test_semantic_cache_hits_and_misses_when_sources_change(
     penny, local, fake, upstream_server, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -76,6 +76,11 @@ def test_load_scales_up_and_quiet_scales_back_down(make_pool: Callable[..., Work
     status = pool_status(pool)
     assert status["requests"]["recent"] == 8
     assert status["workers_by_state"] == {"starting": 0, "ready": 1, "draining": 0}
+    # What the offered-load term sees: every request counted on arrival, the mean of measured service times.
+    signals = pool.signals()
+    assert signals.arrivals_total == 8
+    assert signals.mean_service_s == pytest.approx(sum(pool.timings.service_s) / 8)
+    assert signals.mean_service_s > 0
 
 
 def test_a_worker_killed_mid_request_loses_nothing(make_pool: Callable[..., WorkerPool]) -> None:
