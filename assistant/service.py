@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from assistant.model_registry import ModelRegistry
+from assistant.local.registry import ModelRegistry
 from assistant.settings import Settings
 from index.chunking import Chunker
 from index.embedding import get_embedder
@@ -16,12 +16,13 @@ from index.store import get_collection, max_batch_size, open_client
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
-    from assistant.answer import CascadeAnswer
-    from assistant.cascade import Cascade, LocalBackend
-    from assistant.evaluator import Evaluator
+    from assistant.answering.answer import CascadeAnswer
+    from assistant.answering.cascade import Cascade
+    from assistant.answering.evaluator import Evaluator
     from assistant.ledger import Ledger
-    from assistant.local_llm import LocalModel
-    from assistant.pool.base import PoolBase
+    from assistant.local.backend import LocalBackend
+    from assistant.local.model import LocalModel
+    from assistant.local.pool.base import PoolBase
     from index.embedding import Embedder
 
 
@@ -90,7 +91,7 @@ class Penny:
         checks: dict[str, str] = {}
         pool = self.__dict__.get("pool")
         if pool is not None:
-            from assistant.pool.manager import WorkerState
+            from assistant.local.pool.manager import WorkerState
 
             ready = len(pool.workers(WorkerState.READY))
             checks["local_model"] = "ok" if ready else "no ready worker"
@@ -121,10 +122,10 @@ class Penny:
         if not pool_settings.enabled:
             return None
         if pool_settings.remote_urls:
-            from assistant.pool.remote import RemotePool
+            from assistant.local.pool.remote import RemotePool
 
             return RemotePool(pool_settings.remote_urls, pool_settings).start()
-        from assistant.pool.manager import WorkerPool
+        from assistant.local.pool.manager import WorkerPool
 
         models = self.settings.models
         path = self.registry.path(models.local)
@@ -139,7 +140,7 @@ class Penny:
 
     @cached_property
     def _pool_backend(self) -> LocalBackend:
-        from assistant.pool.backend import PoolBackend
+        from assistant.local.pool.backend import PoolBackend
 
         assert self.pool is not None
         return PoolBackend(self.pool)
@@ -154,7 +155,7 @@ class Penny:
 
     @cached_property
     def local_model(self) -> LocalModel:
-        from assistant.local_llm import LocalModel
+        from assistant.local.model import LocalModel
 
         path = self.registry.path(self.settings.models.local)
         return LocalModel(path, n_ctx=self.settings.models.n_ctx, n_threads=self.settings.models.n_threads)
@@ -162,7 +163,7 @@ class Penny:
     @cached_property
     def evaluator(self) -> Evaluator:
         """The evaluator with the configured calibration and routing policy."""
-        from assistant.evaluator import Calibration, Evaluator
+        from assistant.answering.evaluator import Calibration, Evaluator
 
         policy = self.settings.cascade
         return Evaluator(
@@ -177,9 +178,9 @@ class Penny:
     @cached_property
     def cascade(self) -> Cascade:
         """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
-        from assistant.cascade import Cascade
-        from assistant.semantic_cache import SemanticCache
-        from assistant.upstream import UpstreamClient
+        from assistant.answering.cache import SemanticCache
+        from assistant.answering.cascade import Cascade
+        from assistant.paid.client import PaidClient
 
         settings = self.settings
         policy = settings.cascade
@@ -192,9 +193,9 @@ class Penny:
             retriever=self.retriever,
             local=self.local_backend,
             evaluator=self.evaluator,
-            upstream=UpstreamClient.from_settings(settings.upstream),
+            paid=PaidClient.from_settings(settings.paid),
             cache=cache,
-            ledger=self.cascade_ledger(),
+            ledger=self.ledger,
             default_collection=settings.index.collection,
             local_model_name=settings.models.local,
             max_tokens=settings.models.max_tokens,
@@ -207,12 +208,8 @@ class Penny:
         """Every answer is recorded here. Fails at start-up if the paid model has no price."""
         from assistant.ledger import open_ledger
 
-        paid = (self.settings.upstream.model,) if self.settings.upstream.base_url else ()
+        paid = (self.settings.paid.model,) if self.settings.paid.base_url else ()
         return open_ledger(self.settings, paid_models=paid)
-
-    def cascade_ledger(self) -> Ledger | None:
-        """The ledger the cascade reserves, settles and records with."""
-        return self.ledger
 
     def ask(self, question: str, collection: str | None = None, **options: Any) -> CascadeAnswer:
         """Answer through the cascade; ``options`` are :meth:`Cascade.answer`'s (mode, threshold, ...)."""

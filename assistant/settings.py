@@ -2,7 +2,7 @@
 
 Precedence (highest first): explicit keyword arguments, environment variables, ``penny.toml``
 (path from ``PENNY_CONFIG``, default ``./penny.toml``), then the defaults below. Nested groups use
-``__`` in environment variable names, e.g. ``PENNY_UPSTREAM__BASE_URL``.
+``__`` in environment variable names, e.g. ``PENNY_PAID__BASE_URL``.
 """
 
 from __future__ import annotations
@@ -69,18 +69,16 @@ class CascadeSettings(BaseModel):
         default="abstain", description="Policy when retrieval is below the floor: the local model is skipped."
     )
     on_local_abstain: Literal["abstain", "escalate"] = Field(
-        default="escalate", description="The local model abstained: trust it, or ask the upstream."
+        default="escalate", description="The local model abstained: trust it, or ask the paid tier."
     )
     cache_enabled: bool = False
     cache_min_similarity: float = Field(default=0.95, description="Question cosine needed for a cache hit.")
 
 
-class UpstreamSettings(BaseModel):
+class PaidSettings(BaseModel):
     base_url: str | None = None
     model: str = "gpt-4o-mini"
-    api_key_env: str = Field(
-        default="PENNY_UPSTREAM_API_KEY", description="Name of the env var with the key."
-    )
+    api_key_env: str = Field(default="PENNY_PAID_API_KEY", description="Name of the env var with the key.")
     timeout_s: float = 30.0
     connect_timeout_s: float = 5.0
     max_retries: int = 2
@@ -127,9 +125,10 @@ class ServerSettings(BaseModel):
 
 
 class PoolSettings(BaseModel):
-    """The local tier's worker pool and autoscaler. Defaults come from ``python -m assistant.pool.simulate``
-    on the bundled traces (see assistant/pool/README.md): the cheapest settings that keep p95 queue wait
-    at or under 2 s."""
+    """The local tier's worker pool and autoscaler.
+
+    Defaults come from ``python -m assistant.local.pool.simulate`` on the bundled traces (see
+    assistant/local/pool/README.md): the cheapest settings that keep p95 queue wait at or under 2 s."""
 
     enabled: bool = Field(default=False, description="Serve the local tier from worker processes.")
     min_workers: int = Field(default=1, ge=0)
@@ -188,7 +187,7 @@ class Settings(BaseSettings):
     models: ModelSettings = ModelSettings()
     index: IndexSettings = IndexSettings()
     cascade: CascadeSettings = CascadeSettings()
-    upstream: UpstreamSettings = UpstreamSettings()
+    paid: PaidSettings = PaidSettings()
     ledger: LedgerSettings = LedgerSettings()
     server: ServerSettings = ServerSettings()
     pool: PoolSettings = PoolSettings()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assistant.api import create_app
 from assistant.service import Penny
 from assistant.settings import Settings
-from tests.servers import running_server
+from tests.support.servers import running_server
 
 REPO = Path(__file__).resolve().parent.parent
 OFF_TOPIC = "zqxj vorpal flibbertigibbet quantum marmalade?"

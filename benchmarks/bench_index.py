@@ -36,7 +36,7 @@ from index.loaders import load
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.index_support import CountingEmbedder
+from tests.support.index import CountingEmbedder
 
 PYDOC = Path("/usr/share/doc/python3.11/html")
 SQUAD = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "squad2-dev-sample.json"

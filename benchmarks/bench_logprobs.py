@@ -2,7 +2,7 @@
 
 ``create_chat_completion(logprobs=True)`` needs the model loaded with ``logits_all=True``, which keeps
 n_ctx x n_vocab float logits and computes logits for every prompt position. Penny instead records the
-log-softmax of the greedy token from a logits processor (assistant/local_llm.py). This script measures,
+log-softmax of the greedy token from a logits processor (assistant/local/model.py). This script measures,
 on SmolLM2-135M with grounded prompts built from samples/:
 
 - wall time per answer (median over interleaved runs, so background load hits both alike);
@@ -41,7 +41,7 @@ QUESTIONS = [
 
 def prompts(n_ctx_tokens_hint: int = 700) -> list[list[dict[str, str]]]:
     """Grounded prompts, one per question, each with four different paragraphs of normans.md as sources."""
-    from assistant.prompts import grounded_messages
+    from assistant.answering.prompts import grounded_messages
     from index.retrieval import Passage
 
     text = (REPO / "samples" / "normans.md").read_text()
@@ -64,7 +64,7 @@ def rss_mb() -> float:
 def load(variant: str, model_path: Path, n_ctx: int, threads: int) -> Any:
     from llama_cpp import Llama
 
-    from assistant.local_llm import LocalModel
+    from assistant.local.model import LocalModel
 
     if variant == "processor":
         return LocalModel(model_path, n_ctx=n_ctx, n_threads=threads)
@@ -123,7 +123,7 @@ def main() -> None:
         child(args.child, args.model_path, args.n_ctx, args.threads, args.max_tokens)
         return
 
-    from assistant.model_registry import ModelRegistry
+    from assistant.local.registry import ModelRegistry
     from assistant.settings import Settings
 
     model_path = ModelRegistry(Settings().model_cache_dir).path(args.model)

@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from assistant.model_registry import ModelRegistry  # noqa: E402
-from assistant.pool import PoolBackend, WorkerPool, WorkerState  # noqa: E402
-from assistant.prompts import grounded_messages  # noqa: E402
+from assistant.answering.prompts import grounded_messages  # noqa: E402
+from assistant.local.pool import PoolBackend, WorkerPool, WorkerState  # noqa: E402
+from assistant.local.registry import ModelRegistry  # noqa: E402
 from assistant.settings import PoolSettings, Settings  # noqa: E402
 from index.retrieval import Passage  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The real answerer for eval runs: Penny's own Cascade, evaluator, upstream and ledger.
+"""The real answerer for eval runs: Penny's own Cascade, evaluator, paid and ledger.
 
 Each question is retrieved once; the Cascade is then asked twice, ``mode="local"`` and ``mode="paid"``,
 over those same passages (the cascade's retriever is pinned to them), each under its own request id. The
@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from assistant.prompts import grounded_messages
+from assistant.answering.prompts import grounded_messages
 from eval.runs import Judgement, RunError, TierCall, needed_tiers, parse_configs
 
 if TYPE_CHECKING:
-    from assistant.cascade import Cascade
-    from assistant.evaluator import Evaluator
+    from assistant.answering.cascade import Cascade
+    from assistant.answering.evaluator import Evaluator
     from assistant.ledger import Ledger
+    from assistant.paid.client import PaidClient
     from assistant.settings import Settings
-    from assistant.upstream import UpstreamClient
     from eval.datasets import Dataset
     from index.retrieval import Passage, Retriever
 
@@ -44,7 +44,7 @@ class CascadeAnswerer:
         retriever: Retriever,
         ledger: Ledger,
         evaluator: Evaluator,
-        upstream: UpstreamClient | None,
+        paid: PaidClient | None,
         *,
         collection: str,
         default_threshold: float,
@@ -52,7 +52,7 @@ class CascadeAnswerer:
         self.cascade = cascade
         self.ledger = ledger
         self.evaluator = evaluator
-        self.upstream = upstream
+        self.paid = paid
         self.collection = collection
         self.default_threshold = default_threshold
         self.pinned = _PinnedRetriever(retriever)
@@ -90,13 +90,11 @@ class CascadeAnswerer:
         return self._call(answer, request_id), judgement
 
     def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int:
-        if self.upstream is None:
+        if self.paid is None:
             return 0
         messages = grounded_messages(question, passages, self.cascade.answer_style)
-        prompt_tokens = self.upstream.estimate_prompt_tokens(messages)
-        return self.ledger.prices.worst_case_micro_usd(
-            self.upstream.model, prompt_tokens, self.upstream.max_tokens
-        )
+        prompt_tokens = self.paid.estimate_prompt_tokens(messages)
+        return self.ledger.prices.worst_case_micro_usd(self.paid.model, prompt_tokens, self.paid.max_tokens)
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall:
         self.pinned.passages = list(passages)
@@ -129,19 +127,19 @@ def build_answerer(
 
     Returns the answerer and run metadata (models, collection) for the report.
     """
-    from assistant.cascade import Cascade
+    from assistant.answering.cascade import Cascade
     from assistant.ledger import open_ledger
+    from assistant.paid.client import PaidClient
     from assistant.service import Penny
-    from assistant.upstream import UpstreamClient
     from eval.datasets import ingest_contexts
     from index.store import get_collection
 
     need_local, need_paid = needed_tiers(parse_configs(config_names, settings.cascade.escalate_below))
-    upstream = UpstreamClient.from_settings(settings.upstream) if need_paid else None
-    if need_paid and upstream is None:
+    paid = PaidClient.from_settings(settings.paid) if need_paid else None
+    if need_paid and paid is None:
         raise RunError(
-            "configs paid/cascade need the paid tier: set PENNY_UPSTREAM__BASE_URL (offline: run "
-            "`penny upstream serve` and PENNY_UPSTREAM__MODEL=qwen2.5-1.5b), or run only --config local"
+            "configs paid/cascade need the paid tier: set PENNY_PAID__BASE_URL (offline: run "
+            "`penny paid serve` and PENNY_PAID__MODEL=qwen2.5-1.5b), or run only --config local"
         )
     penny = Penny(settings)
     if collection is None:
@@ -153,14 +151,14 @@ def build_answerer(
         added = ingest_contexts(dataset, get_collection(penny.chroma, collection), penny.embedder)
         if added:
             print(f"indexed {added} paragraphs into collection {collection!r}")
-    ledger = open_ledger(settings, paid_models=(settings.upstream.model,) if need_paid else ())
+    ledger = open_ledger(settings, paid_models=(settings.paid.model,) if need_paid else ())
     evaluator = penny.evaluator
     retriever = penny.retriever(collection)
     cascade = Cascade(
         retriever=lambda _name: retriever,
         local=penny.local_model,
         evaluator=evaluator,
-        upstream=upstream,
+        paid=paid,
         cache=None,  # each question once per tier: a cache would only blur the tiers' costs
         ledger=ledger,
         default_collection=collection,
@@ -174,14 +172,14 @@ def build_answerer(
         retriever,
         ledger,
         evaluator,
-        upstream,
+        paid,
         collection=collection,
         default_threshold=settings.cascade.escalate_below,
     )
     meta = {
         "collection": collection,
         "local_model": settings.models.local if need_local else None,
-        "paid_model": settings.upstream.model if need_paid else None,
+        "paid_model": settings.paid.model if need_paid else None,
         "retrieval_mode": settings.index.retrieval_mode,
         "top_k": settings.index.top_k,
         "answer_style": settings.cascade.answer_style,

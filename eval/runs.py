@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from assistant.prompts import ABSTAIN_PHRASE
+from assistant.answering.prompts import ABSTAIN_PHRASE
 from eval.datasets import Dataset, EvalQuestion
 from eval.metrics import score, to_prediction
 from index.retrieval import Passage

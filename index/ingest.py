@@ -164,11 +164,6 @@ class Ingester:
             entry.ids.append(pid)
         return stored
 
-    def stored_hash(self, source: str) -> str | None:
-        found = self.collection.get(where={"source": source}, limit=1, include=["metadatas"])
-        metadatas = found.get("metadatas") or []
-        return str(metadatas[0]["file_sha256"]) if metadatas else None
-
     def ingest(
         self,
         paths: Iterable[Path],

@@ -57,12 +57,9 @@ class FusionWeights:
 
 
 def _stemmer() -> Any:
-    try:
-        import Stemmer
+    import Stemmer
 
-        return Stemmer.Stemmer("english")
-    except ImportError:  # PyStemmer is a declared dependency; without it BM25 still works, unstemmed
-        return None
+    return Stemmer.Stemmer("english")
 
 
 class Bm25Index:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_upstream import FakeUpstream
-from tests.servers import running_server
+from tests.support.fake_paid import FakePaid
+from tests.support.servers import running_server
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -76,14 +76,14 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_path(model_cache: Path) -> Path:
-    from assistant.model_registry import ModelRegistry
+    from assistant.local.registry import ModelRegistry
 
     return ModelRegistry(model_cache).path("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_path: Path):  # type: ignore[no-untyped-def]
-    from assistant.local_llm import LocalModel
+    from assistant.local.model import LocalModel
 
     return LocalModel(tiny_model_path, n_ctx=2048)
 
@@ -108,8 +108,8 @@ def settings(tmp_path: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture(scope="module")
-def upstream_server() -> Iterator[tuple[FakeUpstream, str]]:
+def paid_server() -> Iterator[tuple[FakePaid, str]]:
     """The scripted paid upstream (the only test double) on loopback, one per module: (fake, base URL)."""
-    fake = FakeUpstream()
+    fake = FakePaid()
     with running_server(fake.app) as base:
         yield fake, f"{base}/v1"

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.service import Penny
 from tests.conftest import REPO
-from tests.servers import running_server
+from tests.support.servers import running_server
 
 SAMPLES = REPO / "samples"
 

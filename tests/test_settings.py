@@ -13,13 +13,13 @@ from assistant.settings import Settings, get_settings
 def test_toml_then_env_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "penny.toml"
     config.write_text(
-        'data_dir = "/srv/penny"\n[upstream]\nmodel = "gpt-4o"\ntimeout_s = 12.5\n[index]\ntop_k = 7\n'
+        'data_dir = "/srv/penny"\n[paid]\nmodel = "gpt-4o"\ntimeout_s = 12.5\n[index]\ntop_k = 7\n'
     )
     monkeypatch.setenv("PENNY_CONFIG", str(config))
     monkeypatch.setenv("PENNY_INDEX__TOP_K", "3")
     settings = Settings()
     assert settings.data_dir == Path("/srv/penny")
-    assert settings.upstream.model == "gpt-4o" and settings.upstream.timeout_s == 12.5
+    assert settings.paid.model == "gpt-4o" and settings.paid.timeout_s == 12.5
     assert settings.index.top_k == 3  # env beats the file
     assert settings.db_url == "sqlite:////srv/penny/ledger.db"
 
@@ -35,12 +35,12 @@ def test_penny_settings_lists_env_names_and_values(monkeypatch: pytest.MonkeyPat
     from assistant.cli import cli
 
     monkeypatch.setenv("PENNY_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("PENNY_UPSTREAM__MODEL", "gpt-4o")
+    monkeypatch.setenv("PENNY_PAID__MODEL", "gpt-4o")
     get_settings.cache_clear()
     try:
         result = CliRunner().invoke(cli, ["settings", "--markdown"])
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
-    assert "| `upstream.model` | `PENNY_UPSTREAM__MODEL` | `gpt-4o` |" in result.output
+    assert "| `paid.model` | `PENNY_PAID__MODEL` | `gpt-4o` |" in result.output
     assert "`PENNY_POOL__MAX_WORKERS`" in result.output

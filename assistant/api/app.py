@@ -22,7 +22,7 @@ from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
 from assistant.api.ledger_routes import LEDGER_EXCEPTION_HANDLERS, LEDGER_ROUTES
 from assistant.api.metrics import ServiceMetrics, metrics_middleware
-from assistant.pool.manager import PoolError
+from assistant.local.pool.manager import PoolError
 from assistant.service import Penny
 from assistant.settings import Settings
 
@@ -93,7 +93,7 @@ def pool_status_route(state: State) -> dict[str, Any]:
     pool = state.penny.pool
     if pool is None:
         return {"enabled": False}
-    from assistant.pool.metrics import pool_status
+    from assistant.local.pool.metrics import pool_status
 
     return {"enabled": True, **pool_status(pool)}
 
@@ -118,7 +118,7 @@ def create_app(
         penny.ledger.recover_stale()
         threading.Thread(target=_recover_periodically, args=(penny, stop_recovery), daemon=True).start()
         if penny.pool is not None:
-            from assistant.pool.metrics import pool_registry
+            from assistant.local.pool.metrics import pool_registry
 
             pool_registry(penny.pool, service_metrics.registry)  # queue, slots, memory on /metrics
         if warm_up:

@@ -20,12 +20,12 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
-from assistant import tokens
 from assistant.api.auth import ledger_of, principal_of, require_api_key
 from assistant.api.errors import ApiError
 from assistant.api.idempotency import idempotent
 from assistant.api.ledger_routes import budget_exceeded_error
-from assistant.api.openai_compat import (
+from assistant.ledger import BudgetExceeded
+from assistant.openai_wire import (
     PROFILES,
     ChatCompletionRequest,
     chunk_body,
@@ -34,7 +34,7 @@ from assistant.api.openai_compat import (
     models_body,
     usage_dict,
 )
-from assistant.ledger import BudgetExceeded
+from assistant.paid import tokens
 
 MAX_QUESTION_TOKENS = 1000
 HISTORY_TOKEN_BUDGET = 600

@@ -8,9 +8,9 @@ from assistant.cli.core import ask, models
 from assistant.cli.eval_cmds import eval_cmd
 from assistant.cli.index_cmds import collections, ingest
 from assistant.cli.ledger_cmds import COMMANDS as LEDGER_COMMANDS
+from assistant.cli.paid_cmds import paid
 from assistant.cli.serve_cmd import serve
 from assistant.cli.settings_cmd import settings_cmd
-from assistant.cli.upstream_cmds import upstream
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,7 @@ def cli() -> None:
     """Penny: answers from your documents with a small local model; pays for a big one only when it must."""
 
 
-for command in (models, ingest, collections, ask, serve, upstream, eval_cmd, settings_cmd, *LEDGER_COMMANDS):
+for command in (models, ingest, collections, ask, serve, paid, eval_cmd, settings_cmd, *LEDGER_COMMANDS):
     cli.add_command(command)
 
 

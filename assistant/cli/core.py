@@ -6,7 +6,7 @@ import json
 
 import click
 
-from assistant.model_registry import REGISTRY, ModelError, ModelRegistry
+from assistant.local.registry import REGISTRY, ModelError, ModelRegistry
 from assistant.settings import get_settings
 
 
@@ -53,7 +53,7 @@ def models_path(name: str) -> None:
     type=click.Choice(["cascade", "local", "paid"]),
     default="cascade",
     show_default=True,
-    help="cascade: escalate only when needed; local: never pay; paid: always ask the upstream.",
+    help="cascade: escalate only when needed; local: never pay; paid: always ask the paid tier.",
 )
 @click.option(
     "--threshold", type=click.FloatRange(0.0, 1.0), default=None, help="Escalate below this P(correct)."
@@ -65,7 +65,7 @@ def ask(
     question: str, collection: str | None, as_json: bool, mode: str, threshold: float | None, explain: bool
 ) -> None:
     """Answer QUESTION from the indexed documents."""
-    from assistant.evaluator import CalibrationError
+    from assistant.answering.evaluator import CalibrationError
     from assistant.service import Penny
 
     try:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = None) -> Ledger:
     """The ledger from settings. Fails at start-up when a paid model has no price (never a silent $0)."""
     prices = PriceTable.load(settings.ledger.prices_file)
-    prices.require(*(paid_models if paid_models is not None else (settings.upstream.model,)))
+    prices.require(*(paid_models if paid_models is not None else (settings.paid.model,)))
     per_hour = settings.ledger.local_instance_usd_per_hour
     ledger = Ledger.open(
         settings.db_url,

@@ -33,7 +33,7 @@ class AlreadyExists(LedgerError):
 
 
 class ReservationClosed(LedgerError):
-    """The reservation was already released (e.g. expired and recovered): do not call the upstream."""
+    """The reservation was already released (e.g. expired and recovered): do not call the paid tier."""
 
 
 class SchemaTooNew(LedgerError):

@@ -296,10 +296,6 @@ class Ledger:
         """Extra budget for the current window (a negative entry: it lowers committed spend)."""
         self._manual_entry("grant", user_name, -abs(micro_usd), note or "grant")
 
-    def adjust(self, user_name: str, micro_usd: int, note: str) -> None:
-        """A signed correction, e.g. after reconciliation; counts as paid spend."""
-        self._manual_entry("adjust", user_name, micro_usd, note)
-
     def _manual_entry(self, kind: str, user_name: str, amount: int, note: str) -> None:
         user = self.get_user(user_name)
         now = self._now()

@@ -1,0 +1,98 @@
+"""What an answer is, whichever tier produced it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from index.retrieval import Passage
+
+
+@dataclass
+class Source:
+    id: str
+    source: str
+    text: str
+    score: float
+    title: str = ""
+
+    @classmethod
+    def from_passage(cls, passage: Passage) -> Source:
+        return cls(
+            id=passage.id,
+            source=passage.source,
+            text=passage.text,
+            score=round(passage.score, 4),
+            title=passage.title,
+        )
+
+
+@dataclass
+class Answer:
+    answer: str
+    sources: list[Source]
+    tier: str  # "local" | "paid" | "cache" | "none"
+    latency_ms: float
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latency_ms"] = round(self.latency_ms, 1)
+        return data
+
+
+@dataclass
+class CascadeAnswer(Answer):
+    """An answer plus how the cascade got it: which tier, why, how sure, what it cost.
+
+    ``prompt_tokens``/``completion_tokens`` are those of the tier that produced the answer. ``degraded``
+    means an escalation was wanted but failed (or the budget refused it), so a weaker answer is served.
+    """
+
+    request_id: str = ""
+    escalated: bool = False
+    reason: str = ""
+    confidence: float | None = None
+    answerable: float | None = None  # P(the sources answer the question), when the calibration has a gate
+    features: dict[str, float] = field(default_factory=dict)
+    cost_micro_usd: int = 0
+    local_cost_micro_usd: int = 0
+    paid_cost_micro_usd: int = 0
+    degraded: bool = False
+    local_model: str | None = None
+    paid_model: str | None = None
+    local_generation: Any = None  # assistant.local.model.Generation when the local model ran
+    paid_generation: Any = None  # assistant.paid.client.PaidResult when the paid call succeeded
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {
+            name: value
+            for name, value in self.__dict__.items()
+            if name not in ("sources", "local_generation", "paid_generation")
+        }
+        data["sources"] = [asdict(source) for source in self.sources]
+        data["latency_ms"] = round(self.latency_ms, 1)
+        data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
+        data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
+        data["features"] = {name: round(value, 4) for name, value in self.features.items()}
+        data["local_generation"] = _generation_summary(self.local_generation)
+        data["paid_generation"] = _generation_summary(self.paid_generation)
+        return data
+
+
+def _generation_summary(generation: Any) -> dict[str, Any] | None:
+    """Tokens and timing of a generation, without its per-token logprobs."""
+    if generation is None:
+        return None
+    summary = {
+        name: getattr(generation, name)
+        for name in ("prompt_tokens", "completion_tokens", "finish_reason", "model", "attempts")
+        if hasattr(generation, name)
+    }
+    usage = getattr(generation, "usage", None)
+    if usage is not None:
+        summary.update(asdict(usage))
+    summary["seconds"] = round(float(generation.seconds), 3)
+    return summary

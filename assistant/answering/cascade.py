@@ -1,0 +1,526 @@
+"""The cascade: answer locally when the local answer is good, pay for the upstream only when it is not.
+
+One request goes: semantic cache (optional) -> retrieval -> pre-generation routing (nothing relevant
+retrieved: abstain or go straight upstream, without spending local compute) -> local answer -> evaluator
+(P(correct) vs threshold) -> serve locally, abstain, or escalate with the SAME sources and prompt.
+
+The cascade never raises to its caller for an upstream problem: a failed escalation serves the local answer
+marked ``degraded`` with the reason. The only exception that escapes is the ledger's ``BudgetExceeded`` when
+the budget policy says "refuse" (the API turns it into HTTP 429).
+
+Streaming: deltas are yielded as they are produced, then one final :class:`CascadeAnswer`, which is
+authoritative. In cascade mode the local answer must be judged whole before anyone sees it, so local text
+is yielded only once it is kept (in one piece); a paid answer streams live. If a paid stream breaks midway,
+the final answer is the degraded local one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from assistant.answering.answer import CascadeAnswer, Source
+from assistant.answering.cache import SemanticCache, content_hash
+from assistant.answering.evaluator import Decision, Evaluator, ensure_citation
+from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
+from assistant.local.backend import Generation, LocalBackend, final_generation
+from assistant.paid.client import PaidClient, PaidError, PaidResult, describe
+from assistant.paid.tokens import count_messages
+
+if TYPE_CHECKING:
+    from assistant.ledger import Ledger, Principal, Reservation
+    from index.retrieval import Passage, Retriever
+
+Mode = Literal["cascade", "local", "paid"]
+MODES: tuple[str, ...] = ("cascade", "local", "paid")
+
+
+@dataclass
+class _Request:
+    question: str
+    collection: str
+    history: Sequence[dict[str, str]]
+    mode: Mode
+    threshold: float | None
+    principal: Principal | None
+    request_id: str
+    stream: bool
+    started: float
+
+
+class Cascade:
+    def __init__(
+        self,
+        *,
+        retriever: Callable[[str | None], Retriever],
+        local: LocalBackend,
+        evaluator: Evaluator,
+        paid: PaidClient | None = None,
+        cache: SemanticCache | None = None,
+        ledger: Ledger | None = None,
+        default_collection: str = "default",
+        local_model_name: str = "local",
+        max_tokens: int = 256,
+        budget_policy: Literal["local_only", "refuse"] = "local_only",
+        answer_style: AnswerStyle = "concise",
+    ) -> None:
+        self.retriever = retriever
+        self.local = local
+        self.evaluator = evaluator
+        self.paid = paid
+        self.cache = cache
+        self.ledger = ledger
+        self.default_collection = default_collection
+        self.local_model_name = local_model_name
+        self.max_tokens = max_tokens
+        self.budget_policy = budget_policy
+        self.answer_style = answer_style
+        self._retrievers: dict[str, Retriever] = {}
+        self._retrievers_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------ public
+
+    def answer(
+        self,
+        question: str,
+        *,
+        collection: str | None = None,
+        history: Sequence[dict[str, str]] = (),
+        mode: Mode = "cascade",
+        threshold: float | None = None,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+    ) -> CascadeAnswer:
+        final: CascadeAnswer | None = None
+        for item in self._run(
+            self._request(question, collection, history, mode, threshold, principal, request_id, stream=False)
+        ):
+            if isinstance(item, CascadeAnswer):
+                final = item
+        assert final is not None
+        return final
+
+    def stream(
+        self,
+        question: str,
+        *,
+        collection: str | None = None,
+        history: Sequence[dict[str, str]] = (),
+        mode: Mode = "cascade",
+        threshold: float | None = None,
+        principal: Principal | None = None,
+        request_id: str | None = None,
+    ) -> Iterator[str | CascadeAnswer]:
+        """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring)."""
+        yield from self._run(
+            self._request(question, collection, history, mode, threshold, principal, request_id, stream=True)
+        )
+
+    # ------------------------------------------------------------------------------------ flow
+
+    def _request(
+        self,
+        question: str,
+        collection: str | None,
+        history: Sequence[dict[str, str]],
+        mode: Mode,
+        threshold: float | None,
+        principal: Principal | None,
+        request_id: str | None,
+        *,
+        stream: bool,
+    ) -> _Request:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        if principal is None and self.ledger is not None:
+            principal = self.ledger.system_user()
+        return _Request(
+            question=question,
+            collection=collection or self.default_collection,
+            history=history,
+            mode=mode,
+            threshold=threshold,
+            principal=principal,
+            request_id=request_id or uuid.uuid4().hex,
+            stream=stream,
+            started=time.perf_counter(),
+        )
+
+    def _retriever(self, collection: str) -> Retriever:
+        """One retriever per collection, kept: a retriever holds its BM25 index, costly to rebuild."""
+        with self._retrievers_lock:
+            if collection not in self._retrievers:
+                self._retrievers[collection] = self.retriever(collection)
+            return self._retrievers[collection]
+
+    def _run(self, req: _Request) -> Iterator[str | CascadeAnswer]:
+        retriever = self._retriever(req.collection)
+        if self.cache is not None and req.mode != "paid" and not req.history:
+            hit = self._cache_lookup(req, retriever)
+            if hit is not None:
+                if req.stream:
+                    yield hit.answer
+                yield self._finish(req, hit)
+                return
+
+        passages = retriever.search(req.question)
+        messages = self._messages(req, passages)
+
+        if req.mode == "paid":
+            yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
+            return
+
+        routed = self.evaluator.route_before_generation(passages)
+        if routed is not None:
+            if req.mode == "local":  # never pay in local mode, whatever the policy says
+                routed = Decision("abstain", f"mode=local; {routed.reason}", None, routed.features)
+            if routed.action == "abstain":
+                yield from self._emit(req, self._abstain(req, passages, routed))
+            else:
+                yield from self._escalate(req, passages, messages, routed, None)
+            return
+
+        generation: Generation | None = None
+        streamed: list[str] = []
+        local_stream = self.local.stream_chat(messages, max_tokens=self.max_tokens)
+        try:
+            for item in local_stream:
+                if isinstance(item, Generation):
+                    generation = item
+                elif req.stream and req.mode == "local":
+                    streamed.append(item)
+                    yield item  # local mode: nothing to judge, stream live
+        except GeneratorExit:
+            # The client hung up mid-stream: stop generating, and still account for what was produced.
+            local_stream.close()
+            self._record_disconnect(req, passages, messages, streamed)
+            raise
+        if generation is None:
+            raise RuntimeError("a LocalBackend must end its stream with a Generation")
+
+        decision = self.evaluator.assess(req.question, passages, generation, req.threshold)
+        if req.mode == "local":
+            decision = replace(decision, action="local", reason=f"mode=local; {decision.reason}")
+            answer = self._local_answer(req, passages, generation, decision)
+            yield from _attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
+            yield self._finish(req, answer)
+            return
+        if decision.action == "local":
+            yield from self._emit(req, self._local_answer(req, passages, generation, decision))
+        elif decision.action == "abstain":
+            yield from self._emit(req, self._abstain(req, passages, decision, generation))
+        else:
+            yield from self._escalate(req, passages, messages, decision, generation)
+
+    def _messages(self, req: _Request, passages: Sequence[Passage]) -> list[dict[str, str]]:
+        """The grounded prompt, with earlier turns of the conversation between system and question."""
+        system, *rest = grounded_messages(req.question, passages, self.answer_style)
+        return [system, *req.history, *rest]
+
+    def _emit(self, req: _Request, answer: CascadeAnswer) -> Iterator[str | CascadeAnswer]:
+        if req.stream and answer.answer:
+            yield answer.answer
+        yield self._finish(req, answer)
+
+    # ---------------------------------------------------------------------------------- escalation
+
+    def _escalate(
+        self,
+        req: _Request,
+        passages: Sequence[Passage],
+        messages: list[dict[str, str]],
+        decision: Decision,
+        generation: Generation | None,
+    ) -> Iterator[str | CascadeAnswer]:
+        if self.paid is None:
+            yield from self._emit(
+                req,
+                self._fallback(
+                    req, passages, messages, decision, generation, "upstream_failed: not_configured"
+                ),
+            )
+            return
+        reservation = None
+        if self.ledger is not None:
+            from assistant.ledger import BudgetExceeded
+
+            try:
+                reservation = self.ledger.reserve(
+                    request_id=req.request_id,
+                    principal=req.principal,  # type: ignore[arg-type]  # set from system_user() when absent
+                    model=self.paid.model,
+                    prompt_tokens=self.paid.estimate_prompt_tokens(messages),
+                    max_completion_tokens=self.paid.max_tokens,
+                )
+            except BudgetExceeded:
+                if self.budget_policy == "refuse":
+                    raise
+                yield from self._emit(
+                    req, self._fallback(req, passages, messages, decision, generation, "budget_exhausted")
+                )
+                return
+            self.ledger.mark_sent(reservation)
+
+        result: PaidResult | None = None
+        streamed = False
+        try:
+            if req.stream:
+                for item in self.paid.stream_chat(messages):
+                    if isinstance(item, PaidResult):
+                        result = item
+                    else:
+                        streamed = True
+                        yield item
+            else:
+                result = self.paid.chat(messages)
+        except PaidError as exc:
+            if reservation is not None:
+                self._release(reservation, exc.reason)
+            failed = self._fallback(req, passages, messages, decision, generation, describe(exc))
+            if streamed:  # part of a paid answer is out: the final answer says what to keep
+                yield self._finish(req, failed)
+            else:
+                yield from self._emit(req, failed)
+            return
+        except BaseException:  # the caller went away mid-stream, or a bug: never leave money held
+            if reservation is not None:
+                self._release(reservation, "cancelled")
+            raise
+        assert result is not None
+        paid_cost = 0
+        if reservation is not None and self.ledger is not None:
+            paid_cost = self.ledger.settle(reservation, _ledger_usage(result))
+        answer = self._answer(
+            req,
+            text=result.text,
+            passages=passages,
+            tier="paid",
+            decision=decision,
+            generation=generation,
+            escalated=True,
+            paid=result,
+            paid_cost=paid_cost,
+        )
+        if req.stream:
+            yield from _attribution_tail(result.text, answer.answer)  # the rest was streamed live
+            yield self._finish(req, answer)
+        else:
+            yield from self._emit(req, answer)
+
+    def _release(self, reservation: Reservation, reason: str) -> None:
+        assert self.ledger is not None
+        self.ledger.release(reservation, reason)
+
+    def _fallback(
+        self,
+        req: _Request,
+        passages: Sequence[Passage],
+        messages: list[dict[str, str]],
+        decision: Decision,
+        generation: Generation | None,
+        failure: str,
+    ) -> CascadeAnswer:
+        """The escalation failed: serve the local answer, degraded. Without one (pre-generation routing or
+        paid mode), generate it now if retrieval found something, else abstain."""
+        reason = f"{failure} (escalation: {decision.reason})"
+        retrieval_empty = decision.reason.startswith("retrieval_empty")
+        if generation is None and not retrieval_empty:
+            generation = final_generation(self.local.stream_chat(messages, max_tokens=self.max_tokens))
+        fallback = replace(decision, reason=reason)
+        if generation is None:
+            answer = self._abstain(req, passages, fallback)
+        else:
+            answer = self._local_answer(req, passages, generation, fallback)
+        answer.degraded = True
+        answer.escalated = True
+        return answer
+
+    # ---------------------------------------------------------------------------------- answers
+
+    def _local_answer(
+        self, req: _Request, passages: Sequence[Passage], generation: Generation, decision: Decision
+    ) -> CascadeAnswer:
+        return self._answer(
+            req,
+            text=generation.text,
+            passages=passages,
+            tier="local",
+            decision=decision,
+            generation=generation,
+        )
+
+    def _abstain(
+        self,
+        req: _Request,
+        passages: Sequence[Passage],
+        decision: Decision,
+        generation: Generation | None = None,
+    ) -> CascadeAnswer:
+        return self._answer(
+            req, text=ABSTAIN_PHRASE, passages=passages, tier="none", decision=decision, generation=generation
+        )
+
+    def _answer(
+        self,
+        req: _Request,
+        *,
+        text: str,
+        passages: Sequence[Passage],
+        tier: str,
+        decision: Decision,
+        generation: Generation | None,
+        escalated: bool = False,
+        paid: PaidResult | None = None,
+        paid_cost: int = 0,
+    ) -> CascadeAnswer:
+        local_cost = 0
+        if generation is not None and self.ledger is not None:
+            local_cost = self.ledger.local_cost_micro_usd(generation.seconds)
+        produced_by: Any = paid.usage if paid is not None else generation
+        if tier in ("local", "paid"):
+            text = ensure_citation(req.question, text, passages)
+        return CascadeAnswer(
+            answer=text,
+            sources=[Source.from_passage(p) for p in passages],
+            tier=tier,
+            latency_ms=0.0,
+            prompt_tokens=produced_by.prompt_tokens if produced_by is not None else 0,
+            completion_tokens=produced_by.completion_tokens if produced_by is not None else 0,
+            request_id=req.request_id,
+            escalated=escalated,
+            reason=decision.reason,
+            confidence=decision.confidence,
+            answerable=decision.answerable,
+            features=dict(decision.features),
+            cost_micro_usd=local_cost + paid_cost,
+            local_cost_micro_usd=local_cost,
+            paid_cost_micro_usd=paid_cost,
+            local_model=self.local_model_name if generation is not None else None,
+            paid_model=paid.model if paid is not None else None,
+            local_generation=generation,
+            paid_generation=paid,
+        )
+
+    def _finish(self, req: _Request, answer: CascadeAnswer) -> CascadeAnswer:
+        """Stamp latency, record the answer in the ledger, and cache it if the cascade itself chose it
+        (a paid answer, or a local one judged good enough: not one forced by mode=local, nor degraded)."""
+        answer.latency_ms = (time.perf_counter() - req.started) * 1000
+        if self.ledger is not None:
+            self._record(req, answer)
+        if (
+            self.cache is not None
+            and (answer.tier == "paid" or (answer.tier == "local" and req.mode == "cascade"))
+            and not answer.degraded
+            and not req.history
+            and not is_abstention(answer.answer)
+        ):
+            self.cache.put(
+                req.collection,
+                req.question,
+                {
+                    "answer": answer.answer,
+                    "sources": [s.__dict__ for s in answer.sources],
+                    "tier": answer.tier,
+                    "confidence": answer.confidence,
+                },
+                [(s.id, content_hash(s.text)) for s in answer.sources],
+            )
+        return answer
+
+    def _record_disconnect(
+        self, req: _Request, passages: Sequence[Passage], messages: list[dict[str, str]], streamed: list[str]
+    ) -> None:
+        """Record a local answer cut short by a client disconnect. Its token counts are estimates: prompt
+        tokens by tiktoken, completion tokens by streamed deltas (llama.cpp sends one per token)."""
+        elapsed = time.perf_counter() - req.started
+        partial = Generation(
+            text="".join(streamed),
+            prompt_tokens=count_messages(messages),
+            completion_tokens=len(streamed),
+            finish_reason="client_disconnected",
+            seconds=elapsed,
+        )
+        decision = Decision("local", "client_disconnected", None, {})
+        self._finish(req, self._local_answer(req, passages, partial, decision))
+
+    def _record(self, req: _Request, answer: CascadeAnswer) -> None:
+        # LEAD: field names follow assistant.ledger.records.AnswerRecord as of this writing.
+        from assistant.ledger import AnswerRecord
+
+        assert self.ledger is not None and req.principal is not None
+        local: Generation | None = answer.local_generation
+        paid: PaidResult | None = answer.paid_generation
+        self.ledger.record_answer(
+            AnswerRecord(
+                request_id=req.request_id,
+                principal=req.principal,
+                tier=answer.tier,  # type: ignore[arg-type]
+                collection=req.collection,
+                escalated=answer.escalated,
+                reason=answer.reason,
+                confidence=answer.confidence,
+                local_prompt_tokens=local.prompt_tokens if local else 0,
+                local_completion_tokens=local.completion_tokens if local else 0,
+                paid_prompt_tokens=paid.usage.prompt_tokens if paid else 0,
+                paid_cached_prompt_tokens=paid.usage.cached_prompt_tokens if paid else 0,
+                paid_completion_tokens=paid.usage.completion_tokens if paid else 0,
+                paid_usage_estimated=paid.usage.estimated if paid else False,
+                local_cost_micro_usd=answer.local_cost_micro_usd,
+                paid_cost_micro_usd=answer.paid_cost_micro_usd,
+                latency_ms=answer.latency_ms,
+                local_model=answer.local_model,
+                paid_model=answer.paid_model,
+            )
+        )
+
+    # ---------------------------------------------------------------------------------- cache
+
+    def _cache_lookup(self, req: _Request, retriever: Retriever) -> CascadeAnswer | None:
+        assert self.cache is not None
+
+        def current_hashes(ids: Sequence[str]) -> dict[str, str]:
+            found = retriever.collection.get(ids=list(ids), include=["documents"])
+            return {
+                pid: content_hash(text or "")
+                for pid, text in zip(found["ids"], found["documents"] or [], strict=True)
+            }
+
+        hit = self.cache.lookup(req.collection, req.question, current_hashes)
+        if hit is None:
+            return None
+        stored = hit.answer
+        return CascadeAnswer(
+            answer=stored["answer"],
+            sources=[Source(**source) for source in stored["sources"]],
+            tier="cache",
+            latency_ms=0.0,
+            request_id=req.request_id,
+            reason=f"cache_hit sim={hit.similarity:.3f} (first answered by {stored['tier']})",
+            confidence=stored.get("confidence"),
+        )
+
+
+def _attribution_tail(streamed: str, final: str) -> Iterator[str]:
+    """The ``[n]`` that :func:`ensure_citation` appended after a live stream, as one last delta, so a
+    streaming client ends with the same text as the final answer."""
+    streamed = streamed.strip()
+    if final.startswith(streamed) and len(final) > len(streamed):
+        yield final[len(streamed) :]
+
+
+def _ledger_usage(result: PaidResult) -> Any:
+    from assistant.ledger import Usage
+
+    usage = result.usage
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_prompt_tokens=min(usage.cached_prompt_tokens, usage.prompt_tokens),
+        estimated=usage.estimated,
+    )

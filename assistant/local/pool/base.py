@@ -1,0 +1,189 @@
+"""What every pool shares, whether it spawns its workers (``WorkerPool``) or is given them (``RemotePool``).
+
+``PoolBackend``, ``pool_status`` and the service's readiness check see a pool only through
+:class:`PoolBase`: a dispatcher over worker handles (:class:`PoolWorker`), ``acquire``/``report_failure``,
+``signals()``/``workers()``, and a control loop that calls ``tick()`` every ``pool.tick_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar, Protocol
+
+import httpx
+
+from assistant.local.pool.dispatcher import Dispatcher, Lease, QueueTimeout
+from assistant.local.pool.policy import PoolSignals
+from assistant.settings import PoolSettings
+
+log = logging.getLogger("penny.pool")
+
+MAX_EVENTS = 200
+
+
+class PoolError(RuntimeError):
+    """The local tier cannot answer this request; ``status_code`` is what an HTTP API should return."""
+
+    status_code = 503
+
+
+class PoolUnavailable(PoolError):
+    """No worker could serve the request (crashed twice, or none could be started)."""
+
+
+class PoolDeadlineExceeded(PoolError):
+    """The request did not finish within ``pool.request_deadline_s``."""
+
+    status_code = 504
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"  # spawned and loading, or (remote) not health-checked yet
+    READY = "ready"
+    DRAINING = "draining"
+    UNHEALTHY = "unhealthy"  # remote only: failed its last health check, gets no requests until it passes
+    STOPPED = "stopped"
+
+
+class PoolWorker(Protocol):
+    """A worker as the dispatcher, the backend and ``pool_status`` see it: an OpenAI endpoint with a state."""
+
+    id: int
+    state: WorkerState
+    rss_bytes: int  # 0 = not measured (remote workers)
+    model: str | None  # sent as the request's "model" (vLLM checks it); None = omit
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def cold_start_s(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    at: float  # wall-clock time.time()
+    direction: str  # up | down | replace (WorkerPool); ready | unhealthy (RemotePool)
+    workers: int  # starting + ready after the event
+    reason: str
+
+
+@dataclass
+class _Timings:
+    """Recent queue waits and service times, for ``pool_status()``'s percentiles."""
+
+    queue_wait_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    service_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+
+
+class PoolBase:
+    """The dispatcher, timings, events and control loop; subclasses own the workers and ``tick()``."""
+
+    KIND: ClassVar[str] = ""  # "local" (spawned processes) or "remote" (given URLs)
+    STATES: ClassVar[tuple[WorkerState, ...]] = ()  # the live states ``pool_status`` counts
+    SATURATED_HINT: ClassVar[str] = "retry later"
+
+    def __init__(self, settings: PoolSettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.timings = _Timings()
+        self.observers: list[Callable[[float, float], None]] = []
+        self.dispatcher = Dispatcher(on_done=self._on_request_done)
+        self.events: deque[ScaleEvent] = deque(maxlen=MAX_EVENTS)
+        self.event_counts: Counter[str] = Counter()
+        self.last_decision_reason = ""
+        self._workers: list[PoolWorker] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._http = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))  # health checks
+
+    # -- what subclasses provide -----------------------------------------------------------------------
+    def tick(self) -> None:
+        """One control step (health checks, and for a local pool the autoscaler). Public for tests."""
+        raise NotImplementedError
+
+    def signals(self) -> PoolSignals:
+        raise NotImplementedError
+
+    def desired_workers(self, signals: PoolSignals) -> int:
+        raise NotImplementedError
+
+    def report_failure(self, worker: PoolWorker, error: BaseException) -> None:
+        """A request to ``worker`` failed at the transport level or with a 5xx."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Free what the pool holds once its control loop has stopped (a local pool stops its processes)."""
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> PoolBase:
+        self.tick()  # the first step at once: spawn the floor, or learn which URLs are up
+        self._thread = threading.Thread(target=self._run, name="penny-pool-control", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        self._release()
+        self._http.close()
+
+    def __enter__(self) -> PoolBase:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.tick_s):
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive any one bad tick
+                log.exception("pool control tick failed")
+
+    def wait_ready(self, count: int = 1, timeout_s: float = 120.0) -> None:
+        """Block until ``count`` workers are ready (start-up, tests, benchmarks)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.workers(WorkerState.READY)) < count:
+            if time.monotonic() > deadline:
+                raise PoolUnavailable(f"{count} worker(s) not ready within {timeout_s:.0f} s")
+            time.sleep(0.05)
+
+    # -- queries ---------------------------------------------------------------------------------------
+    def workers(self, *states: WorkerState) -> list[PoolWorker]:
+        with self._lock:
+            return [w for w in self._workers if not states or w.state in states]
+
+    # -- requests --------------------------------------------------------------------------------------
+    def acquire(self, deadline: float, avoid: Hashable | None = None) -> Lease:
+        """A slot on a ready worker before ``deadline`` (monotonic), or :class:`PoolDeadlineExceeded`.
+
+        ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot.
+        """
+        try:
+            return self.dispatcher.acquire(max(0.0, deadline - time.monotonic()), avoid=avoid)
+        except QueueTimeout as exc:
+            raise PoolDeadlineExceeded(f"the local tier is saturated: {exc}; {self.SATURATED_HINT}") from exc
+
+    def _on_request_done(self, queued_s: float, service_s: float) -> None:
+        self.timings.queue_wait_s.append(queued_s)
+        self.timings.service_s.append(service_s)
+        for observer in self.observers:
+            observer(queued_s, service_s)
+
+    def _event(self, direction: str, reason: str) -> None:
+        workers = len(self.workers(WorkerState.STARTING, WorkerState.READY))
+        self.events.append(ScaleEvent(time.time(), direction, workers, reason))
+        self.event_counts[direction] += 1
+        log.info("pool %s -> %d workers: %s", direction, workers, reason)

@@ -1,0 +1,370 @@
+"""The cascade end to end on real parts: SmolLM2 on llama.cpp, Chroma on disk with samples/, the MiniLM
+embedder; only the paid upstream is a fake (a real HTTP server on loopback, scripted per test).
+
+Whether the local answer is "confident" depends on the calibration, so tests set the threshold: 0.0 keeps
+any non-abstaining local answer, 1.0 escalates every one. All local runs ask the same question, so
+llama.cpp reuses the prompt's KV cache after the first run and the suite stays fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.answering.answer import CascadeAnswer
+from assistant.answering.cache import SemanticCache
+from assistant.answering.cascade import Cascade
+from assistant.answering.evaluator import FEATURES, Calibration, Evaluator
+from assistant.answering.prompts import ABSTAIN_PHRASE, grounded_messages
+from assistant.local.backend import Generation
+from assistant.local.model import LocalModel
+from assistant.paid.client import CircuitBreaker, PaidClient
+from assistant.service import Penny
+from assistant.settings import Settings
+from tests.conftest import REPO
+from tests.support.fake_paid import FakePaid, Reply
+
+QUESTION = "In what country is Normandy located?"
+OFF_TOPIC = "What is the boiling point of tungsten in Kelvin?"
+PAID_TEXT = "Normandy is a region of northern France [1]."
+
+
+class CountingBackend:
+    """The real local model, counting how often the cascade runs it."""
+
+    def __init__(self, model: LocalModel) -> None:
+        self.model = model
+        self.calls = 0
+
+    def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
+        self.calls += 1
+        return self.model.stream_chat(messages, max_tokens=max_tokens)
+
+
+@pytest.fixture
+def fake(paid_server: tuple[FakePaid, str]) -> FakePaid:
+    paid_server[0].reset()
+    paid_server[0].default = Reply(text=PAID_TEXT, prompt_tokens=812, completion_tokens=11)
+    return paid_server[0]
+
+
+@pytest.fixture(scope="module")
+def penny(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Penny:
+    tmp = tmp_path_factory.mktemp("cascade")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PENNY_CONFIG", str(tmp / "absent.toml"))
+        settings = Settings(
+            data_dir=tmp / "data",
+            models={"local": "smollm2-135m", "cache_dir": model_cache, "n_ctx": 2048, "max_tokens": 32},
+        )
+    penny = Penny(settings)
+    assert penny.ingester().ingest([REPO / "samples"]).ok
+    return penny
+
+
+@pytest.fixture
+def local(tiny_model: LocalModel) -> CountingBackend:
+    return CountingBackend(tiny_model)
+
+
+def build(
+    penny: Penny,
+    local: CountingBackend,
+    base_url: str | None,
+    *,
+    cache: SemanticCache | None = None,
+    breaker: CircuitBreaker | None = None,
+    timeout_s: float = 5.0,
+    max_retries: int = 0,
+    **policy: Any,
+) -> Cascade:
+    upstream = None
+    if base_url:
+        upstream = PaidClient(
+            base_url,
+            "gpt-4o-mini",
+            "sk-test",
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+            backoff_base_s=0.01,
+            breaker=breaker,
+            max_tokens=64,
+        )
+    return Cascade(
+        retriever=penny.retriever,
+        local=local,
+        evaluator=Evaluator(Calibration.load(), penny.embedder, **policy),
+        paid=upstream,
+        cache=cache,
+        local_model_name="smollm2-135m",
+        max_tokens=32,
+    )
+
+
+def test_confident_local_answer_stays_local(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    answer = build(penny, local, paid_server[1]).answer(QUESTION, threshold=0.0)
+    assert answer.tier == "local" and not answer.escalated and not answer.degraded
+    assert answer.answer and answer.answer != ABSTAIN_PHRASE
+    assert answer.reason.startswith("confident p=") and answer.reason.endswith(">=0.00")
+    assert answer.confidence is not None and 0.0 < answer.confidence < 1.0
+    assert set(answer.features) == set(FEATURES)
+    assert Path(answer.sources[0].source).name == "normans.md"
+    assert isinstance(answer.local_generation, Generation) and answer.paid_generation is None
+    assert answer.prompt_tokens == answer.local_generation.prompt_tokens > 100
+    assert answer.local_model == "smollm2-135m" and answer.cost_micro_usd == 0  # no ledger: no prices
+    assert fake.requests == [] and local.calls == 1
+    assert answer.to_dict()["local_generation"]["completion_tokens"] == answer.completion_tokens
+
+
+def test_low_confidence_escalates_with_the_same_sources(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    answer = build(penny, local, paid_server[1]).answer(QUESTION, threshold=1.0)
+    assert answer.tier == "paid" and answer.escalated and not answer.degraded
+    assert answer.answer == PAID_TEXT
+    assert answer.reason.startswith("low_confidence p=") and answer.reason.endswith("<1.00")
+    assert (answer.prompt_tokens, answer.completion_tokens) == (812, 11)  # the upstream's usage
+    assert answer.paid_generation.usage.estimated is False and answer.paid_model == "gpt-4o-mini"
+    assert answer.local_generation is not None  # the local answer ran and was judged first
+    [seen] = fake.requests
+    passages = penny.retriever().search(QUESTION)
+    assert seen.body["messages"] == grounded_messages(QUESTION, passages)
+    assert [s.id for s in answer.sources] == [p.id for p in passages]
+
+
+def test_streamed_escalation_streams_paid_text_and_estimates_missing_usage(
+    penny, local, fake, paid_server
+) -> None:  # type: ignore[no-untyped-def]
+    fake.default = Reply(text=PAID_TEXT, usage=False)  # llama_cpp.server style: no usage when streaming
+    *deltas, final = build(penny, local, paid_server[1]).stream(QUESTION, threshold=1.0)
+    assert isinstance(final, CascadeAnswer) and final.tier == "paid"
+    assert len(deltas) > 3 and "".join(deltas) == PAID_TEXT == final.answer  # type: ignore[arg-type]
+    assert final.paid_generation.usage.estimated is True and final.completion_tokens > 5
+
+
+def test_streamed_uncited_answer_gets_its_attribution_as_the_last_delta(
+    penny, local, fake, paid_server
+) -> None:  # type: ignore[no-untyped-def]
+    # A concise answer names no source; the cascade attributes it after the stream, and the streaming
+    # client must end with the same text as the final answer.
+    fake.default = Reply(text="in France")
+    *deltas, final = build(penny, local, paid_server[1]).stream(QUESTION, threshold=1.0)
+    assert isinstance(final, CascadeAnswer) and final.tier == "paid"
+    assert final.answer.startswith("in France [") and final.answer.endswith("]")
+    assert "".join(deltas) == final.answer and deltas[-1] == final.answer[len("in France") :]  # type: ignore[arg-type]
+
+
+def test_stream_of_a_kept_local_answer(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    *deltas, final = build(penny, local, paid_server[1]).stream(QUESTION, threshold=0.0)
+    assert isinstance(final, CascadeAnswer) and final.tier == "local"
+    assert "".join(deltas) == final.answer  # type: ignore[arg-type]
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(delay_s=1.5), "upstream_failed: timeout"),
+        (Reply(kind="status", status=500), "upstream_failed: http_500"),
+        (Reply(kind="status", status=429, headers={"Retry-After": "0.2"}), "upstream_failed: rate_limited"),
+        (Reply(kind="malformed"), "upstream_failed: malformed_response"),
+    ],
+    ids=["timeout", "500", "429", "malformed-json"],
+)
+def test_upstream_failure_serves_the_local_answer_degraded(
+    penny, local, fake, paid_server, reply: Reply, reason: str
+) -> None:  # type: ignore[no-untyped-def]
+    fake.default = reply
+    cascade = build(penny, local, paid_server[1], timeout_s=0.5, max_retries=1)
+    answer = cascade.answer(QUESTION, threshold=1.0)
+    assert answer.tier == "local" and answer.degraded and answer.escalated
+    assert answer.reason.startswith(reason) and "(escalation: low_confidence p=" in answer.reason
+    # The local text is served as generated, plus a [n] attribution when the model cited nothing.
+    assert answer.answer.startswith(answer.local_generation.text) and answer.answer
+    assert answer.paid_generation is None and answer.paid_cost_micro_usd == 0
+    assert len(fake.requests) == (
+        1 if reason.endswith("malformed_response") else 2
+    )  # 5xx/429/timeout retried
+
+
+def test_429_retry_waits_for_retry_after_then_succeeds(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    fake.queue(Reply(kind="status", status=429, headers={"Retry-After": "1"}))
+    answer = build(penny, local, paid_server[1], max_retries=1).answer(QUESTION, threshold=1.0)
+    assert answer.tier == "paid" and answer.paid_generation.attempts == 2
+    assert fake.requests[1].at - fake.requests[0].at >= 0.95
+
+
+def test_circuit_opens_after_failures_and_recovers(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    now = [0.0]  # the breaker's clock, moved by hand: a local answer takes seconds on a busy 2-core box
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_s=30.0, clock=lambda: now[0])
+    cascade = build(penny, local, paid_server[1], breaker=breaker)
+    fake.default = Reply(kind="status", status=500)
+    reasons = [cascade.answer(QUESTION, threshold=1.0).reason for _ in range(3)]
+    assert [r.split(" (")[0] for r in reasons] == [
+        "upstream_failed: http_500",
+        "upstream_failed: http_500",
+        "upstream_failed: circuit_open",
+    ]
+    assert len(fake.requests) == 2  # the open circuit did not call out
+    now[0] += 29.0
+    assert cascade.answer(QUESTION, threshold=1.0).reason.startswith("upstream_failed: circuit_open")
+    now[0] += 1.0
+    assert breaker.state == "half-open"
+    fake.default = Reply(text=PAID_TEXT)
+    recovered = cascade.answer(QUESTION, threshold=1.0)
+    assert recovered.tier == "paid" and not recovered.degraded and breaker.state == "closed"
+
+
+def test_no_upstream_configured_degrades_instead_of_failing(penny, local) -> None:  # type: ignore[no-untyped-def]
+    answer = build(penny, local, None).answer(QUESTION, threshold=1.0)
+    assert answer.tier == "local" and answer.degraded
+    assert answer.reason.startswith("upstream_failed: not_configured")
+
+
+def test_retrieval_empty_abstains_without_running_the_local_model(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    answer = build(penny, local, paid_server[1]).answer(OFF_TOPIC)
+    assert answer.tier == "none" and answer.answer == ABSTAIN_PHRASE
+    assert answer.reason.startswith("retrieval_empty top=") and answer.reason.endswith("<0.25")
+    assert local.calls == 0 and answer.local_generation is None and fake.requests == []
+
+
+def test_retrieval_empty_can_escalate_directly(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, paid_server[1], on_empty_retrieval="escalate")
+    answer = cascade.answer(OFF_TOPIC)
+    assert answer.tier == "paid" and answer.escalated and answer.reason.startswith("retrieval_empty")
+    assert local.calls == 0 and len(fake.requests) == 1
+
+    fake.default = Reply(
+        kind="status", status=503
+    )  # and if that fails: abstain, degraded, still no local run
+    failed = cascade.answer(OFF_TOPIC)
+    assert failed.tier == "none" and failed.degraded and failed.answer == ABSTAIN_PHRASE
+    assert failed.reason.startswith("upstream_failed: http_503") and local.calls == 0
+
+    requests = len(fake.requests)
+    local_only = cascade.answer(OFF_TOPIC, mode="local")  # local mode never pays, whatever the policy
+    assert local_only.tier == "none" and local_only.reason.startswith("mode=local; retrieval_empty")
+    assert len(fake.requests) == requests and local.calls == 0
+
+
+def test_modes_local_and_paid(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, paid_server[1])
+    kept = cascade.answer(QUESTION, mode="local", threshold=1.0)
+    assert kept.tier == "local" and kept.reason.startswith("mode=local; low_confidence")
+    assert fake.requests == [] and local.calls == 1
+
+    paid = cascade.answer(QUESTION, mode="paid")
+    assert paid.tier == "paid" and paid.reason == "mode=paid" and local.calls == 1  # local not run
+
+    fake.default = Reply(kind="status", status=500)
+    fallback = cascade.answer(QUESTION, mode="paid")
+    assert fallback.tier == "local" and fallback.degraded and local.calls == 2
+    assert fallback.reason == "upstream_failed: http_500 (escalation: mode=paid)"
+
+    with pytest.raises(ValueError, match="unknown mode"):
+        cascade.answer(QUESTION, mode="cheap")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        cascade.answer(QUESTION, threshold=1.5)
+
+
+def test_answer_style_sets_the_prompt_the_paid_tier_gets(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, paid_server[1])
+    cascade.answer(QUESTION, mode="paid")
+    cascade.answer_style = "sentence"
+    cascade.answer(QUESTION, mode="paid")
+    concise, sentence = (seen.body["messages"][0]["content"] for seen in fake.requests)
+    assert "shortest exact phrase" in concise and "[1]" not in concise  # a bare "[1]" answer otherwise
+    assert "one or two short sentences" in sentence and "[1]" in sentence
+    with pytest.raises(ValueError, match="unknown answer style"):
+        grounded_messages(QUESTION, [], "haiku")  # type: ignore[arg-type]
+
+
+def test_semantic_cache_hits_and_misses_when_sources_change(
+    penny, local, fake, paid_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(REPO / "samples" / "normans.md", docs / "normans.md")
+    assert penny.ingester("cachetest").ingest([docs]).ok
+    cache = SemanticCache(penny.embedder)
+    cascade = build(penny, local, paid_server[1], cache=cache)
+
+    first = cascade.answer(QUESTION, collection="cachetest", threshold=0.0)
+    assert first.tier == "local" and len(cache) == 1 and local.calls == 1
+
+    again = cascade.answer("in what country is Normandy located?", collection="cachetest")
+    assert again.tier == "cache" and again.cost_micro_usd == 0 and again.answer == first.answer
+    assert again.reason.startswith("cache_hit sim=") and local.calls == 1
+    assert [s.id for s in again.sources] == [s.id for s in first.sources]
+
+    # Guarded misses (negation, other entity or number) are covered in test_semantic_cache.py.
+    with (docs / "normans.md").open("a") as handle:
+        handle.write("\n\nNormandy is also known for Camembert cheese.\n")
+    assert penny.ingester("cachetest").ingest([docs]).updated == 1
+    changed = cascade.answer(QUESTION, collection="cachetest", threshold=0.0)
+    assert changed.tier == "local" and cache.last_miss_reason == "sources changed" and local.calls == 2
+
+
+@pytest.mark.slow
+def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`penny paid serve` (llama_cpp.server, Qwen2.5-Coder-1.5B) on a free port, escalated to."""
+    import os
+    import subprocess
+
+    import httpx
+
+    from tests.support.servers import free_port
+
+    port = free_port()
+    env = {**os.environ, "PENNY_CONFIG": str(REPO / "absent.toml")}
+    log = (tmp_path / "upstream.log").open("w")  # a file, not a pipe: llama.cpp logs more than a pipe holds
+    server = subprocess.Popen(
+        [str(REPO / ".venv" / "bin" / "penny"), "paid", "serve", "--port", str(port), "--threads", "2"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert server.poll() is None, (tmp_path / "upstream.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "reference upstream did not start in 300 s"
+            time.sleep(1)
+        upstream = PaidClient(base, "qwen2.5-1.5b", timeout_s=600, max_retries=0, max_tokens=48)
+        cascade = Cascade(
+            retriever=penny.retriever,
+            local=local,
+            evaluator=Evaluator(Calibration.load(), penny.embedder),
+            paid=upstream,
+            local_model_name="smollm2-135m",
+            max_tokens=32,
+        )
+        answer = cascade.answer(QUESTION, threshold=1.0)
+        assert answer.tier == "paid" and not answer.degraded, answer.reason
+        assert "France" in answer.answer
+        assert answer.paid_model == "qwen2.5-1.5b"
+        usage = answer.paid_generation.usage
+        assert usage.estimated is False and usage.prompt_tokens > 100 and usage.completion_tokens > 0
+
+        *deltas, final = cascade.stream(QUESTION, threshold=1.0)
+        assert isinstance(final, CascadeAnswer) and final.tier == "paid", final.reason
+        assert "".join(deltas).strip() == final.answer  # type: ignore[arg-type]
+        assert final.paid_generation.usage.completion_tokens > 0  # read, or counted and flagged estimated
+        print(
+            f"\nreference upstream: {answer.answer!r} usage={usage} "
+            f"stream usage={final.paid_generation.usage} paid seconds={answer.paid_generation.seconds:.1f}"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

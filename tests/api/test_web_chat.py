@@ -1,0 +1,77 @@
+"""The web chat page in real headless Chromium: ask, see the streamed answer, a source, the tier badge."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.service import Penny
+from tests.conftest import REPO
+from tests.support.servers import running_server
+
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+if not (CHROMIUM and CHROMEDRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must have Debian's chromium and chromium-driver (.ci/run installs them)")
+    pytest.skip("Debian chromium + chromium-driver not installed", allow_module_level=True)
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1100,900",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_chat_page_streams_answer_with_sources_and_tier(settings, browser) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from assistant.api import create_app
+
+    penny = Penny(settings)
+    assert penny.ingester().ingest([REPO / "samples"]).ok
+    with running_server(create_app(settings, penny, auth=False)) as base:
+        browser.get(base + "/")
+        box = browser.find_element(By.ID, "question")
+        assert browser.switch_to.active_element == box  # keyboard-first: the question box has focus
+        box.send_keys("In what country is Normandy located?", Keys.ENTER)
+        wait = WebDriverWait(browser, 180)
+        badge = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=tier-badge]")))
+        answer = browser.find_element(By.CSS_SELECTOR, "[data-testid=answer]").text
+        browser.find_element(By.CSS_SELECTOR, "details.sources summary").click()
+        sources = browser.find_elements(By.CSS_SELECTOR, "[data-testid=source]")
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = Path(ARTIFACTS / "web-chat.png")
+        browser.save_screenshot(str(shot))
+        assert badge.text in {"local", "paid", "cache", "none"}
+        assert answer.strip() and not answer.startswith("Error")
+        assert sources and "normans.md" in sources[0].text
+        assert browser.find_element(By.ID, "session-cost").text.startswith("$")
+        assert shot.stat().st_size > 10_000

@@ -1,0 +1,152 @@
+"""Calibration: fit → save → load gives the same predictions; `eval calibrate` on a run's calls file.
+
+The run here is generated data (records as the run loop writes them), so the statistics are known:
+one feature carries the signal, the run's stored P(correct) is noise, and the paid tier is always right.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.answering.evaluator import FEATURES, Calibration, fit
+from eval.calibrate import calibrate
+from eval.runs import Judgement, QuestionRecord, RunError, TierCall
+
+
+def _features(rng: random.Random, correct: bool) -> dict[str, float]:
+    row = {name: rng.gauss(0.0, 1.0) for name in FEATURES}
+    row["lexical_support"] = (0.8 if correct else 0.3) + rng.gauss(0.0, 0.15)  # the informative one
+    row["abstained"] = 0.0
+    return row
+
+
+def synthetic_run(path: Path, n: int = 120, seed: int = 0) -> list[QuestionRecord]:
+    """A calls.jsonl of ``n`` answerable questions; the local answer is right about 60 % of the time."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        correct = rng.random() < 0.6
+        records.append(
+            QuestionRecord(
+                id=f"q{i}",
+                question=f"question {i}?",
+                answers=[f"answer {i}"],
+                context_id=f"ctx-{i}",
+                retrieved_ids=[f"ctx-{i}"],
+                retrieval_ms=5.0,
+                local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
+                judgement=Judgement(p_correct=rng.random(), features=_features(rng, correct)),
+                paid=TierCall(f"answer {i} [1]", f"p{i}", "paid", 300, 1500.0),
+            )
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    return records
+
+
+def test_fit_save_load_round_trip_gives_the_same_predictions(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    labels = [rng.random() < 0.5 for _ in range(80)]
+    rows = [_features(rng, label) for label in labels]
+    model = fit(rows, labels)
+    model.save(tmp_path / "calibration.json")
+    loaded = Calibration.load(tmp_path / "calibration.json")
+    assert [loaded.probability(r) for r in rows] == [model.probability(r) for r in rows]
+    assert loaded.features == list(FEATURES)
+
+
+def test_calibrate_refits_beats_the_noise_it_replaces_and_picks_a_cheaper_threshold(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    records = synthetic_run(run)
+    outcome = calibrate(run / "results.jsonl", seed=0)  # the results path resolves to its run directory
+
+    assert outcome.path == run / "calibration.json"
+    loaded = Calibration.load(outcome.path)
+    # The file is the model fitted on the whole run: re-fitting the same rows gives the same predictions.
+    rows = [r.judgement.features for r in records if r.judgement]
+    labels = [r.local is not None and r.local.answer == r.answers[0] for r in records]
+    refit = fit(rows, labels, regularization_c=loaded.meta["C"])  # C was chosen by cross-validation
+    assert [loaded.probability(x) for x in rows] == pytest.approx([refit.probability(x) for x in rows])
+    assert loaded.meta["recommended_threshold"] == outcome.chosen.config.threshold  # type: ignore[union-attr]
+
+    # The stored P(correct) was noise, the refit sees the signal: held-out AUROC goes up.
+    assert outcome.n_test == 36 and outcome.n_train == 84  # 30 % of 120 held out
+    assert outcome.auroc_before is not None and outcome.auroc_before < 0.7
+    assert outcome.auroc_after is not None and outcome.auroc_after > 0.85
+
+    # Paid-only F1 is 100 here; the chosen threshold stays within 1 point of it and costs less.
+    assert outcome.paid_f1 == pytest.approx(100.0)
+    assert outcome.chosen is not None
+    assert outcome.chosen.quality.f1 >= 99.0
+    assert outcome.chosen.mean_cost_micro_usd < outcome.paid_mean_cost_micro_usd  # type: ignore[operator]
+    lines = "\n".join(outcome.lines())
+    assert "PENNY_CASCADE__ESCALATE_BELOW=" in lines and "before" in lines and "after" in lines
+
+
+def test_calibrate_cli_prints_auroc_and_threshold(tmp_path: Path) -> None:
+    from eval.cli import eval_group
+
+    run = tmp_path / "run"
+    synthetic_run(run, seed=2)
+    target = tmp_path / "my-calibration.json"
+    result = CliRunner().invoke(eval_group, ["calibrate", str(run), "--out", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "AUROC" in result.output and "threshold" in result.output
+    assert json.loads(target.read_text())["features"] == list(FEATURES)
+
+
+def test_calibrate_refuses_too_little_data_and_missing_runs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    synthetic_run(run, n=6)
+    with pytest.raises(RunError, match="at least 10 questions"):
+        calibrate(run)
+    assert not (run / "calibration.json").exists()  # nothing half-written
+    with pytest.raises(RunError, match="not found"):
+        calibrate(tmp_path / "empty")
+
+
+def test_calibrate_fits_an_answerable_gate_when_half_the_questions_have_no_answer(tmp_path: Path) -> None:
+    """SQuAD 2.0-like: half the questions are unanswerable, neither tier ever abstains, and one feature
+    (question_support) tells answerable from not. The gate must be fitted, chosen and written."""
+    rng = random.Random(3)
+    records = []
+    for i in range(160):
+        has_answer = i % 2 == 0
+        correct = has_answer and rng.random() < 0.7
+        features = _features(rng, correct)
+        features["question_support"] = (0.9 if has_answer else 0.4) + rng.gauss(0.0, 0.08)
+        records.append(
+            QuestionRecord(
+                id=f"q{i}",
+                question=f"question {i}?",
+                answers=[f"answer {i}"] if has_answer else [],
+                context_id=f"ctx-{i}",
+                retrieved_ids=[f"ctx-{i}"],
+                retrieval_ms=5.0,
+                local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
+                judgement=Judgement(p_correct=rng.random(), features=features),
+                paid=TierCall(f"answer {i}" if has_answer else "a guess", f"p{i}", "paid", 300, 1500.0),
+            )
+        )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    (run / "run.json").write_text(json.dumps({"dataset": "synthetic", "paid_model": "p", "local_model": "l"}))
+
+    outcome = calibrate(run, seed=0)
+
+    assert outcome.gate_auroc is not None and outcome.gate_auroc > 0.95
+    loaded = Calibration.load(outcome.path)
+    assert loaded.answerable is not None and loaded.abstain_below > 0.0
+    assert outcome.chosen is not None
+    # Paid-only never abstains: NoAns F1 0, overall 50. Gating unanswerable questions beats it by far.
+    assert outcome.paid_f1 == pytest.approx(50.0)
+    assert outcome.chosen.quality.no_ans_f1 is not None and outcome.chosen.quality.no_ans_f1 > 90.0
+    assert outcome.report is not None and outcome.report.exists()
+    assert (run / "calibrated-frontier.png").exists()
+    assert "out-of-fold" in outcome.report.read_text()

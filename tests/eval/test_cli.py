@@ -1,0 +1,52 @@
+"""The eval CLI: registered under ``penny eval``, and bad input fails with a message naming the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from eval.cli import eval_group
+
+MINI = Path(__file__).parents[1] / "data" / "squad2-mini.json"
+
+
+def test_penny_eval_is_registered_and_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, assistant.cli; assistant.cli.cli(['eval', '--help'], standalone_mode=False); "
+    code += "print('eval.runs' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "calibrate" in out and "run" in out
+    assert out.strip().endswith("False")  # listing the commands imports no run machinery
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "nope.json"], "not found"),
+        (["--dataset", str(MINI), "--config", "bogus"], "unknown config 'bogus'"),
+        (["--dataset", str(MINI), "--config", "cascade@1.5"], "threshold after @"),
+        (["--dataset", str(MINI), "--limit", "0"], "--limit must be positive"),
+        (["--dataset", str(MINI), "--max-cost-usd", "lots"], "not an amount in USD"),
+        (["--dataset", str(MINI), "--config", "paid"], "set PENNY_PAID__BASE_URL"),
+    ],
+)
+def test_run_rejects_bad_input_before_asking_anything(
+    args: list[str],
+    message: str,
+    settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from assistant.settings import get_settings
+
+    monkeypatch.setenv("PENNY_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    result = CliRunner().invoke(eval_group, ["run", *args, "--out", str(tmp_path / "run")])
+    get_settings.cache_clear()
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "run").exists()  # nothing written, nothing asked
