@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 from litestar import Request, Response, Router, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -24,30 +24,29 @@ from assistant.ledger import (
     ApiKeyInfo,
     BudgetExceeded,
     BudgetStatus,
+    GroupBy,
     IdempotencyConflict,
     IdempotencyInProgress,
     Ledger,
     LedgerError,
     NotFound,
     UsageRow,
+    Window,
     usd_to_micro,
 )
 from assistant.ledger.prices import format_usd
-
-GroupBy = Literal["user", "day", "model", "tier"]
-WindowName = Literal["day", "month", "total"]
 
 
 class NewUser(Struct, forbid_unknown_fields=True):
     name: str
     budget_usd: float | str | None = None
-    window: WindowName = "month"
+    window: Window = "month"
     alert_ratio: float = 0.8
 
 
 class BudgetUpdate(Struct, forbid_unknown_fields=True):
     usd: float | str
-    window: WindowName = "month"
+    window: Window = "month"
     alert_ratio: float = 0.8
 
 
@@ -101,7 +100,7 @@ def own_usage(
     }
 
 
-def _set_budget(ledger: Ledger, name: str, usd: float | str, window: WindowName, alert_ratio: float) -> dict:
+def _set_budget(ledger: Ledger, name: str, usd: float | str, window: Window, alert_ratio: float) -> dict:
     budget = ledger.set_budget(name, usd_to_micro(usd, "budget usd"), window, alert_ratio)
     return {**dataclasses.asdict(budget), "limit_usd": format_usd(budget.limit_micro_usd)}
 

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from assistant.ledger import GROUP_BYS, WINDOWS, GroupBy, Window
 from assistant.settings import get_settings
 
 if TYPE_CHECKING:
     from assistant.ledger import Ledger
 
-WINDOW = click.Choice(["day", "month", "total"])
+WINDOW = click.Choice(WINDOWS)
 
 
 def _ledger() -> Ledger:
@@ -69,7 +70,7 @@ def users() -> None:
 @click.option("--budget-usd", default=None, help="Spending limit in USD, e.g. 5 or 0.50.")
 @click.option("--window", type=WINDOW, default="month", show_default=True, help="Budget window.")
 @click.option("--alert-ratio", type=float, default=0.8, show_default=True, help="Warn at this share.")
-def users_add(name: str, budget_usd: str | None, window: str, alert_ratio: float) -> None:
+def users_add(name: str, budget_usd: str | None, window: Window, alert_ratio: float) -> None:
     """Create user NAME, optionally with a budget."""
     from assistant.ledger import LedgerError
     from assistant.ledger.prices import format_usd
@@ -79,7 +80,7 @@ def users_add(name: str, budget_usd: str | None, window: str, alert_ratio: float
     try:
         user = ledger.add_user(name)
         if limit is not None:
-            ledger.set_budget(user.name, limit, window, alert_ratio)  # type: ignore[arg-type]
+            ledger.set_budget(user.name, limit, window, alert_ratio)
     except LedgerError as exc:
         raise _fail(exc) from exc
     budget = f", budget {format_usd(limit)} per {window}" if limit is not None else ", no budget"
@@ -188,13 +189,13 @@ def budget() -> None:
 @click.option("--usd", required=True, help="Limit in USD per window, e.g. 5 or 0.25.")
 @click.option("--window", type=WINDOW, default="month", show_default=True)
 @click.option("--alert-ratio", type=float, default=0.8, show_default=True)
-def budget_set(user: str, usd: str, window: str, alert_ratio: float) -> None:
+def budget_set(user: str, usd: str, window: Window, alert_ratio: float) -> None:
     """Set USER's budget (replaces the previous one; spend so far in the window still counts)."""
     from assistant.ledger import LedgerError
     from assistant.ledger.prices import format_usd
 
     try:
-        result = _ledger().set_budget(user, _micro(usd, "--usd"), window, alert_ratio)  # type: ignore[arg-type]
+        result = _ledger().set_budget(user, _micro(usd, "--usd"), window, alert_ratio)
     except LedgerError as exc:
         raise _fail(exc) from exc
     click.echo(
@@ -218,10 +219,10 @@ def _since(value: str | None) -> date | None:
 @click.group(invoke_without_command=True)
 @click.option("--user", default=None, help="Only this user.")
 @click.option("--since", default=None, help="From this date (YYYY-MM-DD, UTC).")
-@click.option("--by", type=click.Choice(["user", "day", "model", "tier"]), default="user", show_default=True)
+@click.option("--by", type=click.Choice(GROUP_BYS), default="user", show_default=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
 @click.pass_context
-def usage(ctx: click.Context, user: str | None, since: str | None, by: str, as_csv: bool) -> None:
+def usage(ctx: click.Context, user: str | None, since: str | None, by: GroupBy, as_csv: bool) -> None:
     """Spend and tokens, grouped by user, day, model or tier."""
     if ctx.invoked_subcommand is not None:
         return
@@ -229,7 +230,7 @@ def usage(ctx: click.Context, user: str | None, since: str | None, by: str, as_c
     from assistant.ledger.prices import format_usd
 
     try:
-        rows = _ledger().usage(user=user, since=_since(since), by=by)  # type: ignore[arg-type]
+        rows = _ledger().usage(user=user, since=_since(since), by=by)
     except LedgerError as exc:
         raise _fail(exc) from exc
     headers = [by.upper(), "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST_USD"]

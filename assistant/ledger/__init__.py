@@ -1,6 +1,7 @@
 """Usage ledger: users, API keys, budgets, reservations for paid calls, and one record per answer.
 
-See docs/ARCHITECTURE.md ("Ledger") for the contract the cascade and the API build against.
+See docs/ARCHITECTURE.md ("Ledger") for the contract the cascade and the API build against, and README.md
+here for which module owns what.
 """
 
 from __future__ import annotations
@@ -19,28 +20,44 @@ from assistant.ledger.errors import (
     SchemaTooNew,
     UnknownModelPrice,
 )
-from assistant.ledger.ledger import Ledger
 from assistant.ledger.prices import ModelPrice, PriceTable, usd_to_micro
 from assistant.ledger.records import (
+    GROUP_BYS,
+    WINDOWS,
     AnswerRecord,
     ApiKeyInfo,
     Budget,
     BudgetStatus,
+    GroupBy,
     Principal,
     RecoveryReport,
     Reservation,
     StoredResponse,
     Usage,
+    UsageRow,
     User,
+    Window,
 )
-from assistant.ledger.usage import UsageRow
 
 if TYPE_CHECKING:
+    from assistant.ledger.ledger import Ledger
     from assistant.settings import Settings
+
+
+def __getattr__(name: str) -> type[Ledger]:
+    """``Ledger`` is imported on first use: it brings in SQLAlchemy, and the CLI reads ``WINDOWS`` and
+    ``GROUP_BYS`` from this package at start-up, where ``penny --help`` should not pay for a database."""
+    if name == "Ledger":
+        from assistant.ledger.ledger import Ledger
+
+        return Ledger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = None) -> Ledger:
     """The ledger from settings. Fails at start-up when a paid model has no price (never a silent $0)."""
+    from assistant.ledger.ledger import Ledger
+
     prices = PriceTable.load(settings.ledger.prices_file)
     prices.require(*(paid_models if paid_models is not None else (settings.paid.model,)))
     per_hour = settings.ledger.local_instance_usd_per_hour
@@ -58,12 +75,15 @@ def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = Non
 
 
 __all__ = [
+    "GROUP_BYS",
+    "WINDOWS",
     "AlreadyExists",
     "AnswerRecord",
     "ApiKeyInfo",
     "Budget",
     "BudgetExceeded",
     "BudgetStatus",
+    "GroupBy",
     "IdempotencyConflict",
     "IdempotencyInProgress",
     "Ledger",
@@ -82,5 +102,6 @@ __all__ = [
     "Usage",
     "UsageRow",
     "User",
+    "Window",
     "open_ledger",
 ]

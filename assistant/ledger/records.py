@@ -1,4 +1,5 @@
-"""What the ledger takes and gives: token usage, who asks, a held reservation, an answer's record."""
+"""What the ledger takes and gives: token usage, who asks, a held reservation, an answer's record, a usage
+report's line, and the budget windows and report groupings callers may ask for."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Literal
 Tier = Literal["local", "cache", "paid", "none"]
 Window = Literal["day", "month", "total"]
 WINDOWS: tuple[Window, ...] = ("day", "month", "total")
+GroupBy = Literal["user", "day", "model", "tier"]
+GROUP_BYS: tuple[GroupBy, ...] = ("user", "day", "model", "tier")
 
 
 @dataclass(frozen=True)
@@ -134,3 +137,19 @@ class RecoveryReport:
 class StoredResponse:
     status_code: int
     body: str  # JSON text as first sent
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One line of a usage report: the group's key (a user, day, model or tier) and its totals."""
+
+    key: str
+    requests: int
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    cost_micro_usd: int
+
+    @property
+    def cost_usd(self) -> str:
+        return f"{self.cost_micro_usd / 1_000_000:.6f}"

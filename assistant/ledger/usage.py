@@ -1,4 +1,5 @@
-"""Usage reports: spend and tokens grouped by user, day, model or tier.
+"""Usage reports: spend and tokens grouped by user, day, model or tier, and the paid tier's totals per day
+and model that reconciliation compares with a provider's export.
 
 Paid lines come from the ledger entries (a request's entries sum to what it cost, including spend of a
 process that died before recording its answer); local lines come from the answer records.
@@ -6,31 +7,41 @@ process that died before recording its answer); local lines come from the answer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Literal
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
+from assistant.ledger.accounts import Accounts
+from assistant.ledger.errors import LedgerError
+from assistant.ledger.records import GROUP_BYS, GroupBy, UsageRow
 from assistant.ledger.schema import answers, ledger_entries, users
 
-GroupBy = Literal["user", "day", "model", "tier"]
-GROUP_BYS: tuple[GroupBy, ...] = ("user", "day", "model", "tier")
 PAID_KINDS = ("reserve", "settle", "release", "adjust")
 
 
-@dataclass(frozen=True)
-class UsageRow:
-    key: str
-    requests: int
-    prompt_tokens: int
-    cached_prompt_tokens: int
-    completion_tokens: int
-    cost_micro_usd: int
+class UsageReports(Accounts):
+    def usage(
+        self, *, user: str | None = None, since: date | datetime | None = None, by: GroupBy = "user"
+    ) -> list[UsageRow]:
+        if by not in GROUP_BYS:
+            raise LedgerError(f"cannot group usage by {by!r}: use one of {', '.join(GROUP_BYS)}")
+        user_id = self.get_user(user).id if user is not None else None
+        if isinstance(since, date) and not isinstance(since, datetime):
+            since = datetime(since.year, since.month, since.day)
+        with self._read() as conn:
+            return to_rows(conn.execute(usage_query(user_id, since, by)))
 
-    @property
-    def cost_usd(self) -> str:
-        return f"{self.cost_micro_usd / 1_000_000:.6f}"
+    def paid_by_day_model(self, start: date, end: date) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+        """{(day, model): (requests, prompt tokens, completion tokens, cost micro-USD)} for [start, end]."""
+        lo = datetime(start.year, start.month, start.day)
+        hi = datetime(end.year, end.month, end.day) + timedelta(days=1)
+        with self._read() as conn:
+            rows = conn.execute(paid_by_day_model_query(lo, hi)).all()
+        result = {}
+        for day, model, *numbers in rows:
+            key = (day.isoformat() if isinstance(day, date) else str(day), str(model))
+            result[key] = tuple(int(n or 0) for n in numbers)
+        return result  # type: ignore[return-value]
 
 
 def _lines(user_id: int | None, since: datetime | None) -> sa.Subquery:

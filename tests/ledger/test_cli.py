@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,3 +130,13 @@ def test_reconcile_reports_differences(penny, ledger_url: str, prices: PriceTabl
 
     export.write_text("day,model\n", "utf-8")
     assert "missing column" in penny("usage", "reconcile", str(export), ok=False).output
+
+
+def test_the_cli_reads_windows_and_groupings_without_loading_the_database_layer() -> None:
+    """``penny --help`` imports the ledger package for its choices; SQLAlchemy comes with ``Ledger`` only."""
+    code = (
+        "import sys, assistant.cli; print('sqlalchemy' in sys.modules); "
+        "from assistant.ledger import Ledger; print('sqlalchemy' in sys.modules, Ledger.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "assistant.ledger.ledger"]

@@ -1,0 +1,178 @@
+"""Who may spend: users (and the system user), their API keys, and their budgets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from assistant.ledger import keys
+from assistant.ledger.base import LedgerBase
+from assistant.ledger.errors import AlreadyExists, LedgerError, NotFound
+from assistant.ledger.records import WINDOWS, ApiKeyInfo, Budget, BudgetStatus, Principal, User, Window
+from assistant.ledger.schema import api_keys, budgets, ledger_entries, users
+from assistant.ledger.windows import window_bounds
+
+SYSTEM_USER = "system"
+DEFAULT_ALERT_RATIO = 0.8
+
+
+def committed_micro_usd(conn: sa.Connection, user_id: int, since: datetime) -> int:
+    """Settled spend + open reservations - grants since ``since``: the SUM of the entries, never a counter."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(ledger_entries.c.amount_micro_usd), 0)).where(
+                ledger_entries.c.user_id == user_id, ledger_entries.c.charged_at >= since
+            )
+        ).scalar_one()
+    )
+
+
+class Accounts(LedgerBase):
+    _system: Principal | None = None  # looked up (or created) once per ledger
+
+    def system_user(self) -> Principal:
+        """The user the CLI, eval and ``--no-auth`` runs are charged to (no budget unless one is set)."""
+        if self._system is None:
+            with self._write() as conn:
+                row = conn.execute(sa.select(users.c.id).where(users.c.name == SYSTEM_USER)).first()
+                if row is None:
+                    user_id = conn.execute(
+                        users.insert().values(name=SYSTEM_USER, is_system=True, created_at=self._now())
+                    ).inserted_primary_key[0]
+                else:
+                    user_id = row.id
+            self._system = Principal(user_id=user_id, user_name=SYSTEM_USER)
+        return self._system
+
+    def add_user(self, name: str) -> User:
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise LedgerError("a user name must be 1-100 characters")
+        now = self._now()
+        with self._write() as conn:
+            if conn.execute(sa.select(users.c.id).where(users.c.name == name)).first():
+                raise AlreadyExists(f"user {name!r} already exists")
+            user_id = conn.execute(
+                users.insert().values(name=name, is_system=False, created_at=now)
+            ).inserted_primary_key[0]
+        return User(id=user_id, name=name, created_at=now)
+
+    def get_user(self, name: str) -> User:
+        with self._read() as conn:
+            row = conn.execute(sa.select(users).where(users.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no user {name!r}; create it with `penny users add {name}`")
+        return User(id=row.id, name=row.name, created_at=row.created_at)
+
+    def list_users(self) -> list[User]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(users).order_by(users.c.name)).all()
+        return [User(id=r.id, name=r.name, created_at=r.created_at) for r in rows]
+
+    # -- API keys -----------------------------------------------------------------------------------
+
+    def create_key(self, user_name: str) -> tuple[ApiKeyInfo, str]:
+        """A new key for a user: (info, the key). The key is returned only here; we keep its hash."""
+        user = self.get_user(user_name)
+        api_key = keys.new_api_key()
+        info = ApiKeyInfo(
+            id=keys.new_key_id(),
+            user_name=user.name,
+            display=keys.key_display(api_key),
+            created_at=self._now(),
+            revoked_at=None,
+        )
+        with self._write() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    id=info.id,
+                    user_id=user.id,
+                    key_sha256=keys.key_sha256(api_key),
+                    display=info.display,
+                    created_at=info.created_at,
+                )
+            )
+        return info, api_key
+
+    def revoke_key(self, key_id: str) -> ApiKeyInfo:
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(api_keys, users.c.name.label("user_name"))
+                .join(users, users.c.id == api_keys.c.user_id)
+                .where(api_keys.c.id == key_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no API key {key_id!r}; `penny keys list` shows key ids")
+            revoked_at = row.revoked_at or self._now()
+            conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(revoked_at=revoked_at))
+        return ApiKeyInfo(row.id, row.user_name, row.display, row.created_at, revoked_at)
+
+    def list_keys(self, user_name: str | None = None) -> list[ApiKeyInfo]:
+        query = (
+            sa.select(api_keys, users.c.name.label("user_name"))
+            .join(users, users.c.id == api_keys.c.user_id)
+            .order_by(users.c.name, api_keys.c.created_at)
+        )
+        if user_name is not None:
+            query = query.where(users.c.name == user_name)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [ApiKeyInfo(r.id, r.user_name, r.display, r.created_at, r.revoked_at) for r in rows]
+
+    def authenticate(self, api_key: str) -> Principal | None:
+        """The key's principal, or None for an unknown or revoked key (callers answer 401 for both)."""
+        if not api_key or not api_key.startswith(keys.KEY_PREFIX):
+            return None
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.id, api_keys.c.revoked_at, users.c.id.label("user_id"), users.c.name)
+                .join(users, users.c.id == api_keys.c.user_id)
+                .where(api_keys.c.key_sha256 == keys.key_sha256(api_key))
+            ).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return Principal(user_id=row.user_id, user_name=row.name, key_id=row.id)
+
+    # -- budgets ------------------------------------------------------------------------------------
+
+    def set_budget(
+        self,
+        user_name: str,
+        limit_micro_usd: int,
+        window: Window,
+        alert_ratio: float = DEFAULT_ALERT_RATIO,
+    ) -> Budget:
+        if window not in WINDOWS:
+            raise LedgerError(f"unknown budget window {window!r}: use one of {', '.join(WINDOWS)}")
+        if not isinstance(limit_micro_usd, int) or limit_micro_usd < 0:
+            raise LedgerError("a budget limit must be a non-negative whole number of micro-USD")
+        if not 0 < alert_ratio <= 1:
+            raise LedgerError("the alert ratio must be in (0, 1], e.g. 0.8 to alert at 80%")
+        user = self.get_user(user_name)
+        values = {
+            "limit_micro_usd": limit_micro_usd,
+            "window": window,
+            "alert_ratio": alert_ratio,
+            "updated_at": self._now(),
+        }
+        with self._write() as conn:
+            locked = conn.execute(
+                sa.select(budgets.c.user_id).where(budgets.c.user_id == user.id).with_for_update()
+            ).first()
+            if locked:
+                conn.execute(budgets.update().where(budgets.c.user_id == user.id).values(**values))
+            else:
+                conn.execute(budgets.insert().values(user_id=user.id, **values))
+        return Budget(user.name, limit_micro_usd, window, alert_ratio)
+
+    def budget_status(self, principal: Principal) -> BudgetStatus | None:
+        now = self._now()
+        with self._read() as conn:
+            row = conn.execute(sa.select(budgets).where(budgets.c.user_id == principal.user_id)).first()
+            if row is None:
+                return None
+            start, reset = window_bounds(row.window, now)
+            committed = committed_micro_usd(conn, principal.user_id, start)
+        budget = Budget(principal.user_name, row.limit_micro_usd, row.window, row.alert_ratio)
+        return BudgetStatus(budget, start, reset, committed)

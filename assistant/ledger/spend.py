@@ -1,0 +1,281 @@
+"""Spending: a paid call's worst case is reserved against the budget, then settled at its actual cost or
+released; operators can grant extra budget.
+
+Every change to a user's spend runs under their budget lock (``_lock_budget``), and spend is the SUM of
+append-only ``ledger_entries`` computed inside that same transaction, so there is no counter to drift.
+``UNIQUE(request_id, kind)`` makes a second settle or release impossible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from assistant.ledger import keys
+from assistant.ledger.accounts import Accounts, committed_micro_usd
+from assistant.ledger.errors import AlreadyExists, BudgetExceeded, NotFound, ReservationClosed
+from assistant.ledger.prices import format_usd
+from assistant.ledger.records import Principal, Reservation, Usage
+from assistant.ledger.schema import budgets, ledger_entries, reservations
+from assistant.ledger.windows import window_bounds
+
+log = logging.getLogger("penny.ledger")
+
+ADJECTIVE = {"day": "daily", "month": "monthly", "total": "total"}
+RECOVERED_NOTE = "recovered: sent but never settled; charged the worst case"
+
+
+class Spend(Accounts):
+    def _lock_budget(self, conn: sa.Connection, user_id: int) -> sa.Row | None:
+        # PostgreSQL: row lock serialises every spend change for this user. SQLite: a no-op in SQL, the
+        # BEGIN IMMEDIATE write lock already serialises all writers.
+        return conn.execute(sa.select(budgets).where(budgets.c.user_id == user_id).with_for_update()).first()
+
+    def grant(self, user_name: str, micro_usd: int, note: str = "") -> None:
+        """Extra budget for the current window (a negative entry: it lowers committed spend)."""
+        user = self.get_user(user_name)
+        now = self._now()
+        with self._write() as conn:
+            self._lock_budget(conn, user.id)
+            conn.execute(
+                ledger_entries.insert().values(
+                    request_id=f"grant:{keys.new_key_id()[4:]}:{now.isoformat()}",
+                    kind="grant",
+                    user_id=user.id,
+                    amount_micro_usd=-abs(micro_usd),
+                    note=(note or "grant")[:300],
+                    charged_at=now,
+                    created_at=now,
+                )
+            )
+
+    # -- reserve → mark_sent → settle / release ------------------------------------------------------
+
+    def reserve(
+        self,
+        *,
+        request_id: str,
+        principal: Principal,
+        model: str,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+    ) -> Reservation:
+        """Hold the worst case against the budget, atomically; raises BudgetExceeded if it does not fit."""
+        price = self.prices.price(model)
+        worst = self.prices.worst_case_micro_usd(model, prompt_tokens, max_completion_tokens)
+        now = self._now()
+        reservation = Reservation(
+            request_id=request_id,
+            user_id=principal.user_id,
+            key_id=principal.key_id,
+            model=price.model,
+            worst_case_micro_usd=worst,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.reservation_ttl_s),
+            price_version=self.prices.version,
+        )
+        try:
+            self._reserve(
+                reservation,
+                budget_user=principal,
+                prompt_tokens=prompt_tokens,
+                max_completion_tokens=max_completion_tokens,
+            )
+        except sa.exc.IntegrityError as exc:
+            raise AlreadyExists(f"request id {request_id!r} already has a reservation") from exc
+        return reservation
+
+    def _reserve(
+        self,
+        reservation: Reservation,
+        *,
+        budget_user: Principal,
+        prompt_tokens: int,
+        max_completion_tokens: int,
+    ) -> None:
+        principal, worst, now = budget_user, reservation.worst_case_micro_usd, reservation.created_at
+        with self._write() as conn:
+            budget = self._lock_budget(conn, principal.user_id)
+            if budget is not None:
+                start, reset = window_bounds(budget.window, now)
+                committed = committed_micro_usd(conn, principal.user_id, start)
+                if committed + worst > budget.limit_micro_usd:
+                    raise _budget_exceeded(budget, committed, worst, now, reset)
+                if committed + worst >= budget.alert_ratio * budget.limit_micro_usd:
+                    log.warning(
+                        "user %s is at %.0f%% of their %s budget",
+                        principal.user_name,
+                        100 * (committed + worst) / max(budget.limit_micro_usd, 1),
+                        budget.window,
+                    )
+            conn.execute(
+                reservations.insert(),
+                {
+                    "request_id": reservation.request_id,
+                    "user_id": principal.user_id,
+                    "key_id": principal.key_id,
+                    "model": reservation.model,
+                    "price_version": reservation.price_version,
+                    "prompt_tokens": prompt_tokens,
+                    "max_completion_tokens": max_completion_tokens,
+                    "worst_case_micro_usd": worst,
+                    "created_at": now,
+                    "expires_at": reservation.expires_at,
+                    "state": "open",
+                    "needs_reconciliation": False,
+                },
+            )
+            # Token counts live on the settle entry only; the estimate is on the reservation row.
+            self._entry(conn, reservation, "reserve", worst, now, Usage(0, 0, estimated=True))
+
+    def mark_sent(self, reservation: Reservation) -> None:
+        """Record that the upstream call is going out; from here a crash means 'maybe spent'."""
+        with self._write() as conn:
+            updated = conn.execute(
+                reservations.update()
+                .where(reservations.c.request_id == reservation.request_id, reservations.c.state == "open")
+                .values(sent_at=self._now())
+            ).rowcount
+        if updated != 1:
+            raise ReservationClosed(
+                f"reservation {reservation.request_id!r} is no longer open (expired and recovered, or "
+                "already settled); do not call the upstream, reserve again"
+            )
+
+    def settle(self, reservation: Reservation, usage: Usage) -> int:
+        """Charge the actual usage; returns the cost in micro-USD. Safe to call twice: charges once."""
+        cost = self.prices.cost_micro_usd(reservation.model, usage)
+        now = self._now()
+        with self._write() as conn:
+            self._lock_budget(conn, reservation.user_id)
+            row = self._lock_reservation(conn, reservation.request_id)
+            if row.state == "released":
+                raise ReservationClosed(
+                    f"reservation {reservation.request_id!r} was released ({row.note}); nothing to settle"
+                )
+            if row.state == "settled":
+                if not row.needs_reconciliation or row.note != RECOVERED_NOTE:
+                    return int(row.cost_micro_usd)
+                # Recovery charged the worst case while this call was still running: correct it once.
+                self._entry(
+                    conn,
+                    reservation,
+                    "adjust",
+                    cost - row.worst_case_micro_usd,
+                    now,
+                    usage,
+                    note="late settle after recovery",
+                )
+                conn.execute(
+                    reservations.update()
+                    .where(reservations.c.request_id == reservation.request_id)
+                    .values(cost_micro_usd=cost, note="recovered, then settled late", resolved_at=now)
+                )
+                return cost
+            if cost > row.worst_case_micro_usd:
+                log.warning(
+                    "request %s cost %d micro-USD, above its reserved worst case %d (prompt estimate low?)",
+                    reservation.request_id,
+                    cost,
+                    row.worst_case_micro_usd,
+                )
+            self._entry(conn, reservation, "settle", cost - row.worst_case_micro_usd, now, usage)
+            conn.execute(
+                reservations.update()
+                .where(reservations.c.request_id == reservation.request_id)
+                .values(state="settled", cost_micro_usd=cost, resolved_at=now)
+            )
+        return cost
+
+    def release(self, reservation: Reservation, reason: str) -> None:
+        """Give the hold back (the upstream call failed or never happened). Idempotent."""
+        now = self._now()
+        with self._write() as conn:
+            self._lock_budget(conn, reservation.user_id)
+            row = self._lock_reservation(conn, reservation.request_id)
+            if row.state != "open":
+                log.info("release of %s ignored: already %s", reservation.request_id, row.state)
+                return
+            self._release_row(conn, row, reason, now)
+
+    def _release_row(self, conn: sa.Connection, row: sa.Row, reason: str, now: datetime) -> None:
+        reservation = reservation_from_row(row)
+        note = f"{reason} (after send)" if row.sent_at else reason
+        self._entry(conn, reservation, "release", -row.worst_case_micro_usd, now, Usage(0, 0), note=note)
+        conn.execute(
+            reservations.update()
+            .where(reservations.c.request_id == row.request_id)
+            .values(state="released", cost_micro_usd=0, resolved_at=now, note=note[:300])
+        )
+
+    def _lock_reservation(self, conn: sa.Connection, request_id: str) -> sa.Row:
+        row = conn.execute(
+            sa.select(reservations).where(reservations.c.request_id == request_id).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFound(f"no reservation {request_id!r}")
+        return row
+
+    def _entry(
+        self,
+        conn: sa.Connection,
+        reservation: Reservation,
+        kind: str,
+        amount: int,
+        now: datetime,
+        usage: Usage,
+        note: str | None = None,
+    ) -> None:
+        conn.execute(
+            ledger_entries.insert(),
+            {
+                "request_id": reservation.request_id,
+                "kind": kind,
+                "user_id": reservation.user_id,
+                "key_id": reservation.key_id,
+                "model": reservation.model,
+                "amount_micro_usd": amount,
+                "prompt_tokens": usage.prompt_tokens,
+                "cached_prompt_tokens": usage.cached_prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "estimated": usage.estimated,
+                "note": note[:300] if note else None,
+                "charged_at": reservation.created_at,
+                "created_at": now,
+            },
+        )
+
+
+def reservation_from_row(row: sa.Row) -> Reservation:
+    return Reservation(
+        request_id=row.request_id,
+        user_id=row.user_id,
+        key_id=row.key_id,
+        model=row.model,
+        worst_case_micro_usd=row.worst_case_micro_usd,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        price_version=row.price_version,
+    )
+
+
+def _budget_exceeded(
+    budget: sa.Row, committed: int, worst: int, now: datetime, reset: datetime | None
+) -> BudgetExceeded:
+    limit = format_usd(budget.limit_micro_usd)
+    if reset is None:
+        return BudgetExceeded(
+            f"your total budget of {limit} is used up (this request needs up to "
+            f"{format_usd(worst)}); ask an operator to raise it",
+            retry_after_s=0,
+        )
+    retry_after = max(1, math.ceil((reset - now).total_seconds()))
+    return BudgetExceeded(
+        f"your {ADJECTIVE[budget.window]} budget of {limit} is used up (spent or reserved "
+        f"{format_usd(committed)}, this request needs up to {format_usd(worst)}); "
+        f"it resets at {reset.isoformat()}Z",
+        retry_after_s=retry_after,
+    )
