@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from assistant.errors import PennyError
 
-class LedgerError(Exception):
+
+class LedgerError(PennyError):
     """Base for ledger errors."""
 
 

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from assistant.errors import PennyError
+
 GGUF_MAGIC = b"GGUF"
 _CHUNK = 8 * 1024 * 1024
 
 
-class ModelError(RuntimeError):
+class ModelError(PennyError, RuntimeError):
     """A model cannot be used; the message says how to fix it."""
 
 

@@ -18,6 +18,7 @@ from typing import ClassVar, Protocol
 
 import httpx
 
+from assistant.errors import PennyError
 from assistant.local.pool.dispatcher import Dispatcher, Lease, QueueTimeout
 from assistant.local.pool.policy import PoolSignals
 from assistant.settings import PoolSettings
@@ -27,7 +28,7 @@ log = logging.getLogger("penny.pool")
 MAX_EVENTS = 200
 
 
-class PoolError(RuntimeError):
+class PoolError(PennyError, RuntimeError):
     """The local tier cannot answer this request; ``status_code`` is what an HTTP API should return."""
 
     status_code = 503

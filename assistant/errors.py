@@ -1,0 +1,24 @@
+"""The root of every exception Penny raises on purpose: ``except PennyError`` catches them all.
+
+Each concept owns its subtree; messages are user-facing and name the fix. The API maps these to HTTP
+statuses in one table (``assistant/api/errors.py``).
+
+    PennyError
+    ├── LedgerError                  assistant.ledger.errors
+    │   ├── BudgetExceeded           over budget (HTTP 429, Retry-After)
+    │   ├── NotFound, AlreadyExists  (404, 409)
+    │   ├── IdempotencyConflict      same key, different body (422)
+    │   ├── IdempotencyInProgress    same key, first request still running (409)
+    │   └── ReservationClosed, UnknownModelPrice, PriceTableError, SchemaTooNew
+    ├── PaidError                    assistant.paid.errors: the paid tier could not answer (never reaches a
+    │                                client: the cascade serves the local answer, degraded)
+    ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504)
+    ├── ModelError                   assistant.local.registry: a GGUF model that cannot be assembled
+    └── CalibrationError             assistant.answering.calibration: an unusable calibration file
+"""
+
+from __future__ import annotations
+
+
+class PennyError(Exception):
+    """Base of Penny's own exceptions."""
