@@ -219,7 +219,7 @@ class Cascade:
             passages: Sequence[Passage] = list(req.passages)
         else:
             retriever = self._retriever(req.collection)
-            if self._uses_cache(req):
+            if self.cache is not None and req.mode != "paid" and not req.history:
                 hit = self._cache_lookup(req, retriever)
                 if hit is not None:
                     if req.stream:
@@ -478,9 +478,10 @@ class Cascade:
             self._record(req, answer)
         if (
             self.cache is not None
-            and self._uses_cache(req)
             and (answer.tier == "paid" or (answer.tier == "local" and req.mode == "cascade"))
             and not answer.degraded
+            and not req.history
+            and req.passages is None  # the caller's passages are not what retrieval would find
             and not is_abstention(answer.answer)
         ):
             self.cache.put(
@@ -543,11 +544,6 @@ class Cascade:
         )
 
     # ---------------------------------------------------------------------------------- cache
-
-    def _uses_cache(self, req: _Request) -> bool:
-        """A follow-up turn's answer depends on the conversation, and the caller's passages are not what
-        retrieval would find: neither is looked up nor stored. Paid mode asks the paid tier, always."""
-        return self.cache is not None and req.mode != "paid" and not req.history and req.passages is None
 
     def _cache_lookup(self, req: _Request, retriever: Retriever) -> CascadeAnswer | None:
         assert self.cache is not None
