@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
-    from assistant.answering.evaluator import Evaluator
     from assistant.ledger import Ledger
     from assistant.local.backend import LocalBackend
     from assistant.local.model import LocalModel
@@ -161,46 +160,19 @@ class Penny:
         return LocalModel(path, n_ctx=self.settings.models.n_ctx, n_threads=self.settings.models.n_threads)
 
     @cached_property
-    def evaluator(self) -> Evaluator:
-        """The evaluator with the configured calibration and routing policy."""
-        from assistant.answering.evaluator import Calibration, Evaluator
-
-        policy = self.settings.cascade
-        return Evaluator(
-            Calibration.load(policy.calibration_file),
-            self.embedder,
-            threshold=policy.escalate_below,
-            retrieval_floor=policy.retrieval_floor,
-            on_empty_retrieval=policy.on_empty_retrieval,
-            on_local_abstain=policy.on_local_abstain,
-        )
-
-    @cached_property
     def cascade(self) -> Cascade:
         """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
-        from assistant.answering.cache import SemanticCache
-        from assistant.answering.cascade import Cascade
+        from assistant.answering.factory import build_cache, build_cascade
         from assistant.paid.client import PaidClient
 
-        settings = self.settings
-        policy = settings.cascade
-        cache = None
-        if policy.cache_enabled:
-            cache = SemanticCache(
-                self.embedder, settings.data_dir / "semantic_cache.sqlite", policy.cache_min_similarity
-            )
-        return Cascade(
+        return build_cascade(
+            self.settings,
             retriever=self.retriever,
             local=self.local_backend,
-            evaluator=self.evaluator,
-            paid=PaidClient.from_settings(settings.paid),
-            cache=cache,
             ledger=self.ledger,
-            default_collection=settings.index.collection,
-            local_model_name=settings.models.local,
-            max_tokens=settings.models.max_tokens,
-            budget_policy=settings.ledger.over_budget_policy,
-            answer_style=policy.answer_style,
+            embedder=self.embedder,
+            paid=PaidClient.from_settings(self.settings.paid),
+            cache=build_cache(self.settings, self.embedder),
         )
 
     @cached_property

@@ -28,7 +28,7 @@ from eval.report import (
 from eval.runs import Config, QuestionRecord, RunError, load_records, threshold_name
 
 if TYPE_CHECKING:
-    from assistant.answering.evaluator import Calibration
+    from assistant.answering.calibration import Calibration
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -114,7 +114,7 @@ def out_of_fold(
     """P(label) of each question from a model fitted on the other folds."""
     from sklearn.model_selection import StratifiedKFold
 
-    from assistant.answering.evaluator import fit
+    from assistant.answering.calibration import fit
 
     folds = max(2, min(folds, sum(labels), len(labels) - sum(labels)))
     predictions = [0.0] * len(labels)
@@ -192,7 +192,7 @@ def calibrate(
     ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`), on the training
     split for the held-out AUROC and on the whole run for the file written.
     """
-    from assistant.answering.evaluator import fit
+    from assistant.answering.calibration import fit
 
     run_dir = Path(results) if Path(results).is_dir() else Path(results).parent
     calls = run_dir / "calls.jsonl"

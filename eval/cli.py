@@ -88,13 +88,13 @@ def run_command(
         from eval.answerer import build_answerer
 
         answerer, meta = build_answerer(settings, dataset, collection, configs or DEFAULT_CONFIGS)
-        parsed = parse_configs(configs or DEFAULT_CONFIGS, answerer.default_threshold)
+        parsed = parse_configs(configs or DEFAULT_CONFIGS, answerer.policy.escalate_below)
         out = out_dir or settings.data_dir / "eval" / f"{dataset.name}-n{len(questions)}-s{seed}"
         meta |= {
             "dataset": str(dataset_path),
             "limit": limit,
             "seed": seed,
-            "default_threshold": answerer.default_threshold,
+            "default_threshold": answerer.policy.escalate_below,
         }
         outcome = EvalRun(
             questions,

@@ -1,11 +1,11 @@
 """The eval run: ask every question once per tier, derive every config from those same calls.
 
 Per question: retrieval once (the same passages for every config), the local answer with the evaluator's
-features and P(correct), and the paid answer on the same sources. Each config is then a pure function of
-that record (``derive``): ``local`` and ``paid`` take one answer; ``cascade@T`` takes the local answer when
-P(correct) ≥ T (or the evaluator's own abstain/escalate decision) and the paid one otherwise. Costs are the
-ledger's numbers for the calls a config would make (an escalated cascade answer pays both), never
-recomputed here.
+judgement, the routing policy in force and the pre-generation route, and the paid answer on the same
+sources. Each config is then a pure function of that record (``derive``): ``local`` and ``paid`` take one
+answer; ``cascade@T`` applies the service's own rules (:mod:`assistant.answering.decision`) with threshold
+T. Costs are the ledger's numbers for the calls a config would make (an escalated cascade answer pays
+both), never recomputed here.
 
 Files in the run directory:
 - ``calls.jsonl``: one raw record per question (append-only, fsynced); a crashed run resumes from it.
@@ -20,10 +20,11 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from assistant.answering.decision import Decision, Judgement, Policy, decide
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from eval.datasets import Dataset, EvalQuestion
 from eval.metrics import score, to_prediction
@@ -56,26 +57,13 @@ class TierCall:
 
 
 @dataclass
-class Judgement:
-    """The evaluator's view of the local answer.
-
-    ``route`` is the routing the service applies before generation: "generate", or "abstain" /
-    "escalate" without spending local compute (retrieval found nothing relevant). ``forced`` is a
-    decision after generation that no threshold changes (e.g. the local model abstained → "escalate").
-    """
-
-    p_correct: float
-    features: dict[str, float] = field(default_factory=dict)
-    route: str = "generate"
-    forced: str | None = None
-    reason: str = ""
-    p_answerable: float | None = None  # the calibration's answerable gate, when it has one
-    abstain_below: float = 0.0  # the gate's threshold at run time (a config may override it)
-
-
-@dataclass
 class QuestionRecord:
-    """One line of ``calls.jsonl``: everything every config needs for one question."""
+    """One line of ``calls.jsonl``: everything every config needs for one question.
+
+    With the local call come the evaluator's ``judgement`` of it, the ``policy`` in force, and ``route``:
+    what the service decides before generation (retrieval found nothing relevant: abstain or escalate
+    without spending local compute), None when it generates.
+    """
 
     id: str
     question: str
@@ -87,6 +75,8 @@ class QuestionRecord:
     judgement: Judgement | None = None
     paid: TierCall | None = None
     complete: bool = True
+    policy: Policy | None = None
+    route: Decision | None = None
 
     @property
     def has_answer(self) -> bool:
@@ -102,10 +92,55 @@ class QuestionRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuestionRecord:
         data = dict(data)
+        if data.get("judgement") and "route" in data["judgement"]:
+            data |= _from_first_format(data["judgement"])
         for key in ("local", "paid"):
             data[key] = TierCall(**data[key]) if data.get(key) else None
         data["judgement"] = Judgement(**data["judgement"]) if data.get("judgement") else None
+        data["policy"] = Policy(**data["policy"]) if data.get("policy") else None
+        data["route"] = _decision(data["route"]) if data.get("route") else None
         return cls(**data)
+
+
+def _decision(data: dict[str, Any]) -> Decision:
+    judgement = data.get("judgement")
+    return Decision(
+        action=data["action"],
+        reason=data["reason"],
+        judgement=Judgement(**judgement) if judgement else None,
+        features=dict(data.get("features") or {}),
+    )
+
+
+def _from_first_format(old: dict[str, Any]) -> dict[str, Any]:
+    """Fields of a record written before the judgement followed the service's decision module.
+
+    That judgement held the route ("generate", "abstain", "escalate") and ``forced`` (the policy's answer
+    to a local abstention) but no policy: the settings' defaults stand in for what it does not say, and
+    the threshold default is the 0.5 derive then assumed.
+    """
+    from assistant.settings import CascadeSettings
+
+    features = dict(old.get("features") or {})
+    route = old.get("route", "generate")
+    policy = Policy.from_settings(CascadeSettings())
+    policy = replace(
+        policy,
+        escalate_below=0.5,
+        on_empty_retrieval=route if route != "generate" else policy.on_empty_retrieval,
+        on_local_abstain=old.get("forced") or policy.on_local_abstain,
+    )
+    return {
+        "judgement": {
+            "p_correct": old["p_correct"],
+            "p_answerable": old.get("p_answerable"),
+            "abstain_below": old.get("abstain_below", 0.0),
+            "features": features,
+            "local_abstained": old.get("forced") is not None or bool(features.get("abstained")),
+        },
+        "policy": asdict(policy),
+        "route": None if route == "generate" else {"action": route, "reason": old.get("reason", "")},
+    }
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -179,22 +214,21 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
         calls = [served]
     else:
         local, paid = _need(record.local, config, record), _need(paid, config, record)
-        judgement = judgement or Judgement(p_correct=0.0)
-        threshold = config.threshold if config.threshold is not None else 0.5
-        gate = config.abstain_below if config.abstain_below is not None else judgement.abstain_below
-        unanswerable = judgement.p_answerable is not None and judgement.p_answerable < gate
-        if judgement.route == "abstain":  # decided before generation: no local compute spent
-            calls, served = [], None
-        elif judgement.route == "escalate":  # decided before generation: straight to the paid tier
-            calls, served, escalated = [paid], paid, True
-        elif unanswerable or judgement.forced == "abstain":
-            calls, served = [local], None
-        elif judgement.forced == "escalate":
-            calls, served, escalated = [local, paid], paid, True
-        elif judgement.p_correct >= threshold:
-            calls, served = [local], local
+        if record.route is not None:  # decided before generation: the local call would not be made
+            local_calls: list[TierCall] = []
+            action = record.route.action
         else:
-            calls, served, escalated = [local, paid], paid, True
+            if judgement is None or record.policy is None:
+                raise RunError(f"question {record.id} has a local answer but no judgement or policy")
+            local_calls = [local]
+            threshold, gate = config.threshold, config.abstain_below
+            action = decide(judgement, record.policy, threshold=threshold, abstain_below=gate).action
+        if action == "abstain":
+            calls, served = local_calls, None
+        elif action == "escalate":
+            calls, served, escalated = [*local_calls, paid], paid, True
+        else:
+            calls, served = local_calls, local
     answer = served.answer if served else ABSTAIN_PHRASE
     prediction = to_prediction(answer)
     em, f1 = score(prediction, record.answers)
@@ -229,15 +263,18 @@ def _need(call: TierCall | None, config: Config, record: QuestionRecord) -> Tier
 
 
 class Answerer(Protocol):
-    """What the run loop needs from Penny. ``eval.penny_answerer`` wires the real cascade and ledger."""
+    """What the run loop needs from Penny. ``eval.answerer`` wires the real cascade and ledger."""
 
-    default_threshold: float
+    policy: Policy
 
     def retrieve(self, question: str) -> list[Passage]: ...
 
     def answer_local(
         self, question: str, passages: Sequence[Passage], request_id: str
-    ) -> tuple[TierCall, Judgement]: ...
+    ) -> tuple[TierCall, Judgement, Decision | None]:
+        """The local call, the evaluator's judgement of it, and the route before generation (None:
+        generate)."""
+        ...
 
     def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int: ...
 
@@ -346,9 +383,10 @@ class EvalRun:
             retrieval_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         if need_local:
-            record.local, record.judgement = self.answerer.answer_local(
+            record.local, record.judgement, record.route = self.answerer.answer_local(
                 question.question, passages, _request_id(question, "local")
             )
+            record.policy = self.answerer.policy
         if need_paid:
             if self.max_cost_micro_usd is not None:
                 worst = self.answerer.paid_worst_case_micro_usd(question.question, passages)
@@ -374,7 +412,8 @@ class EvalRun:
             **self.meta,
             "question_ids": ids,
             "configs": [asdict(c) for c in self.configs],
-            "default_threshold": self.answerer.default_threshold,
+            "default_threshold": self.answerer.policy.escalate_below,
+            "policy": asdict(self.answerer.policy),
             "max_cost_micro_usd": self.max_cost_micro_usd,
         }
         _atomic_write(self.meta_path, json.dumps(meta, indent=2, ensure_ascii=False))

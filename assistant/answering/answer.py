@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from assistant.answering.decision import Judgement
+from assistant.local.backend import Generation
+from assistant.paid.client import PaidResult
 from index.retrieval import Passage
 
 
@@ -63,36 +66,62 @@ class CascadeAnswer(Answer):
     degraded: bool = False
     local_model: str | None = None
     paid_model: str | None = None
-    local_generation: Any = None  # assistant.local.model.Generation when the local model ran
-    paid_generation: Any = None  # assistant.paid.client.PaidResult when the paid call succeeded
+    local_generation: Generation | None = None  # when the local model ran
+    paid_generation: PaidResult | None = None  # when the paid call succeeded
+    judgement: Judgement | None = None  # the evaluator's, when the local answer was judged
 
     def to_dict(self) -> dict[str, Any]:
         data = {
             name: value
             for name, value in self.__dict__.items()
-            if name not in ("sources", "local_generation", "paid_generation")
+            if name not in ("sources", "local_generation", "paid_generation", "judgement")
         }
         data["sources"] = [asdict(source) for source in self.sources]
         data["latency_ms"] = round(self.latency_ms, 1)
         data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
         data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
         data["features"] = {name: round(value, 4) for name, value in self.features.items()}
-        data["local_generation"] = _generation_summary(self.local_generation)
-        data["paid_generation"] = _generation_summary(self.paid_generation)
+        data["local_generation"] = _local_summary(self.local_generation)
+        data["paid_generation"] = _paid_summary(self.paid_generation)
         return data
 
+    def penny_block(self) -> dict[str, Any]:
+        """The ``penny`` block of API responses: what makes Penny different (tier, why, how sure, cost)."""
+        return {
+            "tier": self.tier,
+            "escalated": self.escalated,
+            "reason": self.reason,
+            "degraded": self.degraded,
+            "confidence": self.confidence,
+            "answerable": self.answerable,
+            "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
+            "latency_ms": round(self.latency_ms, 1),
+            "sources": [
+                {"id": s.id, "source": s.source, "title": s.title, "text": s.text, "score": s.score}
+                for s in self.sources
+            ],
+        }
 
-def _generation_summary(generation: Any) -> dict[str, Any] | None:
-    """Tokens and timing of a generation, without its per-token logprobs."""
+
+def _local_summary(generation: Generation | None) -> dict[str, Any] | None:
+    """Tokens and timing of a local generation, without its per-token logprobs."""
     if generation is None:
         return None
-    summary = {
-        name: getattr(generation, name)
-        for name in ("prompt_tokens", "completion_tokens", "finish_reason", "model", "attempts")
-        if hasattr(generation, name)
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "finish_reason": generation.finish_reason,
+        "seconds": round(generation.seconds, 3),
     }
-    usage = getattr(generation, "usage", None)
-    if usage is not None:
-        summary.update(asdict(usage))
-    summary["seconds"] = round(float(generation.seconds), 3)
-    return summary
+
+
+def _paid_summary(result: PaidResult | None) -> dict[str, Any] | None:
+    if result is None:
+        return None
+    return {
+        "finish_reason": result.finish_reason,
+        "model": result.model,
+        "attempts": result.attempts,
+        **asdict(result.usage),
+        "seconds": round(result.seconds, 3),
+    }

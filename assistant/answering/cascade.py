@@ -1,8 +1,9 @@
 """The cascade: answer locally when the local answer is good, pay for the upstream only when it is not.
 
-One request goes: semantic cache (optional) -> retrieval -> pre-generation routing (nothing relevant
-retrieved: abstain or go straight upstream, without spending local compute) -> local answer -> evaluator
-(P(correct) vs threshold) -> serve locally, abstain, or escalate with the SAME sources and prompt.
+One request goes: semantic cache (optional) -> retrieval (or the caller's passages) -> pre-generation
+routing (nothing relevant retrieved: abstain or go straight upstream, without spending local compute) ->
+local answer -> evaluator's judgement -> serve locally, abstain, or escalate with the SAME sources and
+prompt. What to do at each fork is :mod:`assistant.answering.decision`'s; this module carries it out.
 
 The cascade never raises to its caller for an upstream problem: a failed escalation serves the local answer
 marked ``degraded`` with the reason. The only exception that escapes is the ledger's ``BudgetExceeded`` when
@@ -21,18 +22,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
-from assistant.answering.evaluator import Decision, Evaluator, ensure_citation
+from assistant.answering.decision import Decision, Policy, decide, route
+from assistant.answering.evaluator import Evaluator
+from assistant.answering.features import ensure_citation, retrieval_features
 from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
 from assistant.local.backend import Generation, LocalBackend, final_generation
 from assistant.paid.client import PaidClient, PaidError, PaidResult, describe
 from assistant.paid.tokens import count_messages
 
 if TYPE_CHECKING:
-    from assistant.ledger import Ledger, Principal, Reservation
+    from assistant.ledger import Ledger, Principal, Reservation, Usage
     from index.retrieval import Passage, Retriever
 
 Mode = Literal["cascade", "local", "paid"]
@@ -50,6 +53,10 @@ class _Request:
     request_id: str
     stream: bool
     started: float
+    passages: Sequence[Passage] | None  # the caller's: retrieval (and the cache) skipped
+    route_before_generation: bool
+    local_max_tokens: int
+    paid_max_tokens: int | None  # None without a paid tier
 
 
 class Cascade:
@@ -59,6 +66,7 @@ class Cascade:
         retriever: Callable[[str | None], Retriever],
         local: LocalBackend,
         evaluator: Evaluator,
+        policy: Policy,
         paid: PaidClient | None = None,
         cache: SemanticCache | None = None,
         ledger: Ledger | None = None,
@@ -71,6 +79,7 @@ class Cascade:
         self.retriever = retriever
         self.local = local
         self.evaluator = evaluator
+        self.policy = policy
         self.paid = paid
         self.cache = cache
         self.ledger = ledger
@@ -94,11 +103,31 @@ class Cascade:
         threshold: float | None = None,
         principal: Principal | None = None,
         request_id: str | None = None,
+        max_tokens: int | None = None,
+        passages: Sequence[Passage] | None = None,
+        route_before_generation: bool = True,
     ) -> CascadeAnswer:
+        """Answer ``question``. ``max_tokens`` lowers (never raises) each tier's configured limit.
+
+        ``passages`` answers from those instead of retrieving (no cache either: a hit would not come from
+        them). ``route_before_generation=False`` runs the local model even when retrieval found nothing
+        relevant, so its answer can be judged (eval).
+        """
+        request = self._request(
+            question,
+            collection=collection,
+            history=history,
+            mode=mode,
+            threshold=threshold,
+            principal=principal,
+            request_id=request_id,
+            max_tokens=max_tokens,
+            passages=passages,
+            route_before_generation=route_before_generation,
+            stream=False,
+        )
         final: CascadeAnswer | None = None
-        for item in self._run(
-            self._request(question, collection, history, mode, threshold, principal, request_id, stream=False)
-        ):
+        for item in self._run(request):
             if isinstance(item, CascadeAnswer):
                 final = item
         assert final is not None
@@ -114,10 +143,26 @@ class Cascade:
         threshold: float | None = None,
         principal: Principal | None = None,
         request_id: str | None = None,
+        max_tokens: int | None = None,
+        passages: Sequence[Passage] | None = None,
+        route_before_generation: bool = True,
     ) -> Iterator[str | CascadeAnswer]:
-        """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring)."""
+        """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring, and :meth:`answer`
+        for the arguments)."""
         yield from self._run(
-            self._request(question, collection, history, mode, threshold, principal, request_id, stream=True)
+            self._request(
+                question,
+                collection=collection,
+                history=history,
+                mode=mode,
+                threshold=threshold,
+                principal=principal,
+                request_id=request_id,
+                max_tokens=max_tokens,
+                passages=passages,
+                route_before_generation=route_before_generation,
+                stream=True,
+            )
         )
 
     # ------------------------------------------------------------------------------------ flow
@@ -125,21 +170,27 @@ class Cascade:
     def _request(
         self,
         question: str,
+        *,
         collection: str | None,
         history: Sequence[dict[str, str]],
         mode: Mode,
         threshold: float | None,
         principal: Principal | None,
         request_id: str | None,
-        *,
+        max_tokens: int | None,
+        passages: Sequence[Passage] | None,
+        route_before_generation: bool,
         stream: bool,
     ) -> _Request:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
         if principal is None and self.ledger is not None:
             principal = self.ledger.system_user()
+        paid_max_tokens = None if self.paid is None else _capped(self.paid.max_tokens, max_tokens)
         return _Request(
             question=question,
             collection=collection or self.default_collection,
@@ -150,6 +201,10 @@ class Cascade:
             request_id=request_id or uuid.uuid4().hex,
             stream=stream,
             started=time.perf_counter(),
+            passages=passages,
+            route_before_generation=route_before_generation,
+            local_max_tokens=_capped(self.max_tokens, max_tokens),
+            paid_max_tokens=paid_max_tokens,
         )
 
     def _retriever(self, collection: str) -> Retriever:
@@ -160,26 +215,26 @@ class Cascade:
             return self._retrievers[collection]
 
     def _run(self, req: _Request) -> Iterator[str | CascadeAnswer]:
-        retriever = self._retriever(req.collection)
-        if self.cache is not None and req.mode != "paid" and not req.history:
-            hit = self._cache_lookup(req, retriever)
-            if hit is not None:
-                if req.stream:
-                    yield hit.answer
-                yield self._finish(req, hit)
-                return
-
-        passages = retriever.search(req.question)
+        if req.passages is not None:
+            passages: Sequence[Passage] = list(req.passages)
+        else:
+            retriever = self._retriever(req.collection)
+            if self.cache is not None and req.mode != "paid" and not req.history:
+                hit = self._cache_lookup(req, retriever)
+                if hit is not None:
+                    if req.stream:
+                        yield hit.answer
+                    yield self._finish(req, hit)
+                    return
+            passages = retriever.search(req.question)
         messages = self._messages(req, passages)
 
-        if req.mode == "paid":
+        if req.mode == "paid":  # the caller chose the tier: nothing to decide
             yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
             return
 
-        routed = self.evaluator.route_before_generation(passages)
+        routed = self._route(req, passages) if req.route_before_generation else None
         if routed is not None:
-            if req.mode == "local":  # never pay in local mode, whatever the policy says
-                routed = Decision("abstain", f"mode=local; {routed.reason}", None, routed.features)
             if routed.action == "abstain":
                 yield from self._emit(req, self._abstain(req, passages, routed))
             else:
@@ -188,7 +243,7 @@ class Cascade:
 
         generation: Generation | None = None
         streamed: list[str] = []
-        local_stream = self.local.stream_chat(messages, max_tokens=self.max_tokens)
+        local_stream = self.local.stream_chat(messages, max_tokens=req.local_max_tokens)
         try:
             for item in local_stream:
                 if isinstance(item, Generation):
@@ -204,9 +259,9 @@ class Cascade:
         if generation is None:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
-        decision = self.evaluator.assess(req.question, passages, generation, req.threshold)
+        judgement = self.evaluator.judge(req.question, passages, generation)
+        decision = decide(judgement, self.policy, threshold=req.threshold, local_only=req.mode == "local")
         if req.mode == "local":
-            decision = replace(decision, action="local", reason=f"mode=local; {decision.reason}")
             answer = self._local_answer(req, passages, generation, decision)
             yield from _attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
             yield self._finish(req, answer)
@@ -217,6 +272,13 @@ class Cascade:
             yield from self._emit(req, self._abstain(req, passages, decision, generation))
         else:
             yield from self._escalate(req, passages, messages, decision, generation)
+
+    def _route(self, req: _Request, passages: Sequence[Passage]) -> Decision | None:
+        retrieval = retrieval_features(passages)
+        routed = route(
+            retrieval["retrieval_top"], bool(passages), self.policy, local_only=req.mode == "local"
+        )
+        return None if routed is None else replace(routed, features=retrieval)
 
     def _messages(self, req: _Request, passages: Sequence[Passage]) -> list[dict[str, str]]:
         """The grounded prompt, with earlier turns of the conversation between system and question."""
@@ -256,7 +318,7 @@ class Cascade:
                     principal=req.principal,  # type: ignore[arg-type]  # set from system_user() when absent
                     model=self.paid.model,
                     prompt_tokens=self.paid.estimate_prompt_tokens(messages),
-                    max_completion_tokens=self.paid.max_tokens,
+                    max_completion_tokens=req.paid_max_tokens,
                 )
             except BudgetExceeded:
                 if self.budget_policy == "refuse":
@@ -271,14 +333,14 @@ class Cascade:
         streamed = False
         try:
             if req.stream:
-                for item in self.paid.stream_chat(messages):
+                for item in self.paid.stream_chat(messages, max_tokens=req.paid_max_tokens):
                     if isinstance(item, PaidResult):
                         result = item
                     else:
                         streamed = True
                         yield item
             else:
-                result = self.paid.chat(messages)
+                result = self.paid.chat(messages, max_tokens=req.paid_max_tokens)
         except PaidError as exc:
             if reservation is not None:
                 self._release(reservation, exc.reason)
@@ -331,7 +393,7 @@ class Cascade:
         reason = f"{failure} (escalation: {decision.reason})"
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
-            generation = final_generation(self.local.stream_chat(messages, max_tokens=self.max_tokens))
+            generation = final_generation(self.local.stream_chat(messages, max_tokens=req.local_max_tokens))
         fallback = replace(decision, reason=reason)
         if generation is None:
             answer = self._abstain(req, passages, fallback)
@@ -382,7 +444,7 @@ class Cascade:
         local_cost = 0
         if generation is not None and self.ledger is not None:
             local_cost = self.ledger.local_cost_micro_usd(generation.seconds)
-        produced_by: Any = paid.usage if paid is not None else generation
+        produced_by = paid.usage if paid is not None else generation
         if tier in ("local", "paid"):
             text = ensure_citation(req.question, text, passages)
         return CascadeAnswer(
@@ -405,6 +467,7 @@ class Cascade:
             paid_model=paid.model if paid is not None else None,
             local_generation=generation,
             paid_generation=paid,
+            judgement=decision.judgement,
         )
 
     def _finish(self, req: _Request, answer: CascadeAnswer) -> CascadeAnswer:
@@ -418,6 +481,7 @@ class Cascade:
             and (answer.tier == "paid" or (answer.tier == "local" and req.mode == "cascade"))
             and not answer.degraded
             and not req.history
+            and req.passages is None  # the caller's passages are not what retrieval would find
             and not is_abstention(answer.answer)
         ):
             self.cache.put(
@@ -446,7 +510,7 @@ class Cascade:
             finish_reason="client_disconnected",
             seconds=elapsed,
         )
-        decision = Decision("local", "client_disconnected", None, {})
+        decision = Decision("local", "client_disconnected")
         self._finish(req, self._local_answer(req, passages, partial, decision))
 
     def _record(self, req: _Request, answer: CascadeAnswer) -> None:
@@ -514,7 +578,12 @@ def _attribution_tail(streamed: str, final: str) -> Iterator[str]:
         yield final[len(streamed) :]
 
 
-def _ledger_usage(result: PaidResult) -> Any:
+def _capped(configured: int, requested: int | None) -> int:
+    """A request may ask for fewer tokens than configured, never more (cost and latency stay bounded)."""
+    return configured if requested is None else min(configured, requested)
+
+
+def _ledger_usage(result: PaidResult) -> Usage:
     from assistant.ledger import Usage
 
     usage = result.usage

@@ -17,7 +17,7 @@ from msgspec import Struct
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from assistant.api.auth import ledger_of, principal_of, require_admin, require_api_key
-from assistant.api.chat import chat_completions, list_models, penny_extras
+from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
 from assistant.api.ledger_routes import LEDGER_EXCEPTION_HANDLERS, LEDGER_ROUTES
@@ -70,7 +70,7 @@ async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state
         )
         state.metrics.observe_answer(answer)
         usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
-        return {"answer": answer.answer, **penny_extras(answer), "usage": usage, "request_id": request_id}
+        return {"answer": answer.answer, **answer.penny_block(), "usage": usage, "request_id": request_id}
 
     return await idempotent(request, ledger_of(request), principal, produce)
 

@@ -20,6 +20,7 @@ from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from assistant.answering.answer import CascadeAnswer
 from assistant.api.auth import ledger_of, principal_of, require_api_key
 from assistant.api.errors import ApiError
 from assistant.api.idempotency import idempotent
@@ -42,22 +43,9 @@ MAX_COMPLETION_TOKENS = 1024
 _STARTED = int(time.time())
 
 
-def penny_extras(answer: Any) -> dict[str, Any]:
+def penny_extras(answer: CascadeAnswer) -> dict[str, Any]:
     """What makes Penny different, attached to every response as ``penny``."""
-    return {
-        "tier": answer.tier,
-        "escalated": bool(getattr(answer, "escalated", False)),
-        "reason": getattr(answer, "reason", "") or "",
-        "degraded": bool(getattr(answer, "degraded", False)),
-        "confidence": getattr(answer, "confidence", None),
-        "answerable": getattr(answer, "answerable", None),
-        "cost_usd": round(int(getattr(answer, "cost_micro_usd", 0) or 0) / 1_000_000, 6),
-        "latency_ms": round(answer.latency_ms, 1),
-        "sources": [
-            {"id": s.id, "source": s.source, "title": s.title, "text": s.text, "score": s.score}
-            for s in answer.sources
-        ],
-    }
+    return answer.penny_block()
 
 
 def split_conversation(request: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
@@ -118,6 +106,7 @@ def _answer_kwargs(data: ChatCompletionRequest, request: Request[Any, Any, Any])
         "mode": _mode(data.model),
         "principal": request.scope.get("penny_principal"),
         "request_id": request.headers.get("x-request-id") or uuid.uuid4().hex,
+        "max_tokens": max_tokens,
     }
 
 

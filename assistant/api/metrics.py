@@ -8,10 +8,13 @@ both dashboards and an autoscaler (KEDA / HPA via prometheus-adapter).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from assistant.answering.answer import CascadeAnswer
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -67,17 +70,15 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
-    def observe_answer(self, answer: Any) -> None:
-        """Count one answer (an ``Answer``/``CascadeAnswer``-like object)."""
-        tier = str(getattr(answer, "tier", "none"))
-        self.answers.labels(tier=tier).inc()
-        self.answer_seconds.labels(tier=tier).observe(float(getattr(answer, "latency_ms", 0.0)) / 1000)
-        if getattr(answer, "escalated", False):
-            self.escalations.labels(reason=_reason_kind(getattr(answer, "reason", ""))).inc()
-        if getattr(answer, "degraded", False):
-            self.degraded.labels(reason=_reason_kind(getattr(answer, "reason", ""))).inc()
-        for tier_name in ("local", "paid"):
-            cost = int(getattr(answer, f"{tier_name}_cost_micro_usd", 0) or 0)
+    def observe_answer(self, answer: CascadeAnswer) -> None:
+        """Count one answer: its tier, latency, escalation or degradation, and cost."""
+        self.answers.labels(tier=answer.tier).inc()
+        self.answer_seconds.labels(tier=answer.tier).observe(answer.latency_ms / 1000)
+        if answer.escalated:
+            self.escalations.labels(reason=_reason_kind(answer.reason)).inc()
+        if answer.degraded:
+            self.degraded.labels(reason=_reason_kind(answer.reason)).inc()
+        for tier_name, cost in (("local", answer.local_cost_micro_usd), ("paid", answer.paid_cost_micro_usd)):
             if cost:
                 self.cost.labels(tier=tier_name).inc(cost)
 

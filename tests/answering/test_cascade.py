@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +19,38 @@ import pytest
 
 from assistant.answering.answer import CascadeAnswer
 from assistant.answering.cache import SemanticCache
+from assistant.answering.calibration import Calibration
 from assistant.answering.cascade import Cascade
-from assistant.answering.evaluator import FEATURES, Calibration, Evaluator
+from assistant.answering.decision import Policy
+from assistant.answering.evaluator import Evaluator
+from assistant.answering.features import FEATURES
 from assistant.answering.prompts import ABSTAIN_PHRASE, grounded_messages
+from assistant.ledger import Ledger, PriceTable
 from assistant.local.backend import Generation
 from assistant.local.model import LocalModel
 from assistant.paid.client import CircuitBreaker, PaidClient
 from assistant.service import Penny
-from assistant.settings import Settings
+from assistant.settings import CascadeSettings, Settings
 from tests.conftest import REPO
 from tests.support.fake_paid import FakePaid, Reply
 
 QUESTION = "In what country is Normandy located?"
 OFF_TOPIC = "What is the boiling point of tungsten in Kelvin?"
 PAID_TEXT = "Normandy is a region of northern France [1]."
+POLICY = Policy.from_settings(CascadeSettings())
 
 
 class CountingBackend:
-    """The real local model, counting how often the cascade runs it."""
+    """The real local model, counting how often the cascade runs it and with which token limit."""
 
     def __init__(self, model: LocalModel) -> None:
         self.model = model
         self.calls = 0
+        self.max_tokens: list[int] = []
 
     def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
         self.calls += 1
+        self.max_tokens.append(max_tokens)
         return self.model.stream_chat(messages, max_tokens=max_tokens)
 
 
@@ -81,6 +89,7 @@ def build(
     breaker: CircuitBreaker | None = None,
     timeout_s: float = 5.0,
     max_retries: int = 0,
+    ledger: Ledger | None = None,
     **policy: Any,
 ) -> Cascade:
     upstream = None
@@ -98,9 +107,11 @@ def build(
     return Cascade(
         retriever=penny.retriever,
         local=local,
-        evaluator=Evaluator(Calibration.load(), penny.embedder, **policy),
+        evaluator=Evaluator(Calibration.load(), penny.embedder),
+        policy=replace(POLICY, **policy),
         paid=upstream,
         cache=cache,
+        ledger=ledger,
         local_model_name="smollm2-135m",
         max_tokens=32,
     )
@@ -308,6 +319,54 @@ def test_semantic_cache_hits_and_misses_when_sources_change(
     assert changed.tier == "local" and cache.last_miss_reason == "sources changed" and local.calls == 2
 
 
+def test_given_passages_replace_retrieval(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    retrieved = penny.retriever().search(QUESTION)
+    given = retrieved[1:2]  # not what retrieval would answer from
+    cascade = build(penny, local, paid_server[1])
+    answer = cascade.answer(QUESTION, passages=given, threshold=1.0)
+    assert [s.id for s in answer.sources] == [given[0].id] != [p.id for p in retrieved]
+    [seen] = fake.requests  # escalated with the same given sources
+    assert seen.body["messages"] == grounded_messages(QUESTION, given)
+
+
+def test_route_before_generation_off_always_judges_the_local_answer(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, paid_server[1])
+    weak = penny.retriever().search(OFF_TOPIC)
+    answer = cascade.answer(OFF_TOPIC, passages=weak, mode="local", route_before_generation=False)
+    assert local.calls == 1 and answer.tier == "local" and answer.local_generation is not None
+    assert answer.judgement is not None and answer.confidence == answer.judgement.p_correct
+    assert answer.reason.startswith("mode=local; ") and "retrieval_empty" not in answer.reason
+    routed = cascade.answer(OFF_TOPIC, passages=weak, mode="local")  # the default routes first
+    assert routed.reason.startswith("mode=local; retrieval_empty") and local.calls == 1
+    assert routed.judgement is None and fake.requests == []
+
+
+def test_max_tokens_lowers_each_tier_limit_and_the_paid_reservation(
+    penny, local, fake, paid_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from assistant.ledger.schema import reservations
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
+    cascade = build(penny, local, paid_server[1], ledger=ledger)
+    try:
+        short = cascade.answer(QUESTION, threshold=1.0, max_tokens=2, request_id="short")
+        long = cascade.answer(QUESTION, threshold=1.0, max_tokens=1000, request_id="long")
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(sa.select(reservations.c.request_id, reservations.c.max_completion_tokens))
+            held = {row.request_id: row.max_completion_tokens for row in rows}
+    finally:
+        ledger.close()
+    assert local.max_tokens == [2, 32]  # the configured 32 is a ceiling, never raised by a request
+    assert short.local_generation is not None and short.local_generation.completion_tokens <= 2
+    assert [seen.body["max_tokens"] for seen in fake.requests] == [2, 64]
+    assert held == {"short": 2, "long": 64}  # the reservation holds the worst case of the capped call
+    assert long.tier == "paid"
+    with pytest.raises(ValueError, match="max_tokens"):
+        cascade.answer(QUESTION, max_tokens=0)
+
+
 @pytest.mark.slow
 def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """`penny paid serve` (llama_cpp.server, Qwen2.5-Coder-1.5B) on a free port, escalated to."""
@@ -345,6 +404,7 @@ def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) 
             retriever=penny.retriever,
             local=local,
             evaluator=Evaluator(Calibration.load(), penny.embedder),
+            policy=POLICY,
             paid=upstream,
             local_model_name="smollm2-135m",
             max_tokens=32,

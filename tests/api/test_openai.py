@@ -55,6 +55,16 @@ def test_non_streaming_completion_with_usage_and_penny_extras(client: openai.Ope
     assert isinstance(penny["cost_usd"], float)
 
 
+def test_max_tokens_caps_the_local_answer(client: openai.OpenAI) -> None:
+    response = client.chat.completions.create(
+        model="penny-local",
+        messages=[{"role": "user", "content": "Who was the duke in the battle of Hastings?"}],
+        max_tokens=2,
+    )
+    assert response.model_extra["penny"]["tier"] == "local"
+    assert response.usage is not None and 0 < response.usage.completion_tokens <= 2
+
+
 def test_streaming_completion_ends_with_usage(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="penny-local",

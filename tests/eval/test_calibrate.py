@@ -13,9 +13,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assistant.answering.evaluator import FEATURES, Calibration, fit
+from assistant.answering.calibration import Calibration, fit
+from assistant.answering.decision import Judgement, Policy
+from assistant.answering.features import FEATURES
+from assistant.settings import CascadeSettings
 from eval.calibrate import calibrate
-from eval.runs import Judgement, QuestionRecord, RunError, TierCall
+from eval.runs import QuestionRecord, RunError, TierCall
+
+POLICY = Policy.from_settings(CascadeSettings())
 
 
 def _features(rng: random.Random, correct: bool) -> dict[str, float]:
@@ -42,6 +47,7 @@ def synthetic_run(path: Path, n: int = 120, seed: int = 0) -> list[QuestionRecor
                 local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
                 judgement=Judgement(p_correct=rng.random(), features=_features(rng, correct)),
                 paid=TierCall(f"answer {i} [1]", f"p{i}", "paid", 300, 1500.0),
+                policy=POLICY,
             )
         )
     path.mkdir(parents=True, exist_ok=True)
@@ -131,6 +137,7 @@ def test_calibrate_fits_an_answerable_gate_when_half_the_questions_have_no_answe
                 local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
                 judgement=Judgement(p_correct=rng.random(), features=features),
                 paid=TierCall(f"answer {i}" if has_answer else "a guess", f"p{i}", "paid", 300, 1500.0),
+                policy=POLICY,
             )
         )
     run = tmp_path / "run"

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
-from eval.runs import Config, Judgement, QuestionRecord, RunError, TierCall, derive, parse_configs
+from assistant.answering.decision import Decision, Judgement, Policy
+from assistant.settings import CascadeSettings
+from eval.runs import Config, QuestionRecord, RunError, TierCall, derive, parse_configs
 
 LOCAL = TierCall("Normandy is in France [1].", "l1", "local", cost_micro_usd=20, latency_ms=800.0)
 PAID = TierCall("France [1]", "p1", "paid", cost_micro_usd=300, latency_ms=1500.0)
+POLICY = Policy.from_settings(CascadeSettings())  # the local model abstained: escalate
 
 
-def record(judgement: Judgement, answers: tuple[str, ...] = ("France",)) -> QuestionRecord:
+def record(
+    judgement: Judgement,
+    answers: tuple[str, ...] = ("France",),
+    *,
+    policy: Policy = POLICY,
+    route: Decision | None = None,
+) -> QuestionRecord:
     return QuestionRecord(
-        "q", "Where is Normandy?", list(answers), "ctx", ["ctx"], 10.0, LOCAL, judgement, PAID
+        "q",
+        "Where is Normandy?",
+        list(answers),
+        "ctx",
+        ["ctx"],
+        10.0,
+        LOCAL,
+        judgement,
+        PAID,
+        policy=policy,
+        route=route,
     )
 
 
@@ -35,20 +57,23 @@ def test_threshold_picks_local_or_escalates_and_pays_both() -> None:
 
 def test_evaluator_decisions_that_no_threshold_changes() -> None:
     # Retrieval found nothing: abstain before generating, so nothing is spent at all.
-    routed_abstain = derive(record(Judgement(0.9, route="abstain")), cascade(0.0))
+    nothing = Decision("abstain", "retrieval_empty top=0.12<0.25")
+    routed_abstain = derive(record(Judgement(0.9), route=nothing), cascade(0.0))
     assert (routed_abstain["tier"], routed_abstain["cost_micro_usd"], routed_abstain["prediction"]) == (
         "none",
         0,
         "",
     )
     # ... or straight to the paid tier: only the paid call is paid for.
-    routed_paid = derive(record(Judgement(0.9, route="escalate")), cascade(0.0))
+    straight_to_paid = Decision("escalate", "retrieval_empty top=0.12<0.25")
+    routed_paid = derive(record(Judgement(0.9), route=straight_to_paid), cascade(0.0))
     assert (routed_paid["tier"], routed_paid["cost_micro_usd"]) == ("paid", 300)
     # The local model abstained and policy escalates: both calls, whatever T.
-    forced = derive(record(Judgement(0.99, forced="escalate")), cascade(0.0))
+    forced = derive(record(Judgement(0.99, local_abstained=True)), cascade(0.0))
     assert (forced["tier"], forced["cost_micro_usd"]) == ("paid", 320)
     # Policy trusts the abstention: an abstention is served (right only on NoAns), local cost paid.
-    trusted = derive(record(Judgement(0.99, forced="abstain"), answers=()), cascade(0.5))
+    trusting = replace(POLICY, on_local_abstain="abstain")
+    trusted = derive(record(Judgement(0.99, local_abstained=True), (), policy=trusting), cascade(0.5))
     assert (trusted["tier"], trusted["cost_micro_usd"], trusted["em"], trusted["f1"]) == (
         "none",
         20,
@@ -74,6 +99,47 @@ def test_answerable_gate_abstains_after_the_local_call() -> None:
     assert derive(record(likely), Config("c", "cascade", 0.5, abstain_below=0.7))["tier"] == "none"
     # Without an answerable model (p_answerable None) no gate applies.
     assert derive(record(Judgement(0.9, abstain_below=0.5)), cascade(0.5))["tier"] == "local"
+
+
+def test_a_cascade_config_without_threshold_uses_the_run_policy() -> None:
+    unsure = record(Judgement(0.7), policy=replace(POLICY, escalate_below=0.8))
+    assert derive(unsure, Config("cascade", "cascade"))["tier"] == "paid"
+    assert derive(record(Judgement(0.7)), Config("cascade", "cascade"))["tier"] == "local"  # 0.7 ≥ 0.5
+
+
+def test_a_record_of_the_first_format_loads_and_derives_as_it_did() -> None:
+    """calls.jsonl lines written when the judgement held ``route`` and ``forced`` and no policy."""
+    features = {"retrieval_top": 0.7, "abstained": 1.0}
+    line = {
+        "id": "q",
+        "question": "Where is Normandy?",
+        "answers": ["France"],
+        "context_id": "ctx",
+        "retrieved_ids": ["ctx"],
+        "retrieval_ms": 10.0,
+        "local": LOCAL.__dict__,
+        "judgement": {
+            "p_correct": 0.99,
+            "features": features,
+            "route": "generate",
+            "forced": "escalate",
+            "reason": "mode=local; local_abstained",
+            "p_answerable": None,
+            "abstain_below": 0.0,
+        },
+        "paid": PAID.__dict__,
+        "complete": True,
+    }
+    old = QuestionRecord.from_dict(json.loads(json.dumps(line)))
+    assert old.judgement == Judgement(0.99, None, 0.0, features, local_abstained=True)
+    assert old.route is None and old.policy is not None and old.policy.on_local_abstain == "escalate"
+    assert derive(old, cascade(0.0))["request_ids"] == ["l1", "p1"]
+    assert QuestionRecord.from_dict(json.loads(old.to_json())) == old  # and it is written in the new one
+
+    routed = {**line, "judgement": {**line["judgement"], "route": "abstain", "reason": "retrieval_empty"}}
+    before = QuestionRecord.from_dict(routed)
+    assert before.route == Decision("abstain", "retrieval_empty")
+    assert derive(before, cascade(0.0))["request_ids"] == []
 
 
 def test_baselines_and_missing_tiers() -> None:

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from assistant.answering.decision import Decision, Judgement, route
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from eval.datasets import Dataset, load_dataset
 from eval.runs import (
     EvalRun,
-    Judgement,
     RunError,
     TierCall,
     load_records,
@@ -113,7 +114,7 @@ class Recording:
 
     def __init__(self, inner: Any, crash_on_local_call: int | None = None) -> None:
         self.inner = inner
-        self.default_threshold = inner.default_threshold
+        self.policy = inner.policy
         self.crash_on = crash_on_local_call
         self.local_asked: list[str] = []
         self.paid_asked: list[str] = []
@@ -123,7 +124,7 @@ class Recording:
 
     def answer_local(
         self, question: str, passages: Sequence[Passage], request_id: str
-    ) -> tuple[TierCall, Judgement]:
+    ) -> tuple[TierCall, Judgement, Decision | None]:
         if self.crash_on is not None and len(self.local_asked) + 1 == self.crash_on:
             raise RuntimeError("simulated crash")
         self.local_asked.append(question)
@@ -140,7 +141,7 @@ class Recording:
 def _run(
     questions: Sequence[Any], answerer: Any, out: Path, names: Sequence[str] = CONFIGS, **kwargs: Any
 ) -> Any:
-    configs = parse_configs(names, answerer.default_threshold)
+    configs = parse_configs(names, answerer.policy.escalate_below)
     return EvalRun(questions, answerer, out, configs, progress=False, **kwargs).run()
 
 
@@ -168,6 +169,11 @@ def test_crashed_run_resumes_asking_only_the_remaining_questions(
 
     # Every config derives from the same two calls: costs are the ledger's, read back by request id.
     records = {r.id: r for r in outcome.records}
+    # Each record carries the policy in force and the route the service would have taken before generating.
+    assert json.loads((out / "run.json").read_text())["policy"] == asdict(answerer.policy)
+    for r in outcome.records:
+        assert r.policy == answerer.policy and r.judgement is not None
+        assert r.route == route(r.judgement.features["retrieval_top"], bool(r.retrieved_ids), r.policy)
     ledger = answerer.ledger
     for row in rows:
         record = records[row["id"]]
@@ -181,7 +187,7 @@ def test_crashed_run_resumes_asking_only_the_remaining_questions(
         if row["config"] == "paid":
             assert row["request_ids"] == [record.paid.request_id] and row["tier"] == "paid"
             assert row["paid_call"] and row["cost_micro_usd"] > 0
-        if row["config"] == "cascade@0.00" and record.judgement.forced is None:
+        if row["config"] == "cascade@0.00" and not record.judgement.local_abstained:
             assert row["request_ids"] == [record.local.request_id]  # T=0: every judged answer stays local
         judgement = record.judgement
         gated = judgement.p_answerable is not None and judgement.p_answerable < judgement.abstain_below

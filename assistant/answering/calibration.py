@@ -1,0 +1,161 @@
+"""The calibration: logistic models turning the evaluator's features into P(correct) and P(answerable).
+
+Coefficients live in a JSON file (a hand-set prior ships; ``python -m eval calibrate`` refits it with
+:func:`fit`). The file carries a ``format_version`` so an older Penny refuses a file it would misread
+instead of silently mis-scoring answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from assistant.answering.features import FEATURES
+
+FORMAT_VERSION = 1  # files written before the field existed are version 1
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used; the message names the file and the fix."""
+
+
+class _NewerFormat(CalibrationError):
+    """Written by a newer Penny: regenerating it here is not the fix, so it gets its own message."""
+
+
+def default_calibration_path() -> Path:
+    return Path(str(resources.files("assistant") / "data" / "calibration.json"))
+
+
+@dataclass
+class Calibration:
+    """Logistic model on standardised features: P = sigmoid(intercept + Σ coef·(x − mean)/scale).
+
+    The top-level model gives P(local answer correct). An optional second model, ``answerable``, gives
+    P(the sources answer the question at all); below ``abstain_below`` the cascade abstains instead of
+    answering or paying. Small models rarely abstain on their own, and escalating an unanswerable question
+    only buys a second wrong answer.
+    """
+
+    features: list[str]
+    coef: list[float]
+    intercept: float
+    means: list[float]
+    scales: list[float]
+    meta: dict[str, Any] = field(default_factory=dict)
+    answerable: Calibration | None = None
+    abstain_below: float = 0.0
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.features if name not in FEATURES]
+        if unknown:
+            raise CalibrationError(f"unknown features {unknown}; known: {', '.join(FEATURES)}")
+        n = len(self.features)
+        if not n or not (len(self.coef) == len(self.means) == len(self.scales) == n):
+            raise CalibrationError("features, coef, means and scales must be non-empty and the same length")
+        if any(not scale > 0 for scale in self.scales):
+            raise CalibrationError("every scale must be > 0")
+        if not 0.0 <= self.abstain_below <= 1.0:
+            raise CalibrationError(f"abstain_below must be in [0, 1], got {self.abstain_below}")
+
+    def logit(self, features: Mapping[str, float]) -> float:
+        total = self.intercept
+        for name, coef, mean, scale in zip(self.features, self.coef, self.means, self.scales, strict=True):
+            total += coef * (float(features[name]) - mean) / scale
+        return total
+
+    def probability(self, features: Mapping[str, float]) -> float:
+        z = self.logit(features)
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+    def p_answerable(self, features: Mapping[str, float]) -> float | None:
+        """P(the question is answerable from the sources), or None without an answerable model."""
+        return None if self.answerable is None else self.answerable.probability(features)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        version = int(data.get("format_version", 1))
+        if version > FORMAT_VERSION:
+            raise _NewerFormat(
+                f"calibration format_version {version} is newer than this Penny reads ({FORMAT_VERSION}); "
+                "upgrade Penny or regenerate the file with `python -m eval calibrate`"
+            )
+        answerable = data.get("answerable")
+        return cls(
+            features=list(data["features"]),
+            coef=[float(c) for c in data["coef"]],
+            intercept=float(data["intercept"]),
+            means=[float(m) for m in data["means"]],
+            scales=[float(s) for s in data["scales"]],
+            meta=dict(data.get("meta") or {}),
+            answerable=cls.from_dict(answerable) if answerable else None,
+            abstain_below=float(data.get("abstain_below", 0.0)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Calibration:
+        path = path or default_calibration_path()
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except FileNotFoundError as exc:
+            raise CalibrationError(
+                f"calibration file {path} not found; fix cascade.calibration_file or run "
+                "`python -m eval calibrate`"
+            ) from exc
+        except _NewerFormat as exc:
+            raise CalibrationError(f"calibration file {path}: {exc}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CalibrationError(
+                f"calibration file {path} is invalid ({exc}); regenerate it with `python -m eval calibrate`"
+            ) from exc
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+def fit(
+    features: Sequence[Mapping[str, float]],
+    labels: Sequence[bool | int],
+    *,
+    names: Sequence[str] = FEATURES,
+    regularization_c: float = 1.0,
+    meta: dict[str, Any] | None = None,
+) -> Calibration:
+    """Fit P(correct) by L2-regularised logistic regression on standardised features.
+
+    ``features`` are dicts from :func:`assistant.answering.features.extract_features`; ``labels`` say
+    whether each local answer was correct. Needs both outcomes among the labels.
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    if len(features) != len(labels):
+        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
+    y = np.asarray([int(bool(label)) for label in labels])
+    if len(set(y.tolist())) < 2:
+        raise ValueError("need both correct and incorrect answers to fit a calibration")
+    x = np.asarray([[float(row[name]) for name in names] for row in features], dtype=float)
+    means = x.mean(axis=0)
+    scales = x.std(axis=0)
+    scales[scales < 1e-9] = 1.0  # a constant feature: leave it unscaled (its coefficient goes to ~0)
+    model = LogisticRegression(C=regularization_c, max_iter=1000)
+    model.fit((x - means) / scales, y)
+    return Calibration(
+        features=list(names),
+        coef=[float(c) for c in model.coef_[0]],
+        intercept=float(model.intercept_[0]),
+        means=[float(m) for m in means],
+        scales=[float(s) for s in scales],
+        meta={"n": len(y), "positive_rate": float(y.mean()), "C": regularization_c, **(meta or {})},
+    )

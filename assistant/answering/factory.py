@@ -1,0 +1,64 @@
+"""Settings to a working cascade, in one place: the service and eval wire it the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from assistant.answering.cache import SemanticCache
+from assistant.answering.calibration import Calibration
+from assistant.answering.cascade import Cascade
+from assistant.answering.decision import Policy
+from assistant.answering.evaluator import Evaluator
+
+if TYPE_CHECKING:
+    from assistant.ledger import Ledger
+    from assistant.local.backend import LocalBackend
+    from assistant.paid.client import PaidClient
+    from assistant.settings import Settings
+    from index.embedding import Embedder
+    from index.retrieval import Retriever
+
+
+def build_evaluator(settings: Settings, embedder: Embedder) -> Evaluator:
+    """The evaluator with the configured calibration file (the bundled one by default)."""
+    return Evaluator(Calibration.load(settings.cascade.calibration_file), embedder)
+
+
+def build_cache(settings: Settings, embedder: Embedder) -> SemanticCache | None:
+    """The semantic cache, when ``cascade.cache_enabled``."""
+    cascade = settings.cascade
+    if not cascade.cache_enabled:
+        return None
+    return SemanticCache(embedder, settings.data_dir / "semantic_cache.sqlite", cascade.cache_min_similarity)
+
+
+def build_cascade(
+    settings: Settings,
+    *,
+    retriever: Callable[[str | None], Retriever],
+    local: LocalBackend,
+    ledger: Ledger | None,
+    embedder: Embedder,
+    paid: PaidClient | None,
+    cache: SemanticCache | None = None,
+) -> Cascade:
+    """A :class:`Cascade` with the configured evaluator, policy, token limits and answer style.
+
+    The parts that own resources (retriever, local backend, ledger, paid client, cache) are the caller's,
+    so a process shares them and eval can leave out what would blur its numbers (the cache).
+    """
+    return Cascade(
+        retriever=retriever,
+        local=local,
+        evaluator=build_evaluator(settings, embedder),
+        policy=Policy.from_settings(settings.cascade),
+        paid=paid,
+        cache=cache,
+        ledger=ledger,
+        default_collection=settings.index.collection,
+        local_model_name=settings.models.local,
+        max_tokens=settings.models.max_tokens,
+        budget_policy=settings.ledger.over_budget_policy,
+        answer_style=settings.cascade.answer_style,
+    )

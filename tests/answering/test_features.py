@@ -1,0 +1,65 @@
+"""What the evaluator sees in (question, sources, local answer), and attribution of uncited answers
+(real MiniLM embedder)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.answering.features import FEATURES, ensure_citation, extract_features, relevance
+from assistant.answering.prompts import ABSTAIN_PHRASE
+from index.retrieval import Passage
+from tests.answering.examples import PASSAGES, QUESTION, generation
+
+
+def test_features_of_a_supported_answer_and_of_a_made_up_one(embedder) -> None:  # type: ignore[no-untyped-def]
+    good = extract_features(QUESTION, PASSAGES, generation("Normandy is a region in France [1]."), embedder)
+    bad = extract_features(
+        QUESTION, PASSAGES, generation("It is in Portugal, near Lisbon [3].", [-2.0, -4.5, -1.0]), embedder
+    )
+    assert set(good) == set(FEATURES)
+    assert good["lexical_support"] == 1.0  # "region", "france" are in passage 1; the rest is the question
+    assert bad["lexical_support"] == 0.0
+    assert good["embedding_support"] > bad["embedding_support"] + 0.2
+    assert good["n_citations"] == 1 and good["abstained"] == 0
+    assert good["retrieval_top"] == pytest.approx(0.62) and good["retrieval_margin"] == pytest.approx(0.21)
+    assert good["mean_logprob"] == pytest.approx(-0.15) and bad["min_logprob"] == -4.5
+    assert good["answer_tokens"] == 3
+
+
+def test_uncited_answer_is_checked_against_all_passages(embedder) -> None:  # type: ignore[no-untyped-def]
+    features = extract_features(QUESTION, PASSAGES, generation("France, by the Seine."), embedder)
+    assert features["n_citations"] == 0 and features["lexical_support"] == 1.0
+
+
+def test_abstention_is_flagged(embedder) -> None:  # type: ignore[no-untyped-def]
+    features = extract_features(QUESTION, PASSAGES, generation(ABSTAIN_PHRASE), embedder)
+    assert features["abstained"] == 1.0 and features["lexical_support"] == 0.0
+
+
+def test_relevance_uses_the_dense_cosine_of_hybrid_results() -> None:
+    fused = Passage("a", "s", "t", score=0.032, metadata={"dense_score": 0.71, "bm25_score": 3.2})
+    bm25_only = Passage("b", "s", "t", score=0.016, metadata={"bm25_score": 5.0})
+    assert relevance(fused) == 0.71 and relevance(bm25_only) == 0.0
+    assert relevance(PASSAGES[0]) == 0.62
+
+
+def test_uncited_answers_are_attributed_to_the_supporting_passage() -> None:
+    passages = [
+        Passage(id="a", source="a.md", text="Paris is the capital of France.", score=0.5),
+        Passage(id="b", source="b.md", text="William of Normandy won at Hastings in 1066.", score=0.4),
+    ]
+    question = "Who won at Hastings?"
+    assert ensure_citation(question, "William of Normandy won.", passages) == "William of Normandy won. [2]"
+    assert ensure_citation(question, "William won [2].", passages) == "William won [2]."  # already cites
+    abstain = "I don't know based on the documents."
+    assert ensure_citation(question, abstain, passages) == abstain
+    assert ensure_citation(question, "Zebras.", passages) == "Zebras."  # nothing supports it
+
+
+def test_question_support_sees_a_swapped_entity(embedder) -> None:  # type: ignore[no-untyped-def]
+    answer = generation("France")
+    faithful = extract_features(QUESTION, PASSAGES, answer, embedder)
+    swapped = extract_features("In what country is Brittany located?", PASSAGES, answer, embedder)
+    # content words country, normandy, located: passage 1 holds "normandy"; "brittany" is in none
+    assert faithful["question_support"] == pytest.approx(1 / 3)
+    assert swapped["question_support"] == 0.0
