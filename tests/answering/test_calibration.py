@@ -17,8 +17,8 @@ from assistant.answering.calibration import (
 from assistant.answering.decision import Policy, decide
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import FEATURES, extract_features
-from tests.answering.examples import PASSAGES, QUESTION, generation, synthetic
 from tests.conftest import REPO
+from tests.support.answering import PASSAGES, QUESTION, generation, synthetic
 
 
 def test_default_calibration_ranks_good_above_bad(embedder) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from assistant.answering.features import FEATURES, retrieval_top_and_margin
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from assistant.settings import CascadeSettings
 from index.retrieval import Passage
-from tests.answering.examples import PASSAGES, QUESTION, generation
+from tests.support.answering import PASSAGES, QUESTION, generation
 
 POLICY = Policy.from_settings(CascadeSettings())
 

@@ -8,7 +8,7 @@ import pytest
 from assistant.answering.features import FEATURES, ensure_citation, extract_features, relevance
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from index.retrieval import Passage
-from tests.answering.examples import PASSAGES, QUESTION, generation
+from tests.support.answering import PASSAGES, QUESTION, generation
 
 
 def test_features_of_a_supported_answer_and_of_a_made_up_one(embedder) -> None:  # type: ignore[no-untyped-def]
