@@ -163,7 +163,7 @@ class Penny:
     def cascade(self) -> Cascade:
         """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
         from assistant.answering.factory import build_cache, build_cascade
-        from assistant.paid.client import PaidClient
+        from assistant.paid import PaidClient
 
         return build_cascade(
             self.settings,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
     from assistant.ledger import Ledger
-    from assistant.paid.client import PaidClient
+    from assistant.paid import PaidClient
     from assistant.settings import Settings
     from eval.datasets import Dataset
     from index.retrieval import Passage, Retriever
@@ -108,7 +108,7 @@ def build_answerer(
     """
     from assistant.answering.factory import build_cascade
     from assistant.ledger import open_ledger
-    from assistant.paid.client import PaidClient
+    from assistant.paid import PaidClient
     from assistant.service import Penny
     from eval.datasets import ingest_contexts
     from index.store import get_collection

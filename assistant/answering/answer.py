@@ -7,7 +7,7 @@ from typing import Any
 
 from assistant.answering.decision import Judgement
 from assistant.local.backend import Generation
-from assistant.paid.client import PaidResult
+from assistant.paid import PaidResult
 from index.retrieval import Passage
 
 

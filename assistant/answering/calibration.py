@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from assistant.answering.features import FEATURES
+from assistant.errors import PennyError
 
 FORMAT_VERSION = 1  # files written before the field existed are version 1
 
 
-class CalibrationError(ValueError):
+class CalibrationError(PennyError, ValueError):
     """A calibration file that cannot be used; the message names the file and the fix."""
 
 

@@ -31,7 +31,7 @@ from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import ensure_citation, retrieval_features
 from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
 from assistant.local.backend import Generation, LocalBackend, final_generation
-from assistant.paid.client import PaidClient, PaidError, PaidResult, describe
+from assistant.paid import PaidClient, PaidError, PaidResult, describe
 from assistant.paid.tokens import count_messages
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from assistant.answering.evaluator import Evaluator
 if TYPE_CHECKING:
     from assistant.ledger import Ledger
     from assistant.local.backend import LocalBackend
-    from assistant.paid.client import PaidClient
+    from assistant.paid import PaidClient
     from assistant.settings import Settings
     from index.embedding import Embedder
     from index.retrieval import Retriever

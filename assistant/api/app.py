@@ -20,9 +20,8 @@ from assistant.api.auth import ledger_of, principal_of, require_admin, require_a
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
-from assistant.api.ledger_routes import LEDGER_EXCEPTION_HANDLERS, LEDGER_ROUTES
+from assistant.api.ledger_routes import LEDGER_ROUTES
 from assistant.api.metrics import ServiceMetrics, metrics_middleware
-from assistant.local.pool.manager import PoolError
 from assistant.service import Penny
 from assistant.settings import Settings
 
@@ -98,10 +97,6 @@ def pool_status_route(state: State) -> dict[str, Any]:
     return {"enabled": True, **pool_status(pool)}
 
 
-def _pool_error(_: Request[Any, Any, Any], exc: PoolError) -> Response[Any]:
-    return ApiError(exc.status_code, str(exc), kind="server_error", code="local_tier_unavailable").response()
-
-
 def create_app(
     settings: Settings,
     penny: Penny | None = None,
@@ -146,7 +141,7 @@ def create_app(
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
         on_startup=[start],
         on_shutdown=[stop],
-        exception_handlers={**EXCEPTION_HANDLERS, **LEDGER_EXCEPTION_HANDLERS, PoolError: _pool_error},
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[metrics_middleware(service_metrics)],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="Penny", version="0.1.0", path="/schema"),

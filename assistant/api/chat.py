@@ -8,13 +8,13 @@ a client that disconnects mid-stream stops generation, and the answer's usage is
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import JSONBody
@@ -22,25 +22,51 @@ from litestar.response import Stream
 
 from assistant.answering.answer import CascadeAnswer
 from assistant.api.auth import ledger_of, principal_of, require_api_key
-from assistant.api.errors import ApiError
+from assistant.api.errors import ApiError, budget_exceeded_error
 from assistant.api.idempotency import idempotent
-from assistant.api.ledger_routes import budget_exceeded_error
 from assistant.ledger import BudgetExceeded
 from assistant.openai_wire import (
-    PROFILES,
+    SSE_DONE,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
     ChatCompletionRequest,
-    chunk_body,
-    completion_body,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelCard,
+    ModelList,
+    Usage,
     completion_id,
-    models_body,
-    usage_dict,
+    encode_sse,
 )
 from assistant.paid import tokens
 
+PROFILES: dict[str, Literal["cascade", "local", "paid"]] = {
+    "penny": "cascade",
+    "penny-local": "local",
+    "penny-paid": "paid",
+}
 MAX_QUESTION_TOKENS = 1000
 HISTORY_TOKEN_BUDGET = 600
 MAX_COMPLETION_TOKENS = 1024
 _STARTED = int(time.time())
+
+
+class PennyChatRequest(ChatCompletionRequest, kw_only=True):
+    """A chat request to Penny: ``model`` names a profile, and ``collection`` (Penny's extension) picks the
+    document collection to answer from."""
+
+    model: str
+    collection: str | None = None
+
+
+class PennyCompletion(ChatCompletion, kw_only=True):
+    penny: dict[str, Any]
+
+
+class PennyChunk(ChatCompletionChunk, kw_only=True):
+    penny: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET  # on the finishing chunk
 
 
 def penny_extras(answer: CascadeAnswer) -> dict[str, Any]:
@@ -48,7 +74,7 @@ def penny_extras(answer: CascadeAnswer) -> dict[str, Any]:
     return answer.penny_block()
 
 
-def split_conversation(request: ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+def split_conversation(request: PennyChatRequest) -> tuple[str, list[dict[str, str]]]:
     """The question (last user turn) and the earlier turns that fit the history budget, oldest first."""
     if request.n != 1:
         raise ApiError(400, "only n=1 is supported", param="n")
@@ -94,7 +120,7 @@ def _mode(model: str) -> str:
         ) from None
 
 
-def _answer_kwargs(data: ChatCompletionRequest, request: Request[Any, Any, Any]) -> dict[str, Any]:
+def _answer_kwargs(data: PennyChatRequest, request: Request[Any, Any, Any]) -> dict[str, Any]:
     question, history = split_conversation(data)
     max_tokens = data.max_completion_tokens or data.max_tokens
     if max_tokens is not None and not 1 <= max_tokens <= MAX_COMPLETION_TOKENS:
@@ -111,13 +137,13 @@ def _answer_kwargs(data: ChatCompletionRequest, request: Request[Any, Any, Any])
 
 
 @get("/v1/models", sync_to_thread=False)
-def list_models() -> dict[str, Any]:
-    return models_body(_STARTED)
+def list_models() -> ModelList:
+    return ModelList(data=[ModelCard(id=name, created=_STARTED, owned_by="penny") for name in PROFILES])
 
 
 @post("/v1/chat/completions", status_code=200, guards=[require_api_key])
 async def chat_completions(
-    data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, Any], state: State
+    data: JSONBody[PennyChatRequest], request: Request[Any, Any, Any], state: State
 ) -> Response[Any] | Stream:
     """OpenAI chat completions; ``model`` picks the profile (penny, penny-local, penny-paid)."""
     kwargs = _answer_kwargs(data, request)
@@ -132,13 +158,15 @@ async def chat_completions(
     async def produce() -> dict[str, Any]:
         answer = await anyio.to_thread.run_sync(lambda: cascade.answer(**kwargs))
         state.metrics.observe_answer(answer)
-        return completion_body(
-            completion_id(),
-            data.model,
-            answer.answer,
-            usage_dict(answer.prompt_tokens, answer.completion_tokens),
-            penny_extras(answer),
+        completion = PennyCompletion(
+            id=completion_id(),
+            created=int(time.time()),
+            model=data.model,
+            choices=[Choice(message=AssistantMessage(content=answer.answer), finish_reason="stop")],
+            usage=Usage.of(answer.prompt_tokens, answer.completion_tokens),
+            penny=penny_extras(answer),
         )
+        return msgspec.to_builtins(completion)  # a dict, as the idempotency store keeps JSON
 
     return await idempotent(request, ledger_of(request), principal_of(request), produce)
 
@@ -153,11 +181,17 @@ async def _sse_events(
     started = time.perf_counter()
     first = True
 
-    def data(payload: dict[str, Any]) -> bytes:
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+    def chunk(
+        choices: list[ChunkChoice],
+        usage: Usage | msgspec.UnsetType = msgspec.UNSET,
+        penny: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET,
+    ) -> bytes:
+        return encode_sse(
+            PennyChunk(id=cid, created=created, model=model, choices=choices, usage=usage, penny=penny)
+        )
 
     try:
-        yield data(chunk_body(cid, model, created, {"role": "assistant", "content": ""}))
+        yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
         while True:
             part = await anyio.to_thread.run_sync(next, parts, _END)
             if part is _END:
@@ -166,21 +200,20 @@ async def _sse_events(
                 if first:
                     state.metrics.first_token_seconds.observe(time.perf_counter() - started)
                     first = False
-                yield data(chunk_body(cid, model, created, {"content": part}))
+                yield chunk([ChunkChoice(delta=Delta(content=part))])
                 continue
             answer = part
             state.metrics.observe_answer(answer)
-            yield data(chunk_body(cid, model, created, {}, "stop", penny=penny_extras(answer)))
+            yield chunk([ChunkChoice(finish_reason="stop")], penny=penny_extras(answer))
             if include_usage:
-                usage = usage_dict(answer.prompt_tokens, answer.completion_tokens)
-                yield data(chunk_body(cid, model, created, None, usage=usage))
-        yield b"data: [DONE]\n\n"
+                yield chunk([], usage=Usage.of(answer.prompt_tokens, answer.completion_tokens))
+        yield SSE_DONE
     except ApiError as exc:
-        yield data(exc.body())
-        yield b"data: [DONE]\n\n"
+        yield encode_sse(exc.body())
+        yield SSE_DONE
     except BudgetExceeded as exc:
-        yield data(budget_exceeded_error(exc).body())
-        yield b"data: [DONE]\n\n"
+        yield encode_sse(budget_exceeded_error(exc).body())
+        yield SSE_DONE
     finally:
         # Client gone or done: closing the generator stops local generation and lets the cascade record
         # usage for what was produced.

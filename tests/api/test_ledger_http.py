@@ -11,7 +11,7 @@ from litestar.datastructures import State
 
 from assistant.api.auth import principal_of, require_api_key
 from assistant.api.errors import EXCEPTION_HANDLERS
-from assistant.api.ledger_routes import LEDGER_EXCEPTION_HANDLERS, LEDGER_ROUTES
+from assistant.api.ledger_routes import LEDGER_ROUTES
 from assistant.ledger import Ledger, Usage
 from tests.support.servers import running_server
 
@@ -39,7 +39,7 @@ def make_app(ledger: Ledger) -> Litestar:
     return Litestar(
         route_handlers=[*LEDGER_ROUTES, paid_call],
         state=State({"ledger": ledger, "auth": True}),
-        exception_handlers={**EXCEPTION_HANDLERS, **LEDGER_EXCEPTION_HANDLERS},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
 
 

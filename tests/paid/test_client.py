@@ -7,8 +7,7 @@ from email.utils import formatdate
 
 import pytest
 
-from assistant.paid import tokens
-from assistant.paid.client import (
+from assistant.paid import (
     CircuitBreaker,
     CircuitOpen,
     PaidClient,
@@ -17,8 +16,9 @@ from assistant.paid.client import (
     PaidRateLimited,
     PaidResult,
     PaidTimeout,
-    _parse_retry_after,
+    tokens,
 )
+from assistant.paid.client import _parse_retry_after
 from assistant.settings import PaidSettings
 from tests.support.fake_paid import FakePaid, Reply
 

@@ -19,18 +19,29 @@ no logprobs still works: the Generation has none (the evaluator then sees a mean
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import httpx
+import msgspec
+from httpx_sse import SSEError
 
 from assistant.local.backend import Generation, final_generation
 from assistant.local.pool.base import PoolBase, PoolDeadlineExceeded, PoolUnavailable, PoolWorker
+from assistant.openai_wire import (
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    StreamOptions,
+    Timings,
+    Usage,
+    WireFormatError,
+    chat_messages,
+    iter_chunks,
+)
 
 log = logging.getLogger("penny.pool")
 
@@ -102,23 +113,25 @@ class PoolBackend:
     def _stream(
         self, worker: PoolWorker, messages: Sequence[dict[str, str]], max_tokens: int, deadline: float
     ) -> Iterator[str | Generation]:
-        body: dict[str, Any] = {
-            "messages": list(messages),
-            "max_tokens": max_tokens,
-            "temperature": 0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "logprobs": True,
+        request = ChatCompletionRequest(
+            messages=chat_messages(messages),
+            model=worker.model or None,
+            max_tokens=max_tokens,
+            temperature=0.0,
+            stream=True,
+            stream_options=StreamOptions(include_usage=True),
+            logprobs=True,
             # 1, not 0 or absent: llama-server sends no logprobs for 0, llama-cpp-python's none without.
-            "top_logprobs": 1,
-        }
-        if worker.model:
-            body["model"] = worker.model
+            top_logprobs=1,
+        )
         remaining = max(0.01, deadline - time.monotonic())
         timeout = httpx.Timeout(remaining, connect=min(2.0, remaining))
         started = time.monotonic()
         with self._http.stream(
-            "POST", f"{worker.url}/v1/chat/completions", json=body, timeout=timeout
+            "POST",
+            f"{worker.url}/v1/chat/completions",
+            json=msgspec.to_builtins(request),
+            timeout=timeout,
         ) as response:
             if response.status_code >= 500:
                 raise _WorkerFailed(f"worker answered {response.status_code}")
@@ -126,24 +139,19 @@ class PoolBackend:
                 response.read()
                 raise _client_error(response)
             reply = _Reply()
-            for line in response.iter_lines():
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("request deadline passed")
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise _WorkerFailed(f"malformed stream chunk: {data[:80]!r}") from exc
-                if chunk.get("error"):
-                    error = chunk["error"]
-                    raise _WorkerFailed(error.get("message") if isinstance(error, dict) else str(error))
-                content = reply.add(chunk)
-                if content:
-                    yield content
+            try:
+                for chunk in iter_chunks(response):
+                    if time.monotonic() > deadline:
+                        raise httpx.ReadTimeout("request deadline passed")
+                    if chunk.error_message is not None:
+                        raise _WorkerFailed(chunk.error_message)
+                    content = reply.add(chunk)
+                    if content:
+                        yield content
+            except WireFormatError as exc:
+                raise _WorkerFailed(f"malformed stream chunk: {exc.data[:80]!r}") from exc
+            except SSEError as exc:  # not an event stream at all
+                raise _WorkerFailed(str(exc)) from exc
         if reply.finish_reason is None:
             raise _WorkerFailed("stream ended without a finish_reason")
         if reply.completion_tokens and not reply.logprobs and worker.url not in self._warned_no_logprobs:
@@ -162,38 +170,38 @@ class _Reply:
 
     logprobs: list[float] = field(default_factory=list)
     finish_reason: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, Any] = field(default_factory=dict)
+    usage: Usage | None = None
+    timings: Timings | None = None
     deltas: int = 0
 
-    def add(self, chunk: dict[str, Any]) -> str:
+    def add(self, chunk: ChatCompletionChunk) -> str:
         """Take in one chunk; returns its text delta ('' if none)."""
-        self.usage = chunk.get("usage") or self.usage
-        self.timings = chunk.get("timings") or self.timings
-        choices = chunk.get("choices") or []
-        if not choices:  # vLLM's usage-only chunk
+        self.usage = chunk.usage or self.usage
+        self.timings = chunk.timings or self.timings
+        if not chunk.choices:  # vLLM's usage-only chunk
             return ""
-        choice = choices[0]
-        entries = (choice.get("logprobs") or {}).get("content") or []
-        self.logprobs.extend(float(entry["logprob"]) for entry in entries)
-        self.finish_reason = choice.get("finish_reason") or self.finish_reason
-        content = (choice.get("delta") or {}).get("content") or ""
+        choice = chunk.choices[0]
+        if choice.logprobs:
+            self.logprobs.extend(choice.logprobs.values())
+        self.finish_reason = choice.finish_reason or self.finish_reason
+        content = choice.delta.text
         self.deltas += bool(content)
-        return str(content)
+        return content
 
     @property
     def completion_tokens(self) -> int:
-        return int(self.usage.get("completion_tokens") or len(self.logprobs) or self.deltas)
+        reported = self.usage.completion_tokens if self.usage else 0
+        return reported or len(self.logprobs) or self.deltas
 
     def generation(self, elapsed_s: float) -> Generation:
-        total_ms = self.timings.get("total_ms")
+        total_ms = self.timings.total_ms if self.timings else None
         return Generation(
             text="",  # filled in by the caller's accumulated text; see stream_chat
-            prompt_tokens=int(self.usage.get("prompt_tokens", 0)),
+            prompt_tokens=self.usage.prompt_tokens if self.usage else 0,
             completion_tokens=self.completion_tokens,
             token_logprobs=self.logprobs,
             finish_reason=self.finish_reason or "stop",
-            seconds=float(total_ms) / 1000 if total_ms is not None else elapsed_s,
+            seconds=total_ms / 1000 if total_ms is not None else elapsed_s,
         )
 
 

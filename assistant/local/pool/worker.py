@@ -15,49 +15,46 @@ The model is loaded before the port is bound, so "accepts connections" means "re
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 from litestar import Litestar, Response, get, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import JSONBody
 from litestar.response import Stream
+from msgspec import UNSET, UnsetType
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from assistant.local.pool.memory import process_rss_bytes
+from assistant.openai_wire import (
+    SSE_DONE,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceLogprobs,
+    ChunkChoice,
+    Delta,
+    Timings,
+    Usage,
+    completion_id,
+    encode_sse,
+)
 
 if TYPE_CHECKING:
     from assistant.local.backend import Generation
     from assistant.local.model import LocalModel
 
 log = logging.getLogger("penny.pool.worker")
-
-
-class ChatMessage(msgspec.Struct):
-    role: str
-    content: str
-
-
-class ChatRequest(msgspec.Struct):
-    """The subset of the OpenAI chat request a greedy local model honours; other fields are ignored."""
-
-    messages: list[ChatMessage]
-    model: str | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stream: bool = False
-    logprobs: bool = False
 
 
 class WorkerState:
@@ -140,38 +137,29 @@ def _http_error(_: Any, exc: HTTPException) -> Response[Any]:
     return _openai_error(exc.status_code, detail, kind, code)
 
 
-def _max_tokens(request: ChatRequest, n_ctx: int) -> int:
+def _max_tokens(request: ChatCompletionRequest, n_ctx: int) -> int:
     value = request.max_completion_tokens or request.max_tokens or 256
     if not 1 <= value <= n_ctx:
         raise HTTPException(status_code=400, detail=f"max_tokens must be between 1 and {n_ctx}")
     return value
 
 
-def _logprobs_block(generation: Generation) -> dict[str, Any]:
+def _logprobs(generation: Generation, wanted: bool) -> ChoiceLogprobs | None:
     # LocalModel records the log-probability of each greedy token but not its text, so ``token`` is empty.
-    return {
-        "content": [
-            {"token": "", "logprob": lp, "bytes": None, "top_logprobs": []}
-            for lp in generation.token_logprobs
-        ]
-    }
+    return ChoiceLogprobs.of(generation.token_logprobs) if wanted else None
 
 
-def _usage(generation: Generation) -> dict[str, int]:
-    return {
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
-    }
+def _usage(generation: Generation) -> Usage:
+    return Usage.of(generation.prompt_tokens, generation.completion_tokens)
 
 
-def _timings(generation: Generation) -> dict[str, float]:
+def _timings(generation: Generation) -> Timings:
     """llama-server's ``timings`` block (ms), which the pool reads to learn the service time."""
-    return {
-        "prompt_n": generation.prompt_tokens,
-        "predicted_n": generation.completion_tokens,
-        "total_ms": round(generation.seconds * 1000, 3),
-    }
+    return Timings(
+        prompt_n=generation.prompt_tokens,
+        predicted_n=generation.completion_tokens,
+        total_ms=round(generation.seconds * 1000, 3),
+    )
 
 
 class _Generation:
@@ -181,9 +169,9 @@ class _Generation:
     lets a disconnected client stop generation at the next token (the generator is closed).
     """
 
-    def __init__(self, state: WorkerState, request: ChatRequest, max_tokens: int) -> None:
+    def __init__(self, state: WorkerState, request: ChatCompletionRequest, max_tokens: int) -> None:
         self.state = state
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         self._iterator: Iterator[Any] = state.model.stream_chat(messages, max_tokens=max_tokens)
         self._started = False
         self._closed = False
@@ -226,25 +214,15 @@ async def _first(run: _Generation) -> Any:
     return item
 
 
-def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> dict[str, Any]:
-    return {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, **choice}],
-    }
-
-
 @post("/v1/chat/completions", status_code=200)
-async def chat_completions(data: JSONBody[ChatRequest], state: State) -> Response[Any] | Stream:
+async def chat_completions(data: JSONBody[ChatCompletionRequest], state: State) -> Response[Any] | Stream:
     from assistant.local.backend import Generation
 
     worker: WorkerState = state.worker
     if not data.messages:
         return _openai_error(400, "messages must not be empty", "invalid_request_error")
     max_tokens = _max_tokens(data, worker.model.n_ctx)
-    completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    cid = completion_id()
     created = int(time.time())
     run = _Generation(worker, data, max_tokens)
     first = await _first(run)
@@ -258,44 +236,46 @@ async def chat_completions(data: JSONBody[ChatRequest], state: State) -> Respons
             await run.aclose()
         worker.m_requests.labels("ok").inc()
         worker.m_seconds.observe(item.seconds)
-        message: dict[str, Any] = {
-            "index": 0,
-            "message": {"role": "assistant", "content": item.text},
-            "finish_reason": item.finish_reason,
-            "logprobs": _logprobs_block(item) if data.logprobs else None,
-        }
-        return Response(
-            {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": created,
-                "model": worker.model_name,
-                "choices": [message],
-                "usage": _usage(item),
-                "timings": _timings(item),
-            }
+        choice = Choice(
+            message=AssistantMessage(content=item.text),
+            finish_reason=item.finish_reason,
+            logprobs=_logprobs(item, data.logprobs),
+        )
+        completion = ChatCompletion(
+            id=cid,
+            created=created,
+            model=worker.model_name,
+            choices=[choice],
+            usage=_usage(item),
+            timings=_timings(item),
+        )
+        return Response(completion)
+
+    def chunk(
+        choice: ChunkChoice, usage: Usage | UnsetType = UNSET, timings: Timings | UnsetType = UNSET
+    ) -> bytes:
+        return encode_sse(
+            ChatCompletionChunk(
+                id=cid,
+                created=created,
+                model=worker.model_name,
+                choices=[choice],
+                usage=usage,
+                timings=timings,
+            )
         )
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         outcome = "cancelled"
         try:
             item = first
-            yield _sse(_chunk(completion_id, created, worker.model_name, delta={"role": "assistant"}))
+            yield chunk(ChunkChoice(delta=Delta(role="assistant")))
             while not isinstance(item, Generation):
-                yield _sse(_chunk(completion_id, created, worker.model_name, delta={"content": item}))
+                yield chunk(ChunkChoice(delta=Delta(content=item)))
                 item = await run.next()
-            final = _chunk(
-                completion_id,
-                created,
-                worker.model_name,
-                delta={},
-                finish_reason=item.finish_reason,
-                logprobs=_logprobs_block(item) if data.logprobs else None,
-            )
-            final["usage"] = _usage(item)
-            final["timings"] = _timings(item)
-            yield _sse(final)
-            yield "data: [DONE]\n\n"
+            final = ChunkChoice(finish_reason=item.finish_reason, logprobs=_logprobs(item, data.logprobs))
+            yield chunk(final, usage=_usage(item), timings=_timings(item))
+            yield SSE_DONE
             outcome = "ok"
             worker.m_seconds.observe(item.seconds)
         finally:
@@ -303,10 +283,6 @@ async def chat_completions(data: JSONBody[ChatRequest], state: State) -> Respons
             await run.aclose()
 
     return Stream(events(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
-
-
-def _sse(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
 
 
 @get("/healthz", sync_to_thread=False)
