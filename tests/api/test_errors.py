@@ -36,10 +36,10 @@ from assistant.paid import PaidError
 def test_each_error_maps_to_one_status(exc: PennyError, status: int, code: str | None) -> None:
     error = api_error_of(exc)
     assert (error.status, error.code) == (status, code)
-    if status < 500:
-        assert error.message == str(exc)  # a client-fixable error says what to fix
-    else:
+    if status == 500:
         assert error.message == "internal error; see the server log"  # internals stay in the log
+    else:
+        assert error.message == str(exc)  # the message says what to fix or when to retry
 
 
 def test_budget_exceeded_is_a_429_with_retry_after() -> None:
