@@ -84,7 +84,7 @@ class PaidSettings(BaseModel):
     max_retries: int = 2
     backoff_base_s: float = Field(default=0.5, description="First retry wait; doubles per retry.")
     backoff_max_s: float = 8.0
-    max_retry_after_s: float = Field(default=30.0, description="Cap on an upstream's Retry-After.")
+    max_retry_after_s: float = Field(default=30.0, description="Cap on the paid tier's Retry-After.")
     breaker_failures: int = Field(default=5, description="Consecutive failed calls that open the circuit.")
     breaker_cooldown_s: float = Field(default=30.0, description="Open circuit lets a trial call after this.")
     max_tokens: int = 256

