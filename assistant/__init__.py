@@ -1,3 +1,3 @@
-"""Penny: a RAG-first assistant service (API, cascade, evaluator, upstream client, ledger, pool)."""
+"""Penny: a RAG-first assistant service (API, answering, local and paid tiers, ledger)."""
 
 __version__ = "0.1.0"

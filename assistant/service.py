@@ -161,7 +161,7 @@ class Penny:
 
     @cached_property
     def cascade(self) -> Cascade:
-        """Retrieval, local model, evaluator, upstream (when configured), cache and ledger, wired once."""
+        """Retrieval, local model, evaluator, paid tier (when configured), cache and ledger, wired once."""
         from assistant.answering.factory import build_cache, build_cascade
         from assistant.paid import PaidClient
 

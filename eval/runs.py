@@ -189,7 +189,7 @@ def parse_configs(names: Sequence[str], default_threshold: float) -> list[Config
 
 
 def needed_tiers(configs: Iterable[Config]) -> tuple[bool, bool]:
-    """(local, paid): which tiers the run must call. A local-only run never touches the upstream."""
+    """(local, paid): which tiers the run must call. A local-only run never touches the paid tier."""
     kinds = {c.kind for c in configs}
     return bool(kinds & {"local", "cascade"}), bool(kinds & {"paid", "cascade"})
 

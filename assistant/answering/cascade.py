@@ -1,11 +1,11 @@
-"""The cascade: answer locally when the local answer is good, pay for the upstream only when it is not.
+"""The cascade: answer locally when the local answer is good, pay for the paid tier only when it is not.
 
 One request goes: semantic cache (optional) -> retrieval (or the caller's passages) -> pre-generation
-routing (nothing relevant retrieved: abstain or go straight upstream, without spending local compute) ->
+routing (nothing relevant retrieved: abstain or go straight to the paid tier, without local compute) ->
 local answer -> evaluator's judgement -> serve locally, abstain, or escalate with the SAME sources and
 prompt. What to do at each fork is :mod:`assistant.answering.decision`'s; this module carries it out.
 
-The cascade never raises to its caller for an upstream problem: a failed escalation serves the local answer
+The cascade never raises to its caller for a paid-tier problem: a failed escalation serves the local answer
 marked ``degraded`` with the reason. The only exception that escapes is the ledger's ``BudgetExceeded`` when
 the budget policy says "refuse" (the API turns it into HTTP 429).
 

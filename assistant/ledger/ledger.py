@@ -1,7 +1,7 @@
 """The ledger: who may spend what, and what every answer cost.
 
 Every paid call is bracketed: ``reserve`` (worst case, atomically checked against the budget) →
-``mark_sent`` (just before the upstream call) → ``settle`` (actual usage) or ``release`` (nothing spent).
+``mark_sent`` (just before the paid call) → ``settle`` (actual usage) or ``release`` (nothing spent).
 Spend is the SUM of append-only entries, computed inside the same locked transaction that writes the next
 entry, so there is no counter to drift. ``UNIQUE(request_id, kind)`` makes a second settle or release
 impossible, so a retry or a recovery run can never charge twice.

@@ -16,7 +16,7 @@ GROUP_BYS: tuple[GroupBy, ...] = ("user", "day", "model", "tier")
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens one upstream call used. ``cached_prompt_tokens`` is a part of ``prompt_tokens``, billed at the
+    """Tokens one paid call used. ``cached_prompt_tokens`` is a part of ``prompt_tokens``, billed at the
     cached rate instead of the input rate, never on top of it."""
 
     prompt_tokens: int

@@ -24,7 +24,7 @@ class Recovery(Spend):
         """Resolve expired open reservations (run at start-up and periodically).
 
         Never sent → released (nothing was spent). Sent but never settled → the process died after the
-        upstream may have charged us: settle at the reserved worst case and flag it for reconciliation.
+        paid tier may have charged us: settle at the reserved worst case and flag it for reconciliation.
         """
         now = naive_utc(now) if now else self._now()
         with self._read() as conn:

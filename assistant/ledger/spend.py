@@ -132,7 +132,7 @@ class Spend(Accounts):
             self._entry(conn, reservation, "reserve", worst, now, Usage(0, 0, estimated=True))
 
     def mark_sent(self, reservation: Reservation) -> None:
-        """Record that the upstream call is going out; from here a crash means 'maybe spent'."""
+        """Record that the paid call is going out; from here a crash means 'maybe spent'."""
         with self._write() as conn:
             updated = conn.execute(
                 reservations.update()
@@ -191,7 +191,7 @@ class Spend(Accounts):
         return cost
 
     def release(self, reservation: Reservation, reason: str) -> None:
-        """Give the hold back (the upstream call failed or never happened). Idempotent."""
+        """Give the hold back (the paid call failed or never happened). Idempotent."""
         now = self._now()
         with self._write() as conn:
             self._lock_budget(conn, reservation.user_id)
