@@ -53,6 +53,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_logprobs.py
 	$(BIN)/python benchmarks/bench_pool.py
 	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_evaluator.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

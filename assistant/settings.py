@@ -60,7 +60,24 @@ class CascadeSettings(BaseModel):
         default="concise",
         description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
     )
-    escalate_below: float = Field(default=0.5, description="Escalate when P(correct) is below this.")
+    wrong_answer_usd: float | None = Field(
+        default=0.01,
+        ge=0,
+        description="Price of a wrong answer: escalate, abstain or serve by least expected loss. "
+        "None: the threshold rule (escalate_below).",
+    )
+    abstain_usd: float = Field(
+        default=0.005, ge=0, description="Price of abstaining on a question the sources do answer."
+    )
+    low_confidence_below: float = Field(
+        default=0.5, ge=0, le=1, description="A local answer served below this P(correct) is marked."
+    )
+    budget_pressure: bool = Field(
+        default=True, description="Weigh the paid call's cost by the share of the user's budget left."
+    )
+    escalate_below: float = Field(
+        default=0.5, description="Threshold rule (wrong_answer_usd None): escalate below this P(correct)."
+    )
     calibration_file: Path | None = Field(default=None, description="Default: the bundled calibration.")
     retrieval_floor: float = Field(
         default=0.25, description="Top retrieval score below which nothing relevant was found."
@@ -69,7 +86,8 @@ class CascadeSettings(BaseModel):
         default="abstain", description="Policy when retrieval is below the floor: the local model is skipped."
     )
     on_local_abstain: Literal["abstain", "escalate"] = Field(
-        default="escalate", description="The local model abstained: trust it, or ask the paid tier."
+        default="escalate",
+        description="Threshold rule: the local model abstained: trust it, or ask the paid tier.",
     )
     cache_enabled: bool = False
     cache_min_similarity: float = Field(default=0.95, description="Question cosine needed for a cache hit.")

@@ -113,7 +113,7 @@ def build_answerer(
     from eval.datasets import ingest_contexts
     from index.store import get_collection
 
-    need_local, need_paid = needed_tiers(parse_configs(config_names, settings.cascade.escalate_below))
+    need_local, need_paid = needed_tiers(parse_configs(config_names))
     paid = PaidClient.from_settings(settings.paid) if need_paid else None
     if need_paid and paid is None:
         raise RunError(

@@ -1,18 +1,21 @@
-"""Refit the evaluator's logistic models on a run, and pick the thresholds that hold quality at least cost.
+"""Refit the evaluator's three models on a run, and pick the price of a wrong answer that holds quality at
+least cost.
 
-Two models are fitted on the same features. P(correct): labels "the local answer was correct" (F1 ≥ 0.5
-on HasAns; abstained on NoAns). P(answerable): labels "the question has an answer" (SQuAD 2.0 HasAns), the
-gate below which the cascade abstains. AUROC before/after is measured on a held-out, label-stratified split
-of the run: "before" is the P(correct) the service gave during the run, "after" is a model fitted on the
-rest. The file written is fitted on the whole run. The escalation threshold T and the abstain gate A are
-chosen together on out-of-fold predictions (each question scored by models that never saw it), so the
-promised F1 and cost are not flattered by fitting and choosing on the same answers.
+Three logistic models on the same features, each with its own labels: P(local correct) ("the local answer
+was correct": F1 ≥ 0.5 on HasAns, abstained on NoAns), P(answerable) ("the question has an answer", SQuAD
+2.0 HasAns) and P(paid helps) ("the paid answer was correct", on the questions where the local one was
+not). Each is scored out of fold (every question by models that never saw it) and compared with
+gradient-boosted trees on the same features; the logistic model ships (a JSON file, readable without
+sklearn) unless trees win by cross-validation. The held-out AUROC before/after compares the P(correct) the
+service gave during the run with a model fitted on the rest. The price of a wrong answer W and of an
+abstention are chosen on the out-of-fold probabilities, so the promised F1 and cost are not flattered by
+fitting and choosing on the same answers. The file written is fitted on the whole run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,19 +23,44 @@ from eval.metrics import auroc
 from eval.report import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
-    cheapest_at_quality,
     local_correct_labels,
     quality_gap,
     summarize,
 )
-from eval.runs import Config, QuestionRecord, RunError, load_records, threshold_name
+from eval.runs import PRICE_GRID, Config, QuestionRecord, RunError, load_records, price_name, threshold_name
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-GATE_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(20))  # 0.0: no abstain gate
+ABSTAIN_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # price of an abstention / of a wrong answer
+HAS_ANS_TOLERANCE_F1 = 3.0  # the target: HasAns F1 no more than this below paid-only's
+LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
+
+
+@dataclass(frozen=True)
+class DecisionFit:
+    """One of the evaluator's three models, measured out of fold on the questions it is fitted to."""
+
+    name: str  # local_correct | answerable | paid_helps
+    label: str
+    n: int
+    positives: int
+    regularization_c: float
+    auroc: float | None  # logistic, out of fold
+    auroc_trees: float | None = None  # gradient-boosted trees on the same features, out of fold
+    auroc_has_ans: float | None = None  # local_correct only: on the answerable questions
+
+    def line(self) -> str:
+        def fmt(value: float | None) -> str:
+            return "–" if value is None else f"{value:.3f}"
+
+        extra = f", HasAns only {fmt(self.auroc_has_ans)}" if self.name == "local_correct" else ""
+        return (
+            f"  {self.name:<13} AUROC {fmt(self.auroc)} (trees {fmt(self.auroc_trees)}{extra}) on {self.n} "
+            f"questions, {self.positives} positive, C={self.regularization_c:g} — {self.label}"
+        )
 
 
 @dataclass
@@ -44,49 +72,102 @@ class CalibrationOutcome:
     auroc_after: float | None
     paid_f1: float | None
     target_f1: float | None
-    chosen: ConfigSummary | None  # cheapest threshold meeting the target, on out-of-fold P(correct)
-    best_f1: ConfigSummary | None  # the best cascade threshold, when none meets the target
+    chosen: ConfigSummary | None  # cheapest price setting meeting the target, on out-of-fold scores
+    best_f1: ConfigSummary | None  # the best price setting, when none meets the target
     paid_mean_cost_micro_usd: float | None
-    gate_auroc: float | None = None  # out-of-fold AUROC of P(answerable) for "the question has an answer"
-    report: Path | None = None  # calibrated.md: the run re-derived with out-of-fold P(correct)/P(answerable)
+    decisions: list[DecisionFit] = field(default_factory=list)
+    report: Path | None = None  # calibrated.md: the run re-derived with out-of-fold probabilities
+    paid: ConfigSummary | None = None
+    ablations: dict[str, dict[str, float]] = field(default_factory=dict)  # decision → feature → AUROC lost
+
+    @property
+    def gate_auroc(self) -> float | None:
+        """Out-of-fold AUROC of P(answerable) for "the question has an answer"."""
+        fit = next((d for d in self.decisions if d.name == "answerable"), None)
+        return None if fit is None else fit.auroc
 
     def lines(self) -> list[str]:
         def fmt(value: float | None) -> str:
             return "–" if value is None else f"{value:.3f}"
 
         out = [
-            f"evaluator AUROC on {self.n_test} held-out questions: before {fmt(self.auroc_before)} → after "
-            f"{fmt(self.auroc_after)} (fitted on {self.n_train})",
-            f"answerable gate AUROC (out-of-fold, all questions): {fmt(self.gate_auroc)}",
+            f"local_correct AUROC on {self.n_test} held-out questions: before {fmt(self.auroc_before)} → "
+            f"after {fmt(self.auroc_after)} (fitted on {self.n_train})",
+            "per decision, out of fold (5-fold):",
+            *(d.line() for d in self.decisions),
+            *(
+                f"  without one feature, {name} loses AUROC: "
+                + ", ".join(f"{f} {v:+.3f}" for f, v in sorted(lost.items(), key=lambda kv: -kv[1]))
+                for name, lost in self.ablations.items()
+            ),
             f"calibration written to {self.path} (fitted on all {self.n_train + self.n_test})",
         ]
         pick = self.chosen or self.best_f1
-        if pick is not None and pick.config.threshold is not None:
+        if pick is not None and pick.config.wrong_answer_usd is not None:
             cost = (
                 f"{100 * pick.mean_cost_micro_usd / self.paid_mean_cost_micro_usd:.0f} % of paid-only cost"
                 if self.paid_mean_cost_micro_usd
                 else f"mean cost ${pick.mean_cost_micro_usd / 1e6:.6f}"
             )
+            paid = self.paid.quality if self.paid else None
             verdict = (
-                f"meets the target: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} ({self.target_f1:.1f}), HasAns F1 "
-                "no worse than local-only"
+                f"meets the target: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} ({self.target_f1:.1f}), HasAns F1 ≥ "
+                f"paid − {HAS_ANS_TOLERANCE_F1:g}"
                 if self.chosen
-                else f"NO (threshold, gate) holds F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} with HasAns F1 at "
-                "least local-only's; the closest is shown"
+                else f"NO price setting holds F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} with HasAns F1 ≥ "
+                f"paid − {HAS_ANS_TOLERANCE_F1:g}; the best is shown"
             )
+            wasted = pick.wasted_escalation_share
+            abstain_usd = (pick.config.abstain_ratio or 0.0) * pick.config.wrong_answer_usd
             out.append(
-                f"threshold {pick.config.threshold:.2f}, abstain below P(answerable) "
-                f"{pick.config.abstain_below or 0:.2f}: F1 {pick.quality.f1:.1f} (HasAns "
-                f"{pick.quality.has_ans_f1 or 0:.1f}, NoAns {pick.quality.no_ans_f1 or 0:.1f}), {cost}, "
-                f"escalates {100 * pick.paid_call_rate:.0f} % — {verdict} (out-of-fold estimate)"
+                f"wrong answer ${pick.config.wrong_answer_usd:g}, abstention ${abstain_usd:g}: F1 "
+                f"{pick.quality.f1:.1f} (HasAns {pick.quality.has_ans_f1 or 0:.1f}, NoAns "
+                f"{pick.quality.no_ans_f1 or 0:.1f}; paid-only {paid.f1 if paid else 0:.1f} / "
+                f"{(paid.has_ans_f1 or 0) if paid else 0:.1f}), {cost}, escalates "
+                f"{100 * pick.paid_call_rate:.0f} %, paid also wrong on "
+                f"{'–' if wasted is None else f'{100 * wasted:.0f} %'} of escalations — {verdict} "
+                "(out-of-fold estimate)"
             )
             if self.report is not None:
                 out.append(f"calibrated report (out-of-fold): {self.report}")
             out.append(
                 f"use it: PENNY_CASCADE__CALIBRATION_FILE={self.path} "
-                f"PENNY_CASCADE__ESCALATE_BELOW={pick.config.threshold:.2f}"
+                f"PENNY_CASCADE__WRONG_ANSWER_USD={pick.config.wrong_answer_usd:g} "
+                f"PENNY_CASCADE__ABSTAIN_USD={abstain_usd:g}"
             )
         return out
+
+
+def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list[QuestionRecord]:
+    """Copies of ``records`` with the text features they lack (features added after the run) computed
+    from their stored question and local answer, on the passages the same retrieval returns again.
+
+    Generation is what a run pays for; a new evidence feature should not need it again. Only missing
+    features are filled: the stored ones are what the service computed live. A question whose retrieval
+    no longer returns the recorded passages (the collection changed) is an error, not a silent mismatch.
+    """
+    from assistant.answering.features import FEATURES, text_features
+    from assistant.service import Penny
+    from assistant.settings import get_settings
+
+    penny = Penny(get_settings())
+    retriever = penny.retriever(collection)
+    out = []
+    for r in records:
+        if (
+            r.judgement is None
+            or r.local is None
+            or not (missing := set(FEATURES) - set(r.judgement.features))
+        ):
+            out.append(r)
+            continue
+        passages = retriever.search(r.question)
+        if [p.id for p in passages] != r.retrieved_ids:
+            raise RunError(f"question {r.id}: retrieval no longer returns the recorded passages; re-run it")
+        fresh = text_features(r.question, passages, r.local.answer, penny.embedder)
+        features = {**r.judgement.features, **{name: fresh[name] for name in missing if name in fresh}}
+        out.append(replace(r, judgement=replace(r.judgement, features=features)))
+    return out
 
 
 def _training_set(records: Sequence[QuestionRecord]) -> tuple[list[QuestionRecord], list[bool]]:
@@ -110,22 +191,48 @@ def out_of_fold(
     folds: int,
     seed: int,
     regularization_c: float = 1.0,
+    names: Sequence[str] | None = None,
 ) -> list[float]:
-    """P(label) of each question from a model fitted on the other folds."""
+    """P(label) of each question from a model fitted on the other folds (on ``names``, default all)."""
     from sklearn.model_selection import StratifiedKFold
 
     from assistant.answering.calibration import fit
+    from assistant.answering.features import FEATURES
+
+    names = FEATURES if names is None else names
 
     folds = max(2, min(folds, sum(labels), len(labels) - sum(labels)))
     predictions = [0.0] * len(labels)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train, test in splitter.split(list(range(len(labels))), [int(x) for x in labels]):
         model = fit(
-            [features[i] for i in train], [labels[i] for i in train], regularization_c=regularization_c
+            [features[i] for i in train],
+            [labels[i] for i in train],
+            regularization_c=regularization_c,
+            names=names,
         )
         for i in test:
             predictions[i] = model.probability(features[i])
     return predictions
+
+
+def ablation(
+    features: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    folds: int,
+    seed: int,
+    regularization_c: float,
+) -> dict[str, float]:
+    """Out-of-fold AUROC lost when each feature is left out (positive: the feature earns its place)."""
+    from assistant.answering.features import FEATURES
+
+    full = auroc(labels, out_of_fold(features, labels, folds, seed, regularization_c)) or 0.0
+    lost = {}
+    for name in FEATURES:
+        rest = [n for n in FEATURES if n != name]
+        without = auroc(labels, out_of_fold(features, labels, folds, seed, regularization_c, rest)) or 0.0
+        lost[name] = full - without
+    return lost
 
 
 def choose_regularization(
@@ -141,38 +248,114 @@ def rescored(
     records: Sequence[QuestionRecord],
     p_correct: Sequence[float],
     p_answerable: Sequence[float | None] | None = None,
+    p_paid_helps: Sequence[float | None] | None = None,
 ) -> list[QuestionRecord]:
-    """Copies of ``records`` whose evaluator P(correct) (and P(answerable)) are replaced, for re-deriving
-    cascade configs."""
+    """Copies of ``records`` whose evaluator probabilities are replaced, for re-deriving cascade configs."""
     gate = list(p_answerable) if p_answerable is not None else [None] * len(records)
+    helps = list(p_paid_helps) if p_paid_helps is not None else [None] * len(records)
     return [
-        replace(r, judgement=replace(r.judgement, p_correct=p, p_answerable=a)) if r.judgement else r
-        for r, p, a in zip(records, p_correct, gate, strict=True)
+        replace(r, judgement=replace(r.judgement, p_correct=p, p_answerable=a, p_paid_helps=h))
+        if r.judgement
+        else r
+        for r, p, a, h in zip(records, p_correct, gate, helps, strict=True)
     ]
 
 
-def gated_name(threshold: float, abstain_below: float) -> str:
-    return threshold_name(threshold) + (f" abstain<{abstain_below:.2f}" if abstain_below > 0 else "")
+def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
+    """ "The paid answer was right", per question (None without a paid answer)."""
+    from eval.metrics import score, to_prediction
+    from eval.runs import is_correct
+
+    labels: list[bool | None] = []
+    for r in records:
+        if r.paid is None:
+            labels.append(None)
+            continue
+        em, f1 = score(to_prediction(r.paid.answer), r.answers)
+        labels.append(is_correct(r.has_answer, em, f1))
+    return labels
 
 
-def choose_threshold(
-    records: Sequence[QuestionRecord],
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
-    gates: Sequence[float] = (0.0,),
-) -> tuple[ConfigSummary | None, ConfigSummary | None, ConfigSummary | None]:
-    """(paid summary, cheapest cascade (T, A) within ``tolerance_f1`` of paid, best-F1 cascade (T, A)).
+def trees_out_of_fold(
+    features: Sequence[dict[str, float]], labels: Sequence[bool], folds: int, seed: int
+) -> list[float]:
+    """Out-of-fold P(label) from gradient-boosted trees on the same features: the non-linear candidate
+    the logistic model is compared against."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    ``gates`` are the abstain thresholds A tried on P(answerable); 0 means no gate.
+    from assistant.answering.features import FEATURES
+
+    x = np.asarray([[row[name] for name in FEATURES] for row in features])
+    folds = max(2, min(folds, sum(labels), len(labels) - sum(labels)))
+    model = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=150, random_state=seed)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(model, x, np.asarray(labels), cv=splitter, method="predict_proba")[:, 1].tolist()
+
+
+def _fit_decision(
+    name: str,
+    label: str,
+    features: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    *,
+    folds: int,
+    seed: int,
+    regularization_c: float | None,
+) -> tuple[DecisionFit, list[float], Calibration] | None:
+    """Choose C, score out of fold, and fit on all rows; None when a label has fewer than 3 examples."""
+    from assistant.answering.calibration import fit
+
+    if sum(labels) < 3 or len(labels) - sum(labels) < 3:
+        return None
+    c = regularization_c or choose_regularization(features, labels, folds, seed)
+    oof = out_of_fold(features, labels, folds, seed, c)
+    model = fit(features, labels, regularization_c=c, meta={"label": label})
+    summary = DecisionFit(
+        name=name,
+        label=label,
+        n=len(labels),
+        positives=sum(labels),
+        regularization_c=c,
+        auroc=auroc(labels, oof),
+        auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed)),
+    )
+    return summary, oof, model
+
+
+def price_configs(
+    prices: Sequence[float] = PRICE_GRID, ratios: Sequence[float] = ABSTAIN_RATIOS
+) -> list[Config]:
+    return [
+        Config(f"{price_name(w)} a={r:g}", "cascade", sweep=True, wrong_answer_usd=w, abstain_ratio=r)
+        for r in ratios
+        for w in prices
+    ]
+
+
+def meets_target(summary: ConfigSummary, paid: ConfigSummary, tolerance_f1: float) -> bool:
+    """The issue's bar: F1 within ``tolerance_f1`` of paid-only, HasAns F1 within 3 points of it."""
+    q, ref = summary.quality, paid.quality
+    if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
+        return False
+    if q.has_ans_f1 is None or ref.has_ans_f1 is None:
+        return True
+    return q.has_ans_f1 >= ref.has_ans_f1 - HAS_ANS_TOLERANCE_F1 - 1e-9
+
+
+def choose_price(
+    records: Sequence[QuestionRecord], tolerance_f1: float = QUALITY_TOLERANCE_F1
+) -> tuple[ConfigSummary, ConfigSummary | None, ConfigSummary]:
+    """(paid summary, cheapest price setting meeting the target, best-F1 price setting).
+
+    A price setting is (W, abstention price as a share of W); the decision at each is the service's
+    expected-loss rule on the records' probabilities.
     """
-    configs = [
-        Config("paid", "paid"),
-        Config("local", "local"),
-        *(Config(gated_name(t, a), "cascade", t, abstain_below=a) for a in gates for t in THRESHOLD_GRID),
-    ]
-    summaries = summarize(records, configs)
-    paid, local = summaries[0], summaries[1]
-    cascades = summaries[2:]
-    chosen = cheapest_at_quality(cascades, paid, local, tolerance_f1)
+    summaries = summarize(records, [Config("paid", "paid"), *price_configs()])
+    paid, cascades = summaries[0], summaries[1:]
+    meeting = [s for s in cascades if meets_target(s, paid, tolerance_f1)]
+    chosen = min(meeting, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
     best = max(cascades, key=lambda s: (quality_gap(s, paid), -s.mean_cost_micro_usd))
     return paid, chosen, best
 
@@ -186,11 +369,15 @@ def calibrate(
     folds: int = 5,
     tolerance_f1: float = QUALITY_TOLERANCE_F1,
     regularization_c: float | None = None,
+    ablate: bool = False,
+    refresh: bool = False,
 ) -> CalibrationOutcome:
-    """Fit, evaluate and write a calibration from the run at ``results`` (run dir or its results.jsonl).
+    """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
+    results.jsonl), and choose the price of a wrong answer.
 
-    ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`), on the training
-    split for the held-out AUROC and on the whole run for the file written.
+    ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`) per model.
+    ``ablate`` also measures the out-of-fold AUROC each feature adds to each model (:func:`ablation`).
+    ``refresh`` fills in features the run's records lack (:func:`refresh_features`).
     """
     from assistant.answering.calibration import fit
 
@@ -201,6 +388,11 @@ def calibrate(
     records = [r for r in load_records(calls) if r.complete]
     # A question re-asked after a partial record appears twice: keep its last complete record.
     records = list({r.id: r for r in records}.values())
+    if refresh:
+        import json
+
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        records = refresh_features(records, meta["collection"])
     usable, labels = _training_set(records)
     if len(usable) < 10 or sum(labels) < 3 or len(labels) - sum(labels) < 3:
         raise RunError(
@@ -208,6 +400,14 @@ def calibrate(
             "needs at least 10 questions and 3 of each outcome — run more questions (--limit)"
         )
     features = [r.judgement.features for r in usable if r.judgement]
+    from assistant.answering.features import FEATURES
+
+    lacking = sorted({name for row in features for name in FEATURES if name not in row})
+    if lacking:
+        raise RunError(
+            f"{calls}: the run's records lack features {', '.join(lacking)} (added since it ran); pass "
+            "--refresh-features to compute them from the stored answers"
+        )
     train, test = stratified_split(labels, test_fraction, seed)
     before = auroc(
         [labels[i] for i in test], [usable[i].judgement.p_correct for i in test if usable[i].judgement]
@@ -217,45 +417,84 @@ def calibrate(
     held_out_model = fit(train_x, train_y, regularization_c=held_out_c)
     after = auroc([labels[i] for i in test], [held_out_model.probability(features[i]) for i in test])
 
-    c_correct = regularization_c or choose_regularization(features, labels, folds, seed)
-    oof = out_of_fold(features, labels, folds, seed, c_correct)
-    answerable = [r.has_answer for r in usable]
-    gate_possible = 3 <= sum(answerable) <= len(answerable) - 3
-    c_gate = (
-        (regularization_c or choose_regularization(features, answerable, folds, seed))
-        if gate_possible
-        else 1.0
-    )
-    gate_oof = out_of_fold(features, answerable, folds, seed, c_gate) if gate_possible else None
-    has_paid = all(r.paid is not None for r in usable)
-    paid = chosen = best = None
-    rescored_records = rescored(usable, oof, gate_oof)
-    if has_paid:
-        paid, chosen, best = choose_threshold(
-            rescored_records, tolerance_f1, GATE_GRID if gate_possible else (0.0,)
-        )
-    pick = chosen or best
-
-    final: Calibration = fit(
+    options = {"folds": folds, "seed": seed, "regularization_c": regularization_c}
+    local_fit = _fit_decision(
+        "local_correct",
+        LOCAL_CORRECT_LABEL,
         features,
         labels,
-        regularization_c=c_correct,
-        meta={
-            "source": f"python -m eval calibrate {run_dir}",
-            "label": "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)",
-            "auroc_held_out_before": before,
-            "auroc_held_out_after": after,
-            **({"recommended_threshold": pick.config.threshold} if pick else {}),
-        },
+        **options,  # type: ignore[arg-type]
     )
-    if gate_possible:
-        final.answerable = fit(
-            features,
-            answerable,
-            regularization_c=c_gate,
-            meta={"label": "question has an answer (SQuAD 2.0 HasAns)"},
-        )
-        final.abstain_below = (pick.config.abstain_below or 0.0) if pick else 0.0
+    assert local_fit is not None  # checked above: both outcomes have ≥ 3 examples
+    local_summary, oof, final = local_fit
+    has_answer = [r.has_answer for r in usable]
+    local_summary = replace(
+        local_summary,
+        auroc_has_ans=auroc(
+            [y for y, h in zip(labels, has_answer, strict=True) if h],
+            [p for p, h in zip(oof, has_answer, strict=True) if h],
+        ),
+    )
+    decisions = [local_summary]
+    answerable_fit = _fit_decision(
+        "answerable",
+        "the question has an answer (SQuAD 2.0 HasAns)",
+        features,
+        has_answer,
+        **options,  # type: ignore[arg-type]
+    )
+    gate_oof: list[float | None] | None = None
+    if answerable_fit is not None:
+        decisions.append(answerable_fit[0])
+        gate_oof, final.answerable = list(answerable_fit[1]), answerable_fit[2]
+
+    paid_right = paid_correct_labels(usable)
+    helps_oof: list[float | None] | None = None
+    wrong = [i for i, y in enumerate(labels) if not y and paid_right[i] is not None]
+    helps_fit = _fit_decision(
+        "paid_helps",
+        "the paid answer is right, on questions where the local one is wrong",
+        [features[i] for i in wrong],
+        [bool(paid_right[i]) for i in wrong],
+        **options,  # type: ignore[arg-type]
+    )
+    if helps_fit is not None:
+        decisions.append(helps_fit[0])
+        final.paid_helps = helps_fit[2]
+        helps_oof = [final.paid_helps.probability(f) for f in features]  # never trained on: local right
+        for i, p in zip(wrong, helps_fit[1], strict=True):
+            helps_oof[i] = p
+
+    ablations: dict[str, dict[str, float]] = {}
+    if ablate:
+        subsets = {
+            "local_correct": (features, labels),
+            "answerable": (features, has_answer),
+            "paid_helps": ([features[i] for i in wrong], [bool(paid_right[i]) for i in wrong]),
+        }
+        for d in decisions:
+            rows, ys = subsets[d.name]
+            ablations[d.name] = ablation(rows, ys, folds, seed, d.regularization_c)
+
+    has_paid = all(r.paid is not None for r in usable)
+    paid = chosen = best = None
+    rescored_records = rescored(usable, oof, gate_oof, helps_oof)
+    if has_paid:
+        paid, chosen, best = choose_price(rescored_records, tolerance_f1)
+    pick = chosen or best
+    final.meta = {
+        **final.meta,
+        "source": f"python -m eval calibrate {run_dir}",
+        "label": LOCAL_CORRECT_LABEL,
+        "auroc_held_out_before": before,
+        "auroc_held_out_after": after,
+        "auroc_out_of_fold": {d.name: d.auroc for d in decisions},
+    }
+    if pick is not None and pick.config.wrong_answer_usd is not None:
+        final.meta["recommended_wrong_answer_usd"] = pick.config.wrong_answer_usd
+        final.meta["recommended_abstain_usd"] = (
+            pick.config.abstain_ratio or 0.0
+        ) * pick.config.wrong_answer_usd
     path = Path(out) if out else run_dir / "calibration.json"
     final.save(path)
     report = None
@@ -272,32 +511,35 @@ def calibrate(
         chosen=chosen,
         best_f1=best,
         paid_mean_cost_micro_usd=paid.mean_cost_micro_usd if paid else None,
-        gate_auroc=auroc(answerable, gate_oof) if gate_oof is not None else None,
+        decisions=decisions,
         report=report,
+        paid=paid,
+        ablations=ablations,
     )
 
 
 def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:
-    """``calibrated.md`` and ``calibrated-frontier.png``: the run re-derived with out-of-fold scores, at
-    the chosen abstain gate, with the escalation threshold swept."""
+    """``calibrated.md`` and ``calibrated-frontier.png``: the run re-derived with out-of-fold probabilities,
+    one frontier point per price of a wrong answer (at the chosen abstention ratio)."""
     import json
 
     from eval.report import plot_frontier, render_markdown
 
-    gate = pick.config.abstain_below or 0.0
+    ratio = pick.config.abstain_ratio
     configs = [
         Config("local", "local"),
         Config("paid", "paid"),
-        Config("cascade", "cascade", pick.config.threshold, abstain_below=gate),
-        *(
-            Config(threshold_name(t), "cascade", t, sweep=True, abstain_below=gate)
-            for t in THRESHOLD_GRID[::5]
-        ),
+        replace(pick.config, name="cascade", sweep=False),
+        *price_configs(ratios=(ratio or 0.5,)),
+        *(Config(threshold_name(t), "cascade", t, sweep=True) for t in THRESHOLD_GRID[::5]),
     ]
     summaries = summarize(records, configs)
     meta_path = run_dir / "run.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    meta["default_threshold"] = f"{pick.config.threshold:.2f} (calibrated; abstain below {gate:.2f})"
+    meta["default_rule"] = (
+        f"least expected loss at the calibrated prices: wrong answer ${pick.config.wrong_answer_usd:g}, "
+        f"abstention {ratio:g} of it"
+    )
     png = plot_frontier(
         summaries,
         run_dir / "calibrated-frontier.png",
@@ -306,9 +548,9 @@ def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], p
     path = run_dir / "calibrated.md"
     text = render_markdown(records, summaries, meta, png.name)
     note = (
-        "\n\n> Calibrated re-derivation: every question's P(correct) and P(answerable) come from models "
-        "fitted on the other folds of this run (5-fold, out-of-fold), so these rows estimate what the "
-        "written calibration does on new questions of the same kind.\n"
+        "\n\n> Calibrated re-derivation: every question's three probabilities come from models fitted on "
+        "the other folds of this run (5-fold, out-of-fold), so these rows estimate what the written "
+        "calibration does on new questions of the same kind.\n"
     )
     path.write_text(text.replace("\n## Results\n", note + "\n## Results\n", 1), encoding="utf-8")
     return path

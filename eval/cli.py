@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_CONFIGS = ("local", "paid", "cascade", "sweep")
+DEFAULT_CONFIGS = ("local", "paid", "cascade", "sweep", "frontier")
 EXIT_COST_LIMIT = 3
 
 
@@ -88,13 +88,13 @@ def run_command(
         from eval.answerer import build_answerer
 
         answerer, meta = build_answerer(settings, dataset, collection, configs or DEFAULT_CONFIGS)
-        parsed = parse_configs(configs or DEFAULT_CONFIGS, answerer.policy.escalate_below)
+        parsed = parse_configs(configs or DEFAULT_CONFIGS)
         out = out_dir or settings.data_dir / "eval" / f"{dataset.name}-n{len(questions)}-s{seed}"
         meta |= {
             "dataset": str(dataset_path),
             "limit": limit,
             "seed": seed,
-            "default_threshold": answerer.policy.escalate_below,
+            "default_rule": answerer.policy.rule,
         }
         outcome = EvalRun(
             questions,
@@ -136,16 +136,37 @@ def run_command(
     show_default=True,
     help="Target quality: F1 ≥ paid F1 minus this many points.",
 )
+@click.option(
+    "--ablation", is_flag=True, help="Also print the out-of-fold AUROC each feature adds to each model."
+)
+@click.option(
+    "--refresh-features",
+    is_flag=True,
+    help="Compute features the run lacks (added since it ran) from its stored answers, without generating.",
+)
 def calibrate_command(
-    results: Path, out: Path | None, test_fraction: float, seed: int, tolerance_f1: float
+    results: Path,
+    out: Path | None,
+    test_fraction: float,
+    seed: int,
+    tolerance_f1: float,
+    ablation: bool,
+    refresh_features: bool,
 ) -> None:
-    """Fit the evaluator on RESULTS (a run directory or its results.jsonl) and pick a threshold."""
+    """Fit the evaluator's three models on RESULTS (a run directory or its results.jsonl) and pick the
+    price of a wrong answer."""
     from eval.calibrate import calibrate
     from eval.runs import RunError
 
     try:
         outcome = calibrate(
-            results, out=out, test_fraction=test_fraction, seed=seed, tolerance_f1=tolerance_f1
+            results,
+            out=out,
+            test_fraction=test_fraction,
+            seed=seed,
+            tolerance_f1=tolerance_f1,
+            ablate=ablation,
+            refresh=refresh_features,
         )
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -34,10 +34,16 @@ class ConfigSummary:
     latency_p50_ms: float
     latency_p95_ms: float
     degraded: int
+    escalations: int = 0
+    escalations_paid_wrong: int = 0  # escalated, and the paid answer was wrong too: money for nothing
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def wasted_escalation_share(self) -> float | None:
+        return self.escalations_paid_wrong / self.escalations if self.escalations else None
 
 
 def summarize(records: Sequence[QuestionRecord], configs: Sequence[Config]) -> list[ConfigSummary]:
@@ -58,6 +64,10 @@ def summarize(records: Sequence[QuestionRecord], configs: Sequence[Config]) -> l
                 latency_p50_ms=p50,
                 latency_p95_ms=p95,
                 degraded=sum(r["degraded"] for r in rows),
+                escalations=sum(r["escalated"] for r in rows),
+                escalations_paid_wrong=sum(
+                    r["escalated"] and not is_correct(r["has_answer"], r["em"], r["f1"]) for r in rows
+                ),
             )
         )
     return summaries
@@ -139,17 +149,33 @@ def _usd(micro_usd: float) -> str:
 def _row(s: ConfigSummary) -> str:
     q = s.quality
     share = " / ".join(f"{100 * s.shares[t]:.0f}" for t in ("local", "paid", "cache"))
+    wasted = "–" if s.wasted_escalation_share is None else f"{100 * s.wasted_escalation_share:.0f}%"
     return (
         f"| {s.name} | {q.exact:.1f} | {q.f1:.1f} | {_pct(q.has_ans_f1)} | {_pct(q.no_ans_f1)} | "
-        f"{100 * s.paid_call_rate:.0f}% | {share} | {_usd(s.mean_cost_micro_usd)} | "
+        f"{100 * s.paid_call_rate:.0f}% | {wasted} | {share} | {_usd(s.mean_cost_micro_usd)} | "
         f"{_usd(s.total_cost_micro_usd)} | {s.latency_p50_ms:.0f} | {s.latency_p95_ms:.0f} |"
     )
 
 
 _HEADER = (
-    "| config | EM | F1 | HasAns F1 | NoAns F1 | paid calls | local/paid/cache % | mean cost | total cost "
-    "| p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| config | EM | F1 | HasAns F1 | NoAns F1 | paid calls | paid also wrong | local/paid/cache % "
+    "| mean cost | total cost | p50 ms | p95 ms |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
+
+
+def config_rule(config: Config) -> str:
+    """A cascade config's decision rule in a few words, for legends and tables."""
+    if config.threshold is not None:
+        return f"T={config.threshold:.2f}"
+    if config.wrong_answer_usd is not None:
+        return f"W=${config.wrong_answer_usd:g}"
+    return "the run's policy"
+
+
+def _default_rule(meta: dict[str, Any]) -> str:
+    """The run's default decision rule; runs written before the expected-loss rule name a threshold."""
+    return str(meta.get("default_rule") or f"threshold {meta.get('default_threshold', '?')}")
 
 
 def render_markdown(
@@ -160,11 +186,17 @@ def render_markdown(
 ) -> str:
     main = [s for s in summaries if not s.config.sweep]
     sweep = sorted(
-        (s for s in summaries if s.config.kind == "cascade" and s.name != "cascade"),
+        (s for s in summaries if s.config.kind == "cascade" and s.config.threshold is not None),
         key=lambda s: s.config.threshold or 0.0,
     )
     if not any(s.config.sweep for s in sweep):
         sweep = []  # no sweep asked: the main table already has every row
+    frontier = sorted(
+        (s for s in summaries if s.config.kind == "cascade" and s.config.wrong_answer_usd is not None),
+        key=lambda s: s.config.wrong_answer_usd or 0.0,
+    )
+    if not any(s.config.sweep for s in frontier):
+        frontier = []
     n_has = sum(r.has_answer for r in records)
     lines = [
         f"# Eval: {meta.get('dataset', 'dataset')}",
@@ -172,7 +204,7 @@ def render_markdown(
         f"{len(records)} questions ({n_has} HasAns, {len(records) - n_has} NoAns)"
         + (f", --limit {meta['limit']} --seed {meta.get('seed', 0)}" if meta.get("limit") else "")
         + f". Local model `{meta.get('local_model', '?')}`, paid model `{meta.get('paid_model', '?')}`; "
-        f"default cascade threshold {meta.get('default_threshold', '?')}. "
+        f"default cascade: {_default_rule(meta)}. "
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
         f"({meta.get('hardware', platform.processor() or 'CPU')}).",
         "",
@@ -258,6 +290,14 @@ def render_markdown(
         f"{_pct(None if (v := mean_recall_at_k(answerable, k)) is None else 100 * v)} %).",
         f"- Spent on this run (both tiers, every question): {_usd(sum(r.spent_micro_usd for r in records))}.",
     ]
+    if frontier:
+        lines += [
+            "",
+            "## Expected-loss frontier (cascade:w=W, W = the price of a wrong answer in USD)",
+            "",
+            _HEADER,
+            *(_row(s) for s in frontier),
+        ]
     if sweep:
         lines += ["", "## Threshold sweep (cascade@T)", "", _HEADER, *(_row(s) for s in sweep)]
     if frontier_png:
@@ -281,7 +321,8 @@ def render_markdown(
 
 
 def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "") -> Path:
-    """F1 vs mean cost per answer: the threshold sweep as a line, local/paid/cascade marked."""
+    """F1 vs mean cost per answer: the threshold sweep and the expected-loss frontier as lines,
+    local/paid/cascade marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,8 +333,36 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     cascades = sorted(
-        (s for s in summaries if s.config.kind == "cascade"), key=lambda s: s.config.threshold or 0
+        (
+            s
+            for s in summaries
+            if s.config.kind == "cascade" and s.config.threshold is not None and s.config.sweep
+        ),
+        key=lambda s: s.config.threshold or 0,
     )
+    priced = sorted(
+        (s for s in summaries if s.config.wrong_answer_usd is not None and s.config.sweep),
+        key=lambda s: s.config.wrong_answer_usd or 0,
+    )
+    if priced:
+        ax.plot(
+            [x(s) for s in priced],
+            [s.quality.f1 for s in priced],
+            "-^",
+            color="tab:brown",
+            markersize=4,
+            linewidth=1.2,
+            label="cascade:w=W (expected loss, W = price of a wrong answer)",
+        )
+        for s in priced[:: max(1, len(priced) // 5)]:
+            ax.annotate(
+                f"W=${s.config.wrong_answer_usd:g}",
+                (x(s), s.quality.f1),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="tab:brown",
+            )
     paid = _by_name(summaries, "paid")
     local = _by_name(summaries, "local")
     if paid is not None:
@@ -350,9 +419,9 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
             markerfacecolor="none",
             markeredgecolor="tab:purple",
             markeredgewidth=2,
-            label=f"cascade (default T={default.config.threshold:.2f})",
+            label=f"cascade (default: {config_rule(default.config)})",
         )
-    best = cheapest_at_quality(cascades, paid, local) if paid else None
+    best = cheapest_at_quality([*cascades, *priced], paid, local) if paid else None
     if best is not None and paid is not None and best.mean_cost_micro_usd < paid.mean_cost_micro_usd:
         ax.plot(
             x(best),

@@ -31,6 +31,22 @@ from eval.metrics import score, to_prediction
 from index.retrieval import Passage
 
 SWEEP_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
+# Prices of a wrong answer for the expected-loss frontier, in USD: from "barely worth a paid call" to
+# "worth many" (a paid answer costs ~$0.002 at gpt-4o prices).
+PRICE_GRID: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.05,
+    0.1,
+)
 CORRECT_F1 = 0.5  # "the local answer is correct" for AUROC and calibration: F1 ≥ this (NoAns: abstained)
 
 
@@ -148,26 +164,55 @@ def _from_first_format(old: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Config:
+    """One way of answering, derived from the run's calls.
+
+    A cascade decides by the policy recorded in the run, unless the config names a ``threshold`` (the
+    threshold rule) or a ``wrong_answer_usd`` (the expected-loss rule at that price of a wrong answer,
+    abstaining priced at ``abstain_ratio`` of it).
+    """
+
     name: str
     kind: str  # local | paid | cascade
     threshold: float | None = None
     sweep: bool = False
     abstain_below: float | None = None  # None: the calibration's own answerable gate
+    wrong_answer_usd: float | None = None
+    abstain_ratio: float | None = None  # None: the recorded policy's abstain_usd
 
 
 def threshold_name(threshold: float) -> str:
     return f"cascade@{threshold:.2f}"
 
 
-def parse_configs(names: Sequence[str], default_threshold: float) -> list[Config]:
-    """``local``, ``paid``, ``cascade`` (default threshold), ``cascade@T`` and ``sweep`` (T on a grid)."""
+def price_name(wrong_answer_usd: float) -> str:
+    return f"cascade:w={wrong_answer_usd:g}"
+
+
+def parse_configs(names: Sequence[str]) -> list[Config]:
+    """``local``, ``paid``, ``cascade`` (the recorded policy), ``cascade@T`` (threshold rule),
+    ``cascade:w=W`` (expected loss at W USD per wrong answer), ``sweep`` (T on a grid) and ``frontier``
+    (W on a grid)."""
     configs: dict[str, Config] = {}
     for raw in names:
         name = raw.strip().lower()
         if name in ("local", "paid"):
             configs[name] = Config(name, name)
         elif name == "cascade":
-            configs[name] = Config(name, "cascade", default_threshold)
+            configs[name] = Config(name, "cascade")
+        elif name.startswith("cascade:w="):
+            try:
+                price = float(name.split("=", 1)[1])
+            except ValueError:
+                price = -1.0
+            if not price >= 0:
+                raise RunError(f"config {raw!r}: the price after w= must be a number of USD ≥ 0")
+            configs.setdefault(
+                price_name(price), Config(price_name(price), "cascade", wrong_answer_usd=price)
+            )
+        elif name == "frontier":
+            for price in PRICE_GRID:
+                config = Config(price_name(price), "cascade", sweep=True, wrong_answer_usd=price)
+                configs.setdefault(config.name, config)
         elif name.startswith("cascade@"):
             try:
                 threshold = float(name.split("@", 1)[1])
@@ -182,9 +227,12 @@ def parse_configs(names: Sequence[str], default_threshold: float) -> list[Config
                 config = Config(threshold_name(threshold), "cascade", threshold, sweep=True)
                 configs.setdefault(config.name, config)
         else:
-            raise RunError(f"unknown config {raw!r}: use local, paid, cascade, cascade@T (0≤T≤1) or sweep")
+            raise RunError(
+                f"unknown config {raw!r}: use local, paid, cascade, cascade@T (0≤T≤1), cascade:w=USD, sweep "
+                "or frontier"
+            )
     if not configs:
-        raise RunError("no config given: pass --config local/paid/cascade/cascade@T/sweep")
+        raise RunError("no config given: pass --config local/paid/cascade/cascade@T/cascade:w=USD/sweep")
     return list(configs.values())
 
 
@@ -221,8 +269,7 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
             if judgement is None or record.policy is None:
                 raise RunError(f"question {record.id} has a local answer but no judgement or policy")
             local_calls = [local]
-            threshold, gate = config.threshold, config.abstain_below
-            action = decide(judgement, record.policy, threshold=threshold, abstain_below=gate).action
+            action = decide_config(record, judgement, record.policy, config, paid).action
         if action == "abstain":
             calls, served = local_calls, None
         elif action == "escalate":
@@ -248,6 +295,23 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
         "p_correct": judgement.p_correct if judgement else None,
         "request_ids": [c.request_id for c in calls],
     }
+
+
+def decide_config(
+    record: QuestionRecord, judgement: Judgement, policy: Policy, config: Config, paid: TierCall
+) -> Decision:
+    """The service's decision under ``config``. The paid call's expected cost is what the ledger charged
+    for it in this run (the service estimates it from the price table before the call)."""
+    if config.abstain_ratio is not None and config.wrong_answer_usd is not None:
+        policy = replace(policy, abstain_usd=config.abstain_ratio * config.wrong_answer_usd)
+    return decide(
+        judgement,
+        policy,
+        threshold=config.threshold,
+        abstain_below=config.abstain_below,
+        paid_cost_usd=paid.cost_micro_usd / 1e6,
+        wrong_answer_usd=config.wrong_answer_usd,
+    )
 
 
 def _need(call: TierCall | None, config: Config, record: QuestionRecord) -> TierCall:
@@ -412,7 +476,7 @@ class EvalRun:
             **self.meta,
             "question_ids": ids,
             "configs": [asdict(c) for c in self.configs],
-            "default_threshold": self.answerer.policy.escalate_below,
+            "default_rule": self.answerer.policy.rule,
             "policy": asdict(self.answerer.policy),
             "max_cost_micro_usd": self.max_cost_micro_usd,
         }

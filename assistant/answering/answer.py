@@ -59,6 +59,11 @@ class CascadeAnswer(Answer):
     reason: str = ""
     confidence: float | None = None
     answerable: float | None = None  # P(the sources answer the question), when the calibration has a gate
+    paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong), when modelled
+    action: str = ""  # what the cascade decided: local | escalate | abstain ("" when nothing was decided)
+    expected_cost_usd: float = 0.0  # what the decided action was expected to spend (the paid call)
+    expected_loss_usd: dict[str, float] = field(default_factory=dict)  # per action, by the expected-loss rule
+    low_confidence: bool = False  # served locally, but below the policy's confidence bar
     features: dict[str, float] = field(default_factory=dict)
     cost_micro_usd: int = 0
     local_cost_micro_usd: int = 0
@@ -80,6 +85,7 @@ class CascadeAnswer(Answer):
         data["latency_ms"] = round(self.latency_ms, 1)
         data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
         data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
+        data["paid_helps"] = None if self.paid_helps is None else round(self.paid_helps, 4)
         data["features"] = {name: round(value, 4) for name, value in self.features.items()}
         data["local_generation"] = _local_summary(self.local_generation)
         data["paid_generation"] = _paid_summary(self.paid_generation)
@@ -94,6 +100,10 @@ class CascadeAnswer(Answer):
             "degraded": self.degraded,
             "confidence": self.confidence,
             "answerable": self.answerable,
+            "paid_helps": self.paid_helps,
+            "action": self.action or None,
+            "expected_cost_usd": round(self.expected_cost_usd, 6),
+            "low_confidence": self.low_confidence,
             "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
             "latency_ms": round(self.latency_ms, 1),
             "sources": [

@@ -1,8 +1,9 @@
-"""The calibration: logistic models turning the evaluator's features into P(correct) and P(answerable).
+"""The calibration: logistic models turning the evaluator's features into the three probabilities the
+cascade decides on: P(local answer correct), P(answerable) and P(paid answer correct | local wrong).
 
-Coefficients live in a JSON file (a hand-set prior ships; ``python -m eval calibrate`` refits it with
-:func:`fit`). The file carries a ``format_version`` so an older Penny refuses a file it would misread
-instead of silently mis-scoring answers.
+Coefficients live in a JSON file (one ships; ``python -m eval calibrate`` refits it with :func:`fit`). The
+file carries a ``format_version`` so an older Penny refuses a file it would misread instead of silently
+mis-scoring answers. Version 2 added ``paid_helps``; version 1 files still load (without it).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from assistant.answering.features import FEATURES
 from assistant.errors import PennyError
 
-FORMAT_VERSION = 1  # files written before the field existed are version 1
+FORMAT_VERSION = 2  # 2: paid_helps; files written before the field existed are version 1
 
 
 class CalibrationError(PennyError, ValueError):
@@ -37,10 +38,11 @@ def default_calibration_path() -> Path:
 class Calibration:
     """Logistic model on standardised features: P = sigmoid(intercept + Σ coef·(x − mean)/scale).
 
-    The top-level model gives P(local answer correct). An optional second model, ``answerable``, gives
-    P(the sources answer the question at all); below ``abstain_below`` the cascade abstains instead of
-    answering or paying. Small models rarely abstain on their own, and escalating an unanswerable question
-    only buys a second wrong answer.
+    The top-level model gives P(local answer correct). Two optional models, each fitted on its own labels:
+    ``answerable``, P(the sources answer the question at all), since small models rarely abstain on their
+    own; and ``paid_helps``, P(the paid answer is right | the local one is wrong), the value of escalating,
+    since escalating an unanswerable question only buys a second wrong answer. ``abstain_below`` is the
+    threshold rule's gate on P(answerable).
     """
 
     features: list[str]
@@ -51,6 +53,7 @@ class Calibration:
     meta: dict[str, Any] = field(default_factory=dict)
     answerable: Calibration | None = None
     abstain_below: float = 0.0
+    paid_helps: Calibration | None = None
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.features if name not in FEATURES]
@@ -78,6 +81,10 @@ class Calibration:
         """P(the question is answerable from the sources), or None without an answerable model."""
         return None if self.answerable is None else self.answerable.probability(features)
 
+    def p_paid_helps(self, features: Mapping[str, float]) -> float | None:
+        """P(the paid answer is right | the local one is wrong), or None without that model."""
+        return None if self.paid_helps is None else self.paid_helps.probability(features)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         version = int(data.get("format_version", 1))
@@ -86,7 +93,7 @@ class Calibration:
                 f"calibration format_version {version} is newer than this Penny reads ({FORMAT_VERSION}); "
                 "upgrade Penny or regenerate the file with `python -m eval calibrate`"
             )
-        answerable = data.get("answerable")
+        answerable, paid_helps = data.get("answerable"), data.get("paid_helps")
         return cls(
             features=list(data["features"]),
             coef=[float(c) for c in data["coef"]],
@@ -96,6 +103,7 @@ class Calibration:
             meta=dict(data.get("meta") or {}),
             answerable=cls.from_dict(answerable) if answerable else None,
             abstain_below=float(data.get("abstain_below", 0.0)),
+            paid_helps=cls.from_dict(paid_helps) if paid_helps else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

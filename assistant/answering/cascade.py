@@ -260,7 +260,14 @@ class Cascade:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
         judgement = self.evaluator.judge(req.question, passages, generation)
-        decision = decide(judgement, self.policy, threshold=req.threshold, local_only=req.mode == "local")
+        decision = decide(
+            judgement,
+            self.policy,
+            threshold=req.threshold,
+            local_only=req.mode == "local",
+            paid_cost_usd=self._expected_paid_cost_usd(messages),
+            budget_share_left=self._budget_share_left(req) if self.policy.budget_pressure else None,
+        )
         if req.mode == "local":
             answer = self._local_answer(req, passages, generation, decision)
             yield from _attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
@@ -272,6 +279,25 @@ class Cascade:
             yield from self._emit(req, self._abstain(req, passages, decision, generation))
         else:
             yield from self._escalate(req, passages, messages, decision, generation)
+
+    def _expected_paid_cost_usd(self, messages: list[dict[str, str]]) -> float:
+        """What escalating this prompt is expected to cost, from the price table: the prompt counted by
+        tiktoken and an answer of the policy's expected length. 0 without a ledger (no prices)."""
+        if self.paid is None or self.ledger is None:
+            return 0.0
+        from assistant.ledger import Usage
+
+        usage = Usage(self.paid.estimate_prompt_tokens(messages), self.policy.expected_paid_completion_tokens)
+        return self.ledger.prices.cost_micro_usd(self.paid.model, usage) / 1e6
+
+    def _budget_share_left(self, req: _Request) -> float | None:
+        """The share of the user's budget not yet committed, or None when the user has no budget."""
+        if self.ledger is None or req.principal is None:
+            return None
+        status = self.ledger.budget_status(req.principal)
+        if status is None or status.budget.limit_micro_usd <= 0:
+            return None
+        return max(0.0, status.remaining_micro_usd / status.budget.limit_micro_usd)
 
     def _route(self, req: _Request, passages: Sequence[Passage]) -> Decision | None:
         retrieval = retrieval_features(passages)
@@ -459,6 +485,11 @@ class Cascade:
             reason=decision.reason,
             confidence=decision.confidence,
             answerable=decision.answerable,
+            paid_helps=decision.judgement.p_paid_helps if decision.judgement else None,
+            action=decision.action,
+            expected_cost_usd=decision.expected_cost_usd,
+            expected_loss_usd=dict(decision.expected_loss_usd),
+            low_confidence=decision.low_confidence,
             features=dict(decision.features),
             cost_micro_usd=local_cost + paid_cost,
             local_cost_micro_usd=local_cost,

@@ -3,11 +3,27 @@
 Two pure functions over plain values, so the cascade and ``eval.runs.derive`` cannot drift apart:
 :func:`route` before generation (nothing relevant retrieved: do not spend local compute) and :func:`decide`
 after it (the evaluator's :class:`Judgement` of the local answer against the :class:`Policy`).
+
+:func:`decide` picks the action with the least expected loss, in dollars (FrugalGPT and AutoMix frame the
+cascade the same way). With W the stated price of a wrong answer, A the price of abstaining on a question
+the sources do answer, c the paid call's expected cost, and the evaluator's three probabilities (the
+question is answerable, a; the local answer is right, p; the paid answer is right where the local one is
+wrong, q):
+
+- serve locally: (1 − p)·W (an abstaining local answer: (1 − p)·A);
+- abstain: a·A;
+- escalate: c + (1 − p)(1 − q)·W (a paid call is assumed not to break a right local answer).
+
+Paying is chosen only when it is expected to buy a right answer worth more than it costs. Near a user's
+budget limit c is divided by the share of budget left, so the cascade escalates less.
+An explicit ``threshold`` (a request's, or an eval config's) replaces this with the plain rule "escalate
+when P(local correct) < threshold".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -21,10 +37,15 @@ Fallback = Literal["abstain", "escalate"]
 class Policy:
     """The routing rules in force: the operator's settings, not anything learnt from data."""
 
-    escalate_below: float  # P(correct) below which the local answer is not served
+    escalate_below: float  # the threshold rule's P(correct) bar, used when wrong_answer_usd is None
     retrieval_floor: float  # top relevance below which retrieval found nothing
     on_empty_retrieval: Fallback
-    on_local_abstain: Fallback
+    on_local_abstain: Fallback  # the threshold rule's answer to a local abstention
+    wrong_answer_usd: float | None = None  # W: None decides by the threshold rule instead of expected loss
+    abstain_usd: float = 0.0  # A: the price of abstaining on a question the sources answer
+    low_confidence_below: float = 0.5  # a local answer served below this P(correct) is marked low-confidence
+    budget_pressure: bool = True  # divide the paid call's cost by the share of the user's budget left
+    expected_paid_completion_tokens: int = 32  # the paid answer's expected length, for its expected cost
 
     @classmethod
     def from_settings(cls, cascade: CascadeSettings) -> Policy:
@@ -33,6 +54,20 @@ class Policy:
             retrieval_floor=cascade.retrieval_floor,
             on_empty_retrieval=cascade.on_empty_retrieval,
             on_local_abstain=cascade.on_local_abstain,
+            wrong_answer_usd=cascade.wrong_answer_usd,
+            abstain_usd=cascade.abstain_usd,
+            low_confidence_below=cascade.low_confidence_below,
+            budget_pressure=cascade.budget_pressure,
+        )
+
+    @property
+    def rule(self) -> str:
+        """The decision rule in force, in words (for reports and ``--explain``)."""
+        if self.wrong_answer_usd is None:
+            return f"threshold rule: escalate below P(correct) {self.escalate_below:.2f}"
+        return (
+            f"least expected loss: a wrong answer costs ${self.wrong_answer_usd:g}, an unneeded abstention "
+            f"${self.abstain_usd:g}"
         )
 
 
@@ -40,11 +75,12 @@ class Policy:
 class Judgement:
     """What the evaluator concluded about one local answer; :func:`decide` turns it into an action."""
 
-    p_correct: float
+    p_correct: float  # P(the local answer is right)
     p_answerable: float | None = None  # None when the calibration has no answerable model
-    abstain_below: float = 0.0  # the calibration's gate on p_answerable (0: no gate)
+    abstain_below: float = 0.0  # the threshold rule's gate on p_answerable (0: no gate)
     features: dict[str, float] = field(default_factory=dict)
     local_abstained: bool = False
+    p_paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong); None: no model
 
 
 @dataclass(frozen=True)
@@ -53,6 +89,9 @@ class Decision:
     reason: str  # starts with a stable code: confident, low_confidence, unanswerable, local_abstained, ...
     judgement: Judgement | None = None  # what was decided on, when the local answer was judged
     features: dict[str, float] = field(default_factory=dict)  # what the answer reports
+    expected_loss_usd: dict[str, float] = field(default_factory=dict)  # per action, by the utility rule
+    expected_cost_usd: float = 0.0  # what the chosen action is expected to spend: the paid call, if any
+    low_confidence: bool = False  # served locally below the policy's low_confidence_below
 
     @property
     def confidence(self) -> float | None:
@@ -89,14 +128,77 @@ def decide(
     threshold: float | None = None,
     abstain_below: float | None = None,
     local_only: bool = False,
+    paid_cost_usd: float = 0.0,
+    budget_share_left: float | None = None,
+    wrong_answer_usd: float | None = None,
 ) -> Decision:
-    """The decision after generation, first rule that applies: the answerable gate abstains; a local
-    abstention follows ``policy.on_local_abstain``; P(correct) below the threshold escalates; else serve
-    locally.
+    """The decision after generation: by expected loss (the module's docstring) when the policy, or
+    ``wrong_answer_usd``, states the price of a wrong answer and no ``threshold`` is given; by the
+    threshold rule otherwise.
 
-    ``threshold`` and ``abstain_below`` override the policy's and the calibration's values (a request's
-    own threshold, an eval config). ``local_only`` (mode=local) serves the local answer whatever the rules
-    say, and the reason says what they would have done.
+    ``paid_cost_usd`` is the paid call's expected cost, ``budget_share_left`` the share of the user's
+    budget not yet committed (None: no budget). ``local_only`` (mode=local) serves the local answer
+    whatever the rules say, and the reason says what they would have done.
+    """
+    price = policy.wrong_answer_usd if wrong_answer_usd is None else wrong_answer_usd
+    if threshold is None and price is not None:
+        cost = paid_cost_usd
+        if policy.budget_pressure and budget_share_left is not None:
+            cost = math.inf if budget_share_left <= 0 else cost / min(1.0, budget_share_left)
+        decision = _least_loss(judgement, policy, price, cost, paid_cost_usd)
+        if local_only:
+            return replace(
+                decision, action="local", reason=f"mode=local; {decision.reason}", expected_cost_usd=0.0
+            )
+        return decision
+    return _threshold_rule(judgement, policy, threshold, abstain_below, local_only)
+
+
+def _least_loss(
+    judgement: Judgement, policy: Policy, wrong_usd: float, cost: float, paid_cost_usd: float
+) -> Decision:
+    p = judgement.p_correct
+    answerable = 1.0 if judgement.p_answerable is None else judgement.p_answerable
+    # Without a model of the paid tier, assume it is right exactly when the question is answerable.
+    helps = answerable if judgement.p_paid_helps is None else judgement.p_paid_helps
+    losses = {
+        "local": math.inf if judgement.local_abstained else (1.0 - p) * wrong_usd,  # abstaining = "abstain"
+        "abstain": answerable * policy.abstain_usd,
+        "escalate": cost + (1.0 - p) * (1.0 - helps) * wrong_usd,
+    }
+    action: Action = min(("local", "abstain", "escalate"), key=lambda a: losses[a])  # ties: cheapest first
+    summary = f"p={p:.2f} answerable={answerable:.2f} paid_helps={helps:.2f}; expected loss $ " + " ".join(
+        f"{a}={losses[a]:.5f}" for a in ("local", "abstain", "escalate") if math.isfinite(losses[a])
+    )
+    low = action == "local" and p < policy.low_confidence_below
+    if action == "local":
+        code = "low_confidence" if low else "confident"
+    elif action == "abstain":
+        code = "local_abstained" if judgement.local_abstained else "unanswerable"
+    else:
+        code = "paid_helps"
+    return Decision(
+        action,
+        f"{code} {summary}",
+        judgement,
+        dict(judgement.features),
+        expected_loss_usd={a: round(v, 8) for a, v in losses.items() if math.isfinite(v)},
+        expected_cost_usd=paid_cost_usd if action == "escalate" else 0.0,
+        low_confidence=low,
+    )
+
+
+def _threshold_rule(
+    judgement: Judgement,
+    policy: Policy,
+    threshold: float | None,
+    abstain_below: float | None,
+    local_only: bool,
+) -> Decision:
+    """First rule that applies: the answerable gate abstains; a local abstention follows
+    ``policy.on_local_abstain``; P(correct) below the threshold escalates; else serve locally.
+
+    ``threshold`` and ``abstain_below`` override the policy's and the calibration's values.
     """
     threshold = policy.escalate_below if threshold is None else threshold
     gate = judgement.abstain_below if abstain_below is None else abstain_below

@@ -1,4 +1,5 @@
-"""Is the local answer good enough to serve? The evaluator's view of it: features, P(correct), P(answerable).
+"""Is the local answer good enough to serve, and would paying help? The evaluator's view: features and the
+three probabilities (local correct, answerable, paid helps).
 
 The evaluator only observes; what to do about its :class:`Judgement` is :mod:`assistant.answering.decision`'s.
 """
@@ -46,4 +47,5 @@ class Evaluator:
             abstain_below=self.calibration.abstain_below,
             features=features,
             local_abstained=bool(features["abstained"]),
+            p_paid_helps=self.calibration.p_paid_helps(features),
         )

@@ -2,17 +2,22 @@
 
 A prompt-only router (RouteLLM) sees just the question; these features also describe what the local model
 did with the retrieved context, in the spirit of FrugalGPT's answer scorer and AutoMix's check against the
-context: how sure the model was (token logprobs), how good retrieval was (top score, margin), whether the
-answer's words and meaning are found in the passages it cites, whether it abstained, its length and
-citations. The same word overlap attributes an uncited answer to its passage (:func:`ensure_citation`).
+context: how sure the model was (token logprobs), how good retrieval was (top score, margin, dense/BM25
+agreement), whether the answer's words and meaning are found in the passages it cites, whether it occurs
+verbatim and in which passage, whether the sentence holding it is about the question, whether its type fits
+the question's (a date for "when"), whether it abstained, its length and citations. A 0.5B model's own
+report of its confidence carries no signal (docs/eval/evaluator-signals.md): these read the evidence instead.
+The same word overlap attributes an uncited answer to its passage (:func:`ensure_citation`).
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from assistant.answering.answer_type import type_match
 from assistant.answering.prompts import cited_numbers, is_abstention
 
 if TYPE_CHECKING:
@@ -31,10 +36,20 @@ FEATURES: tuple[str, ...] = (
     "answer_tokens",  # completion tokens
     "n_citations",  # distinct in-range [n] citations
     "question_support",  # best share of the question's content words found in one passage
+    "answer_verbatim_rank",  # 1/rank of the first passage holding the normalised answer verbatim (0: none)
+    "answer_sentence_qcov",  # share of the question's content words in the sentence holding the answer
+    "question_sentence_cos",  # best cosine of the question with one passage sentence
+    "answer_sentence_cos",  # best cosine of the answer with one passage sentence
+    "answer_sentence_question_cos",  # cosine of the question with the sentence the answer came from
+    "type_match",  # answer type fits the question type: 1 yes, 0 no, 0.5 untyped question
+    "dense_bm25_agree",  # 1 if dense and BM25 retrieval rank the same passage first (hybrid only)
 )
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CITATION = re.compile(r"\[\d{1,2}\]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 def relevance(passage: Passage) -> float:
@@ -106,6 +121,95 @@ def question_support(question: str, passages: Sequence[Passage]) -> float:
     return max(len(words & content_words(p.text)) for p in passages) / len(words)
 
 
+def normalize(text: str) -> str:
+    """SQuAD's answer normalisation (lowercase, no punctuation, articles or extra spaces), so "the Normans."
+    is found in "...by the Normans in 1066"."""
+    return " ".join(_ARTICLES.sub(" ", _CITATION.sub(" ", text).lower().translate(_PUNCTUATION)).split())
+
+
+def sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def answer_verbatim_rank(answer: str, passages: Sequence[Passage]) -> float:
+    """1/rank of the first passage that holds the normalised answer as a phrase, 0 when none does.
+
+    The local prompt asks for the shortest exact phrase from the sources: an answer found nowhere was
+    paraphrased or made up, and one found only in the fifth passage is less likely than one in the first.
+    """
+    target = normalize(answer)
+    if not target:
+        return 0.0
+    for rank, passage in enumerate(passages, start=1):
+        if f" {target} " in f" {normalize(passage.text)} ":
+            return 1.0 / rank
+    return 0.0
+
+
+def answer_sentence(answer: str, passages: Sequence[Passage]) -> str | None:
+    """The passage sentence the answer came from: the first holding it verbatim, else the one sharing most
+    of its content words; None when no sentence shares any."""
+    target = normalize(answer)
+    words = content_words(_CITATION.sub(" ", answer))
+    best, best_overlap = None, 0
+    for passage in passages:
+        for sentence in sentences(passage.text):
+            if target and f" {target} " in f" {normalize(sentence)} ":
+                return sentence
+            overlap = len(words & content_words(sentence))
+            if overlap > best_overlap:
+                best, best_overlap = sentence, overlap
+    return best
+
+
+def answer_sentence_qcov(question: str, sentence: str | None) -> float:
+    """Share of the question's content words found in the sentence the answer came from.
+
+    A factoid answer sits in the sentence that restates the question: a right-looking span from the wrong
+    sentence scores low, and so does a question whose swapped entity no sentence holds (unanswerable).
+    """
+    words = content_words(question)
+    if not words or not sentence:
+        return 0.0
+    return len(words & content_words(sentence)) / len(words)
+
+
+def sentence_cosines(
+    question: str, answer: str, passages: Sequence[Passage], embedder: Embedder
+) -> dict[str, float]:
+    """Cosines over the passages' sentences: the best question–sentence and answer–sentence ones, and the
+    question's with the sentence the answer came from (:func:`answer_sentence`).
+
+    One batch through the embedding model already loaded for retrieval; whole passages dilute the one
+    sentence that matters, which is why these beat passage-level cosines.
+    """
+    units = [s for p in passages for s in sentences(p.text)]
+    text = _CITATION.sub(" ", answer).strip()
+    source = answer_sentence(answer, passages) if text else None
+    if not units:
+        return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
+    vectors = embedder.embed_array([question, text or question, *units])
+    cosines = vectors[2:] @ vectors[:2].T  # normalised vectors: dot product = cosine
+    return {
+        "question_sentence_cos": float(cosines[:, 0].max()),
+        "answer_sentence_cos": float(cosines[:, 1].max()) if text else 0.0,
+        "answer_sentence_question_cos": float(cosines[units.index(source), 0]) if source in units else 0.0,
+    }
+
+
+def dense_bm25_agree(passages: Sequence[Passage]) -> float:
+    """1 when the dense and the BM25 ranking put the same passage first; 0.5 when retrieval was not hybrid.
+
+    Two retrieval systems agreeing on the top passage is evidence the question is about that passage.
+    """
+    meta = passages[0].metadata if passages else {}
+    if "dense_rank" not in meta and "bm25_rank" not in meta:
+        return 0.5
+    return float(
+        any(p.metadata.get("dense_rank") == 1 and p.metadata.get("bm25_rank") == 1 for p in passages)
+    )
+
+
 def supporting_passages(answer: str, passages: Sequence[Passage]) -> tuple[list[Passage], int]:
     """The passages the answer cites, or all of them when it cites none; and the citation count."""
     cited = cited_numbers(answer, len(passages))
@@ -115,18 +219,36 @@ def supporting_passages(answer: str, passages: Sequence[Passage]) -> tuple[list[
 def extract_features(
     question: str, passages: Sequence[Passage], generation: Generation, embedder: Embedder
 ) -> dict[str, float]:
-    support, n_citations = supporting_passages(generation.text, passages)
-    abstained = is_abstention(generation.text)
     return {
         "mean_logprob": generation.mean_logprob,
         "min_logprob": generation.min_logprob,
         **retrieval_features(passages),
-        "lexical_support": 0.0 if abstained else lexical_support(question, generation.text, support),
-        "embedding_support": 0.0 if abstained else embedding_support(generation.text, support, embedder),
-        "abstained": 1.0 if abstained else 0.0,
         "answer_tokens": float(generation.completion_tokens),
+        "dense_bm25_agree": dense_bm25_agree(passages),
+        **text_features(question, passages, generation.text, embedder),
+    }
+
+
+def text_features(
+    question: str, passages: Sequence[Passage], answer: str, embedder: Embedder
+) -> dict[str, float]:
+    """The features read from the texts alone (question, passages, answer): what ``eval`` can recompute
+    for a stored run when a feature changes, without generating again."""
+    support, n_citations = supporting_passages(answer, passages)
+    abstained = is_abstention(answer)
+    text = "" if abstained else answer
+    return {
+        "lexical_support": 0.0 if abstained else lexical_support(question, answer, support),
+        "embedding_support": 0.0 if abstained else embedding_support(answer, support, embedder),
+        "abstained": 1.0 if abstained else 0.0,
         "n_citations": float(n_citations),
         "question_support": question_support(question, passages),
+        "answer_verbatim_rank": answer_verbatim_rank(text, passages),
+        "answer_sentence_qcov": answer_sentence_qcov(question, answer_sentence(text, passages))
+        if text
+        else 0.0,
+        "type_match": type_match(question, text) if text else 0.5,
+        **sentence_cosines(question, text, passages, embedder),
     }
 
 

@@ -59,7 +59,9 @@ def models_path(name: str) -> None:
     "--threshold", type=click.FloatRange(0.0, 1.0), default=None, help="Escalate below this P(correct)."
 )
 @click.option(
-    "--explain", is_flag=True, help="Print the evaluator's features, P(correct), decision and reason."
+    "--explain",
+    is_flag=True,
+    help="Print the evaluator's features, its three probabilities, the action and its expected cost.",
 )
 def ask(
     question: str, collection: str | None, as_json: bool, mode: str, threshold: float | None, explain: bool
@@ -87,12 +89,22 @@ def ask(
         click.echo("\nfeatures:")
         for name, value in answer.features.items():
             click.echo(f"  {name:<18} {value:9.4f}")
-        confidence = "-" if answer.confidence is None else f"{answer.confidence:.3f}"
-        decision = answer.tier + (" (escalated)" if answer.escalated else "")
-        decision += " (degraded)" if answer.degraded else ""
-        click.echo(f"P(correct): {confidence}")
-        if answer.answerable is not None:
-            click.echo(f"P(answerable): {answer.answerable:.3f}")
-        click.echo(f"decision:   {decision}")
-        click.echo(f"reason:     {answer.reason}")
-        click.echo(f"cost:       {answer.cost_micro_usd} micro-USD")
+
+        def probability(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}"
+
+        served = answer.tier + (" (escalated)" if answer.escalated else "")
+        served += " (degraded)" if answer.degraded else ""
+        served += " (low confidence)" if answer.low_confidence else ""
+        click.echo(f"P(answerable):       {probability(answer.answerable)}")
+        click.echo(f"P(local correct):    {probability(answer.confidence)}")
+        click.echo(f"P(paid helps):       {probability(answer.paid_helps)}")
+        if answer.expected_loss_usd:
+            losses = "  ".join(f"{a} ${v:.5f}" for a, v in answer.expected_loss_usd.items())
+            click.echo(f"expected loss:       {losses}")
+        click.echo(
+            f"action:              {answer.action or '-'}  expected cost ${answer.expected_cost_usd:.6f}"
+        )
+        click.echo(f"served:              {served}")
+        click.echo(f"reason:              {answer.reason}")
+        click.echo(f"cost:                {answer.cost_micro_usd} micro-USD")

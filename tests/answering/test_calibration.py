@@ -23,7 +23,7 @@ from tests.support.answering import PASSAGES, QUESTION, generation, synthetic
 
 def test_default_calibration_ranks_good_above_bad(embedder) -> None:  # type: ignore[no-untyped-def]
     calibration = Calibration.load()
-    assert calibration.features == list(FEATURES) and calibration.answerable is None
+    assert set(calibration.features) <= set(FEATURES)
     good = extract_features(QUESTION, PASSAGES, generation("Normandy is a region in France [1]."), embedder)
     bad = extract_features(
         QUESTION, PASSAGES, generation("It is in Portugal, near Lisbon [3].", [-2.0, -4.5, -1.0]), embedder
@@ -34,7 +34,7 @@ def test_default_calibration_ranks_good_above_bad(embedder) -> None:  # type: ig
 def test_squad_calibration_is_fitted_with_a_gate() -> None:
     squad = Calibration.load(default_calibration_path().with_name("calibration-squad2.json"))
     # From `eval calibrate` on the 200-question run: both models, a gate, and the held-out AUROC.
-    assert squad.features == list(FEATURES)
+    assert set(squad.features) <= set(FEATURES)
     assert squad.answerable is not None and 0 < squad.abstain_below < 1
     assert squad.meta["auroc_held_out_after"] > 0.6
 
@@ -44,7 +44,7 @@ def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "calibration.json"
     calibration.save(path)
     assert Calibration.load(path) == calibration
-    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 1
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 2
 
 
 def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused(tmp_path: Path) -> None:
@@ -54,12 +54,12 @@ def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused
         REPO / "docs" / "eval" / "squad-200" / "calibration.json",
     ):
         assert "format_version" not in json.loads(shipped.read_text())
-        assert Calibration.load(shipped).features == list(FEATURES)
+        assert set(Calibration.load(shipped).features) <= set(FEATURES)
     data = Calibration.load().to_dict()
-    data["format_version"] = 2
+    data["format_version"] = 3
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(data))
-    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 2 is newer"):
+    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 3 is newer"):
         Calibration.load(newer)
 
 

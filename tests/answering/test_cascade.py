@@ -428,3 +428,68 @@ def test_escalates_to_the_real_reference_upstream(penny, local, tmp_path: Path) 
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def _constant_calibration(p_correct: float, p_answerable: float, p_paid_helps: float) -> Calibration:
+    """Three models that ignore the features: the decision then depends only on prices and budget."""
+
+    def constant(p: float) -> Calibration:
+        import math
+
+        return Calibration(["retrieval_top"], [0.0], math.log(p / (1 - p)), [0.0], [1.0])
+
+    calibration = constant(p_correct)
+    calibration.answerable, calibration.paid_helps = constant(p_answerable), constant(p_paid_helps)
+    return calibration
+
+
+def test_expected_loss_escalates_when_paying_helps_and_less_near_the_budget_limit(
+    penny, local, fake, paid_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from assistant.ledger import Principal, Usage
+    from assistant.paid.tokens import count_messages
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
+    cascade = build(penny, local, paid_server[1], ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
+    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    try:
+        user = ledger.add_user("alice")
+        alice = Principal(user.id, user.name)
+        paid = cascade.answer(QUESTION, principal=alice, request_id="no-budget")
+        passages = penny.retriever("default").search(QUESTION)
+        tokens = count_messages(grounded_messages(QUESTION, passages, cascade.answer_style))
+        expected = ledger.prices.cost_micro_usd("gpt-4o-mini", Usage(tokens, 32)) / 1e6
+
+        # A budget with ~5 % left: the paid call's cost weighs 20× more, and a wrong local answer at
+        # $0.001 is no longer worth it.
+        ledger.set_budget("alice", 10**9, "day")
+        spent = ledger.budget_status(alice).committed_micro_usd  # type: ignore[union-attr]
+        limit = int(spent / 0.95) + 1
+        ledger.set_budget("alice", limit, "day")
+        status = ledger.budget_status(alice)
+        assert status is not None and 0 < status.remaining_micro_usd / limit < 0.1
+        pressed = cascade.answer(QUESTION, principal=alice, request_id="pressed")
+    finally:
+        ledger.close()
+    # Without a budget: losses local 0.95·W, escalate c + 0.95·0.1·W, abstain 0.95·2W → escalate.
+    assert paid.action == "escalate" and paid.tier == "paid" and paid.reason.startswith("paid_helps ")
+    assert paid.expected_cost_usd == pytest.approx(expected) and expected > 0
+    assert paid.paid_helps == pytest.approx(0.9) and paid.answerable == pytest.approx(0.95)
+    assert set(paid.expected_loss_usd) == {"local", "abstain", "escalate"}
+    assert paid.expected_loss_usd["escalate"] < paid.expected_loss_usd["local"]
+    block = paid.penny_block()
+    assert block["action"] == "escalate" and block["paid_helps"] == pytest.approx(0.9)
+    assert block["expected_cost_usd"] == pytest.approx(expected, abs=1e-6)
+    # Near the limit the same question is served locally, marked low-confidence, and nothing is paid.
+    assert pressed.action == "local" and pressed.tier == "local" and pressed.low_confidence
+    assert pressed.reason.startswith("low_confidence ") and pressed.expected_cost_usd == 0.0
+    assert len(fake.requests) == 1  # the first escalation only
+
+
+def test_expected_loss_abstains_when_the_question_looks_unanswerable(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, paid_server[1], wrong_answer_usd=0.01, abstain_usd=0.005)
+    cascade.evaluator = Evaluator(_constant_calibration(0.1, 0.05, 0.05), penny.embedder)
+    answer = cascade.answer(QUESTION)
+    # Paying buys a second wrong answer (P(paid helps) 0.05), serving is likely wrong: abstain.
+    assert answer.action == "abstain" and answer.tier == "none" and answer.answer == ABSTAIN_PHRASE
+    assert answer.reason.startswith("unanswerable ") and fake.requests == []

@@ -40,7 +40,7 @@ def test_decisions_follow_threshold_and_policies(embedder) -> None:  # type: ign
     abstained = evaluator.judge(QUESTION, PASSAGES, generation(ABSTAIN_PHRASE))
     decision = decide(abstained, POLICY, threshold=0.0)
     assert (decision.action, decision.reason) == ("escalate", "local_abstained")
-    trusting = replace(POLICY, on_local_abstain="abstain")
+    trusting = replace(POLICY, on_local_abstain="abstain", wrong_answer_usd=None)  # the threshold rule
     assert decide(abstained, trusting).action == "abstain"
 
 

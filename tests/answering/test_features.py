@@ -63,3 +63,59 @@ def test_question_support_sees_a_swapped_entity(embedder) -> None:  # type: igno
     # content words country, normandy, located: passage 1 holds "normandy"; "brittany" is in none
     assert faithful["question_support"] == pytest.approx(1 / 3)
     assert swapped["question_support"] == 0.0
+
+
+def test_verbatim_answer_and_the_rank_of_its_passage(embedder) -> None:  # type: ignore[no-untyped-def]
+    first = extract_features(QUESTION, PASSAGES, generation("France [1]"), embedder)
+    second = extract_features(QUESTION, PASSAGES, generation("the Seine valley."), embedder)
+    made_up = extract_features(QUESTION, PASSAGES, generation("Portugal"), embedder)
+    assert first["answer_verbatim_rank"] == 1.0
+    assert second["answer_verbatim_rank"] == 0.5  # normalised: article and full stop dropped
+    assert made_up["answer_verbatim_rank"] == 0.0
+
+
+def test_sentence_support_prefers_the_sentence_that_restates_the_question(embedder) -> None:  # type: ignore[no-untyped-def]
+    passages = [
+        Passage(
+            "a",
+            "normans.md",
+            "Rollo agreed to defend the Seine valley. Normandy is a region located in the country of France.",
+            0.6,
+        )
+    ]
+    right = extract_features(QUESTION, passages, generation("France"), embedder)
+    wrong_sentence = extract_features(QUESTION, passages, generation("Seine valley"), embedder)
+    assert right["answer_sentence_qcov"] > wrong_sentence["answer_sentence_qcov"]
+    assert right["question_sentence_cos"] == wrong_sentence["question_sentence_cos"] > 0.5
+    # The question matches the sentence "France" came from better than the one "Seine valley" came from.
+    assert right["answer_sentence_question_cos"] > wrong_sentence["answer_sentence_question_cos"]
+    assert 0.0 < right["answer_sentence_cos"] <= 1.0
+
+
+def test_answer_type_against_question_type() -> None:
+    from assistant.answering.answer_type import question_type, type_match
+
+    assert question_type("When did the Normans conquer England?") == "date"
+    assert question_type("In what year was Rollo baptised?") == "date"
+    assert question_type("How many classes does P contain?") == "number"
+    assert question_type("Who conquered England in 1066?") == "entity"
+    assert question_type("What is a Turing machine?") == "untyped"
+    assert type_match("When did the Normans conquer England?", "1066") == 1.0
+    assert type_match("When did the Normans conquer England?", "William") == 0.0
+    assert type_match("How many classes are there?", "three") == 1.0
+    assert type_match("Who conquered England in 1066?", "the Normans") == 1.0
+    assert type_match("Who conquered England in 1066?", "in 1066") == 0.0
+    assert type_match("What is a Turing machine?", "a model") == 0.5
+
+
+def test_dense_and_bm25_agreement_on_the_top_passage() -> None:
+    from assistant.answering.features import dense_bm25_agree
+
+    agree = [Passage("a", "s", "t", 0.03, {"dense_rank": 1, "bm25_rank": 1})]
+    differ = [
+        Passage("a", "s", "t", 0.03, {"dense_rank": 1, "bm25_rank": 2}),
+        Passage("b", "s", "t", 0.03, {"bm25_rank": 1}),
+    ]
+    assert dense_bm25_agree(agree) == 1.0
+    assert dense_bm25_agree(differ) == 0.0
+    assert dense_bm25_agree(PASSAGES) == 0.5  # dense-only retrieval: no evidence either way

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -78,23 +79,25 @@ def test_calibrate_refits_beats_the_noise_it_replaces_and_picks_a_cheaper_thresh
     labels = [r.local is not None and r.local.answer == r.answers[0] for r in records]
     refit = fit(rows, labels, regularization_c=loaded.meta["C"])  # C was chosen by cross-validation
     assert [loaded.probability(x) for x in rows] == pytest.approx([refit.probability(x) for x in rows])
-    assert loaded.meta["recommended_threshold"] == outcome.chosen.config.threshold  # type: ignore[union-attr]
+    assert loaded.meta["recommended_wrong_answer_usd"] == outcome.chosen.config.wrong_answer_usd  # type: ignore[union-attr]
 
     # The stored P(correct) was noise, the refit sees the signal: held-out AUROC goes up.
     assert outcome.n_test == 36 and outcome.n_train == 84  # 30 % of 120 held out
     assert outcome.auroc_before is not None and outcome.auroc_before < 0.7
     assert outcome.auroc_after is not None and outcome.auroc_after > 0.85
 
-    # Paid-only F1 is 100 here; the chosen threshold stays within 1 point of it and costs less.
+    # Paid-only F1 is 100 here; the chosen price stays within 1 point of it and costs less.
     assert outcome.paid_f1 == pytest.approx(100.0)
     assert outcome.chosen is not None
     assert outcome.chosen.quality.f1 >= 99.0
     assert outcome.chosen.mean_cost_micro_usd < outcome.paid_mean_cost_micro_usd  # type: ignore[operator]
     lines = "\n".join(outcome.lines())
-    assert "PENNY_CASCADE__ESCALATE_BELOW=" in lines and "before" in lines and "after" in lines
+    assert "PENNY_CASCADE__WRONG_ANSWER_USD=" in lines and "before" in lines and "after" in lines
+    # The paid tier is always right here: every escalation helps.
+    assert outcome.chosen.wasted_escalation_share in (None, 0.0)
 
 
-def test_calibrate_cli_prints_auroc_and_threshold(tmp_path: Path) -> None:
+def test_calibrate_cli_prints_auroc_and_the_price(tmp_path: Path) -> None:
     from eval.cli import eval_group
 
     run = tmp_path / "run"
@@ -102,7 +105,7 @@ def test_calibrate_cli_prints_auroc_and_threshold(tmp_path: Path) -> None:
     target = tmp_path / "my-calibration.json"
     result = CliRunner().invoke(eval_group, ["calibrate", str(run), "--out", str(target)])
     assert result.exit_code == 0, result.output
-    assert "AUROC" in result.output and "threshold" in result.output
+    assert "AUROC" in result.output and "wrong answer $" in result.output
     assert json.loads(target.read_text())["features"] == list(FEATURES)
 
 
@@ -116,9 +119,10 @@ def test_calibrate_refuses_too_little_data_and_missing_runs(tmp_path: Path) -> N
         calibrate(tmp_path / "empty")
 
 
-def test_calibrate_fits_an_answerable_gate_when_half_the_questions_have_no_answer(tmp_path: Path) -> None:
+def test_calibrate_fits_all_three_decisions_when_half_the_questions_have_no_answer(tmp_path: Path) -> None:
     """SQuAD 2.0-like: half the questions are unanswerable, neither tier ever abstains, and one feature
-    (question_support) tells answerable from not. The gate must be fitted, chosen and written."""
+    (question_support) tells answerable from not. P(answerable) and P(paid helps) must both learn it: the
+    paid tier is right exactly on the answerable questions, so paying for an unanswerable one is waste."""
     rng = random.Random(3)
     records = []
     for i in range(160):
@@ -149,11 +153,76 @@ def test_calibrate_fits_an_answerable_gate_when_half_the_questions_have_no_answe
 
     assert outcome.gate_auroc is not None and outcome.gate_auroc > 0.95
     loaded = Calibration.load(outcome.path)
-    assert loaded.answerable is not None and loaded.abstain_below > 0.0
+    assert loaded.answerable is not None and loaded.paid_helps is not None
+    decisions = {d.name: d for d in outcome.decisions}
+    assert set(decisions) == {"local_correct", "answerable", "paid_helps"}
+    assert decisions["paid_helps"].auroc is not None and decisions["paid_helps"].auroc > 0.9
+    local_wrong = [r for r in records if not r.answers or (r.local and r.local.answer != r.answers[0])]
+    assert decisions["paid_helps"].n == len(local_wrong)  # fitted only where the local answer was wrong
     assert outcome.chosen is not None
     # Paid-only never abstains: NoAns F1 0, overall 50. Gating unanswerable questions beats it by far.
     assert outcome.paid_f1 == pytest.approx(50.0)
     assert outcome.chosen.quality.no_ans_f1 is not None and outcome.chosen.quality.no_ans_f1 > 90.0
+    assert outcome.chosen.wasted_escalation_share is not None and outcome.chosen.wasted_escalation_share < 0.2
     assert outcome.report is not None and outcome.report.exists()
     assert (run / "calibrated-frontier.png").exists()
     assert "out-of-fold" in outcome.report.read_text()
+
+
+def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_answers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """A run recorded before a feature existed: calibrate names the fix; --refresh-features recomputes it
+    on the passages the same (real) retrieval returns, keeping the features computed live."""
+    from assistant.service import Penny
+    from assistant.settings import get_settings
+    from eval.calibrate import refresh_features
+    from eval.datasets import ingest_contexts, load_dataset
+    from index.store import get_collection
+
+    monkeypatch.setenv("PENNY_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        dataset = load_dataset(Path(__file__).parents[1] / "data" / "squad2-mini.json")
+        penny = Penny(get_settings())
+        ingest_contexts(dataset, get_collection(penny.chroma, dataset.collection_name), penny.embedder)
+        question = dataset.questions[0]
+        passages = penny.retriever(dataset.collection_name).search(question.question)
+        stored = {"mean_logprob": -0.42, "retrieval_top": 0.61}  # as the service computed them live
+        old = QuestionRecord(
+            id=question.id,
+            question=question.question,
+            answers=question.answers,
+            context_id=None,
+            retrieved_ids=[p.id for p in passages],
+            retrieval_ms=5.0,
+            local=TierCall(f"{question.answers[0]} [1]", "l", "local", 20, 800.0),
+            judgement=Judgement(p_correct=0.5, features=dict(stored)),
+            policy=POLICY,
+        )
+        (fresh,) = refresh_features([old], dataset.collection_name)
+        moved = replace(old, retrieved_ids=list(reversed(old.retrieved_ids)))
+        with pytest.raises(RunError, match="no longer returns the recorded passages"):
+            refresh_features([moved], dataset.collection_name)
+    finally:
+        get_settings.cache_clear()
+    assert fresh.judgement is not None and set(fresh.judgement.features) == set(FEATURES) - {
+        "min_logprob",
+        "retrieval_margin",
+        "answer_tokens",
+        "dense_bm25_agree",
+    }  # only text features can be recomputed; the generation's and retrieval's stay as recorded
+    assert fresh.judgement.features["mean_logprob"] == -0.42
+    assert fresh.judgement.features["answer_verbatim_rank"] > 0  # the gold answer is in its paragraph
+
+    run = tmp_path / "run"
+    synthetic_run(run)
+    lines = (run / "calls.jsonl").read_text().splitlines()
+    for i, line in enumerate(lines[:3]):
+        data = json.loads(line)
+        del data["judgement"]["features"]["type_match"]
+        lines[i] = json.dumps(data)
+    (run / "calls.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunError, match=r"lack features type_match.*--refresh-features"):
+        calibrate(run)

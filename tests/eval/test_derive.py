@@ -9,7 +9,7 @@ import pytest
 
 from assistant.answering.decision import Decision, Judgement, Policy
 from assistant.settings import CascadeSettings
-from eval.runs import Config, QuestionRecord, RunError, TierCall, derive, parse_configs
+from eval.runs import PRICE_GRID, Config, QuestionRecord, RunError, TierCall, derive, parse_configs
 
 LOCAL = TierCall("Normandy is in France [1].", "l1", "local", cost_micro_usd=20, latency_ms=800.0)
 PAID = TierCall("France [1]", "p1", "paid", cost_micro_usd=300, latency_ms=1500.0)
@@ -102,9 +102,30 @@ def test_answerable_gate_abstains_after_the_local_call() -> None:
 
 
 def test_a_cascade_config_without_threshold_uses_the_run_policy() -> None:
-    unsure = record(Judgement(0.7), policy=replace(POLICY, escalate_below=0.8))
+    threshold_rule = replace(POLICY, wrong_answer_usd=None)
+    unsure = record(Judgement(0.7), policy=replace(threshold_rule, escalate_below=0.8))
     assert derive(unsure, Config("cascade", "cascade"))["tier"] == "paid"
-    assert derive(record(Judgement(0.7)), Config("cascade", "cascade"))["tier"] == "local"  # 0.7 ≥ 0.5
+    assert (
+        derive(record(Judgement(0.7), policy=threshold_rule), Config("cascade", "cascade"))["tier"] == "local"
+    )
+
+
+def test_expected_loss_configs_weigh_the_paid_cost_the_ledger_recorded() -> None:
+    """PAID cost $0.0003. P(local right) 0.7, P(paid helps) 0.9: escalating saves 0.3·0.9·W − $0.0003,
+    worth it from W = $0.00111; abstaining (A = W/2, P(answerable) 1) never beats serving here."""
+    unsure = record(Judgement(0.7, p_answerable=1.0, p_paid_helps=0.9))
+    cheap, dear = (
+        Config("w=0.001", "cascade", wrong_answer_usd=0.001),
+        Config("w=0.002", "cascade", wrong_answer_usd=0.002),
+    )
+    assert derive(unsure, cheap)["tier"] == "local"
+    assert derive(unsure, dear)["tier"] == "paid" and derive(unsure, dear)["cost_micro_usd"] == 320
+    # The run's own policy: W = $0.01 by default.
+    assert derive(unsure, Config("cascade", "cascade"))["tier"] == "paid"
+    hopeless = record(Judgement(0.2, p_answerable=0.1, p_paid_helps=0.05), answers=())
+    ratio = Config("w=0.01 a=0.5", "cascade", wrong_answer_usd=0.01, abstain_ratio=0.5)
+    assert derive(hopeless, ratio)["tier"] == "none"  # unanswerable: neither serve nor pay
+    assert derive(hopeless, ratio)["cost_micro_usd"] == 20  # the local call was made, nothing more
 
 
 def test_a_record_of_the_first_format_loads_and_derives_as_it_did() -> None:
@@ -152,13 +173,16 @@ def test_baselines_and_missing_tiers() -> None:
 
 
 def test_config_names() -> None:
-    configs = parse_configs(
-        ["local", "cascade", "cascade@0.6", "sweep", "cascade@0.60"], default_threshold=0.42
-    )
+    configs = parse_configs(["local", "cascade", "cascade@0.6", "sweep", "cascade@0.60", "cascade:w=0.01"])
     names = [c.name for c in configs]
     assert names[:3] == ["local", "cascade", "cascade@0.60"]
-    assert len(names) == len(set(names)) == 3 + 20  # the sweep's 0.60 is the one already asked for
-    assert configs[1].threshold == 0.42
+    assert len(names) == len(set(names)) == 3 + 20 + 1  # the sweep's 0.60 is the one already asked for
+    assert configs[1].threshold is None and configs[1].wrong_answer_usd is None  # the recorded policy
     assert [c.threshold for c in configs if c.sweep][:3] == [0.0, 0.05, 0.1]
+    assert configs[-1].name == "cascade:w=0.01" and configs[-1].wrong_answer_usd == 0.01
+    frontier = parse_configs(["frontier"])
+    assert [c.wrong_answer_usd for c in frontier] == list(PRICE_GRID) and all(c.sweep for c in frontier)
     with pytest.raises(RunError, match="unknown config"):
-        parse_configs(["fast"], 0.5)
+        parse_configs(["fast"])
+    with pytest.raises(RunError, match="price after w="):
+        parse_configs(["cascade:w=cheap"])

@@ -141,7 +141,7 @@ class Recording:
 def _run(
     questions: Sequence[Any], answerer: Any, out: Path, names: Sequence[str] = CONFIGS, **kwargs: Any
 ) -> Any:
-    configs = parse_configs(names, answerer.policy.escalate_below)
+    configs = parse_configs(names)
     return EvalRun(questions, answerer, out, configs, progress=False, **kwargs).run()
 
 
@@ -163,7 +163,7 @@ def test_crashed_run_resumes_asking_only_the_remaining_questions(
     assert [r.id for r in outcome.records] == [q.id for q in questions]
 
     rows = read_results(out / "results.jsonl")
-    n_configs = len(parse_configs(CONFIGS, 0.5))
+    n_configs = len(parse_configs(CONFIGS))
     assert len(rows) == 3 * n_configs
     assert len({(r["config"], r["id"]) for r in rows}) == len(rows)  # each (config, question) once
 
