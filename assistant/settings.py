@@ -61,13 +61,13 @@ class CascadeSettings(BaseModel):
         description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
     )
     wrong_answer_usd: float | None = Field(
-        default=0.01,
+        default=0.005,
         ge=0,
         description="Price of a wrong answer: escalate, abstain or serve by least expected loss. "
         "None: the threshold rule (escalate_below).",
     )
     abstain_usd: float = Field(
-        default=0.005, ge=0, description="Price of abstaining on a question the sources do answer."
+        default=0.02, ge=0, description="Price of abstaining on a question the sources do answer."
     )
     low_confidence_below: float = Field(
         default=0.5, ge=0, le=1, description="A local answer served below this P(correct) is marked."

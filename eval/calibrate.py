@@ -24,7 +24,6 @@ from eval.report import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
     local_correct_labels,
-    quality_gap,
     summarize,
 )
 from eval.runs import PRICE_GRID, Config, QuestionRecord, RunError, load_records, price_name, threshold_name
@@ -34,8 +33,18 @@ if TYPE_CHECKING:
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-ABSTAIN_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # price of an abstention / of a wrong answer
+ABSTAIN_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # price of an abstention / of a wrong answer
+# Whether the paid answer will be right depends on the question and the passages, not on what the local
+# model said: P(paid helps) reads only these (a few hundred local-wrong answers cannot support all).
+PAID_HELPS_FEATURES: tuple[str, ...] = (
+    "retrieval_top",
+    "retrieval_margin",
+    "dense_bm25_agree",
+    "question_support",
+    "question_sentence_cos",
+)
 HAS_ANS_TOLERANCE_F1 = 3.0  # the target: HasAns F1 no more than this below paid-only's
+COST_CAP = 0.30  # the target: at most this share of paid-only's cost
 LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
 
 
@@ -51,6 +60,7 @@ class DecisionFit:
     auroc: float | None  # logistic, out of fold
     auroc_trees: float | None = None  # gradient-boosted trees on the same features, out of fold
     auroc_has_ans: float | None = None  # local_correct only: on the answerable questions
+    features: tuple[str, ...] = ()
 
     def line(self) -> str:
         def fmt(value: float | None) -> str:
@@ -79,6 +89,7 @@ class CalibrationOutcome:
     report: Path | None = None  # calibrated.md: the run re-derived with out-of-fold probabilities
     paid: ConfigSummary | None = None
     ablations: dict[str, dict[str, float]] = field(default_factory=dict)  # decision → feature → AUROC lost
+    cost_cap: float = COST_CAP
 
     @property
     def gate_auroc(self) -> float | None:
@@ -112,10 +123,11 @@ class CalibrationOutcome:
             paid = self.paid.quality if self.paid else None
             verdict = (
                 f"meets the target: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} ({self.target_f1:.1f}), HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g}"
+                f"paid − {HAS_ANS_TOLERANCE_F1:g}, cost ≤ {100 * self.cost_cap:.0f} % of paid"
                 if self.chosen
                 else f"NO price setting holds F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} with HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g}; the best is shown"
+                f"paid − {HAS_ANS_TOLERANCE_F1:g} at ≤ {100 * self.cost_cap:.0f} % of paid's cost; shown: "
+                "the best F1 within that cost with HasAns F1 no worse than local-only"
             )
             wasted = pick.wasted_escalation_share
             abstain_usd = (pick.config.abstain_ratio or 0.0) * pick.config.wrong_answer_usd
@@ -222,25 +234,30 @@ def ablation(
     folds: int,
     seed: int,
     regularization_c: float,
+    names: Sequence[str],
 ) -> dict[str, float]:
     """Out-of-fold AUROC lost when each feature is left out (positive: the feature earns its place)."""
-    from assistant.answering.features import FEATURES
-
-    full = auroc(labels, out_of_fold(features, labels, folds, seed, regularization_c)) or 0.0
+    full = auroc(labels, out_of_fold(features, labels, folds, seed, regularization_c, names)) or 0.0
     lost = {}
-    for name in FEATURES:
-        rest = [n for n in FEATURES if n != name]
+    for name in names:
+        rest = [n for n in names if n != name]
         without = auroc(labels, out_of_fold(features, labels, folds, seed, regularization_c, rest)) or 0.0
         lost[name] = full - without
     return lost
 
 
 def choose_regularization(
-    features: Sequence[dict[str, float]], labels: Sequence[bool], folds: int, seed: int
+    features: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    folds: int,
+    seed: int,
+    names: Sequence[str] | None = None,
 ) -> float:
     """The L2 strength C with the best out-of-fold AUROC: a few hundred answers and ten correlated features
     overfit at sklearn's default C = 1 (ties go to the stronger regularisation)."""
-    scores = [(auroc(labels, out_of_fold(features, labels, folds, seed, c)) or 0.0, -c) for c in C_GRID]
+    scores = [
+        (auroc(labels, out_of_fold(features, labels, folds, seed, c, names)) or 0.0, -c) for c in C_GRID
+    ]
     return -max(scores)[1]
 
 
@@ -277,7 +294,11 @@ def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
 
 
 def trees_out_of_fold(
-    features: Sequence[dict[str, float]], labels: Sequence[bool], folds: int, seed: int
+    features: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    folds: int,
+    seed: int,
+    names: Sequence[str] | None = None,
 ) -> list[float]:
     """Out-of-fold P(label) from gradient-boosted trees on the same features: the non-linear candidate
     the logistic model is compared against."""
@@ -287,7 +308,7 @@ def trees_out_of_fold(
 
     from assistant.answering.features import FEATURES
 
-    x = np.asarray([[row[name] for name in FEATURES] for row in features])
+    x = np.asarray([[row[name] for name in (FEATURES if names is None else names)] for row in features])
     folds = max(2, min(folds, sum(labels), len(labels) - sum(labels)))
     model = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=150, random_state=seed)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -303,15 +324,19 @@ def _fit_decision(
     folds: int,
     seed: int,
     regularization_c: float | None,
+    names: Sequence[str] | None = None,
 ) -> tuple[DecisionFit, list[float], Calibration] | None:
-    """Choose C, score out of fold, and fit on all rows; None when a label has fewer than 3 examples."""
+    """Choose C, score out of fold, and fit on all rows (on ``names``, default all features); None when a
+    label has fewer than 3 examples."""
     from assistant.answering.calibration import fit
+    from assistant.answering.features import FEATURES
 
+    names = list(FEATURES if names is None else names)
     if sum(labels) < 3 or len(labels) - sum(labels) < 3:
         return None
-    c = regularization_c or choose_regularization(features, labels, folds, seed)
-    oof = out_of_fold(features, labels, folds, seed, c)
-    model = fit(features, labels, regularization_c=c, meta={"label": label})
+    c = regularization_c or choose_regularization(features, labels, folds, seed, names)
+    oof = out_of_fold(features, labels, folds, seed, c, names)
+    model = fit(features, labels, regularization_c=c, meta={"label": label}, names=names)
     summary = DecisionFit(
         name=name,
         label=label,
@@ -319,7 +344,8 @@ def _fit_decision(
         positives=sum(labels),
         regularization_c=c,
         auroc=auroc(labels, oof),
-        auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed)),
+        auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed, names)),
+        features=tuple(names),
     )
     return summary, oof, model
 
@@ -345,18 +371,25 @@ def meets_target(summary: ConfigSummary, paid: ConfigSummary, tolerance_f1: floa
 
 
 def choose_price(
-    records: Sequence[QuestionRecord], tolerance_f1: float = QUALITY_TOLERANCE_F1
+    records: Sequence[QuestionRecord],
+    tolerance_f1: float = QUALITY_TOLERANCE_F1,
+    cost_cap: float = COST_CAP,
 ) -> tuple[ConfigSummary, ConfigSummary | None, ConfigSummary]:
     """(paid summary, cheapest price setting meeting the target, best-F1 price setting).
 
     A price setting is (W, abstention price as a share of W); the decision at each is the service's
     expected-loss rule on the records' probabilities.
     """
-    summaries = summarize(records, [Config("paid", "paid"), *price_configs()])
-    paid, cascades = summaries[0], summaries[1:]
-    meeting = [s for s in cascades if meets_target(s, paid, tolerance_f1)]
+    summaries = summarize(records, [Config("paid", "paid"), Config("local", "local"), *price_configs()])
+    paid, local, cascades = summaries[0], summaries[1], summaries[2:]
+    affordable = [s for s in cascades if s.mean_cost_micro_usd <= cost_cap * paid.mean_cost_micro_usd]
+    meeting = [s for s in affordable if meets_target(s, paid, tolerance_f1)]
     chosen = min(meeting, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
-    best = max(cascades, key=lambda s: (quality_gap(s, paid), -s.mean_cost_micro_usd))
+    # Short of the target, buy F1 neither with abstentions (HasAns F1 at least local-only's) nor by
+    # escalating everything (within the cost cap).
+    floor = local.quality.has_ans_f1 or 0.0
+    fair = [s for s in affordable if (s.quality.has_ans_f1 or 0.0) >= floor - 1e-9] or affordable or cascades
+    best = max(fair, key=lambda s: (round(s.quality.f1, 1), -s.mean_cost_micro_usd))
     return paid, chosen, best
 
 
@@ -371,13 +404,15 @@ def calibrate(
     regularization_c: float | None = None,
     ablate: bool = False,
     refresh: bool = False,
+    cost_cap: float = COST_CAP,
 ) -> CalibrationOutcome:
     """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
     results.jsonl), and choose the price of a wrong answer.
 
     ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`) per model.
     ``ablate`` also measures the out-of-fold AUROC each feature adds to each model (:func:`ablation`).
-    ``refresh`` fills in features the run's records lack (:func:`refresh_features`).
+    ``refresh`` fills in features the run's records lack (:func:`refresh_features`). ``cost_cap`` is the
+    target's largest share of paid-only's cost.
     """
     from assistant.answering.calibration import fit
 
@@ -457,6 +492,7 @@ def calibrate(
         [features[i] for i in wrong],
         [bool(paid_right[i]) for i in wrong],
         **options,  # type: ignore[arg-type]
+        names=PAID_HELPS_FEATURES,
     )
     if helps_fit is not None:
         decisions.append(helps_fit[0])
@@ -474,13 +510,13 @@ def calibrate(
         }
         for d in decisions:
             rows, ys = subsets[d.name]
-            ablations[d.name] = ablation(rows, ys, folds, seed, d.regularization_c)
+            ablations[d.name] = ablation(rows, ys, folds, seed, d.regularization_c, d.features)
 
     has_paid = all(r.paid is not None for r in usable)
     paid = chosen = best = None
     rescored_records = rescored(usable, oof, gate_oof, helps_oof)
     if has_paid:
-        paid, chosen, best = choose_price(rescored_records, tolerance_f1)
+        paid, chosen, best = choose_price(rescored_records, tolerance_f1, cost_cap)
     pick = chosen or best
     final.meta = {
         **final.meta,
@@ -515,6 +551,7 @@ def calibrate(
         report=report,
         paid=paid,
         ablations=ablations,
+        cost_cap=cost_cap,
     )
 
 

@@ -137,6 +137,13 @@ def run_command(
     help="Target quality: F1 ≥ paid F1 minus this many points.",
 )
 @click.option(
+    "--cost-cap",
+    type=float,
+    default=0.30,
+    show_default=True,
+    help="Target cost: at most this share of paid-only's.",
+)
+@click.option(
     "--ablation", is_flag=True, help="Also print the out-of-fold AUROC each feature adds to each model."
 )
 @click.option(
@@ -150,6 +157,7 @@ def calibrate_command(
     test_fraction: float,
     seed: int,
     tolerance_f1: float,
+    cost_cap: float,
     ablation: bool,
     refresh_features: bool,
 ) -> None:
@@ -167,6 +175,7 @@ def calibrate_command(
             tolerance_f1=tolerance_f1,
             ablate=ablation,
             refresh=refresh_features,
+            cost_cap=cost_cap,
         )
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -11,7 +11,6 @@ from assistant.answering.calibration import (
     FORMAT_VERSION,
     Calibration,
     CalibrationError,
-    default_calibration_path,
     fit,
 )
 from assistant.answering.decision import Policy, decide
@@ -23,20 +22,21 @@ from tests.support.answering import PASSAGES, QUESTION, generation, synthetic
 
 def test_default_calibration_ranks_good_above_bad(embedder) -> None:  # type: ignore[no-untyped-def]
     calibration = Calibration.load()
-    assert set(calibration.features) <= set(FEATURES)
-    good = extract_features(QUESTION, PASSAGES, generation("Normandy is a region in France [1]."), embedder)
+    good = extract_features(QUESTION, PASSAGES, generation("France [1]"), embedder)
     bad = extract_features(
         QUESTION, PASSAGES, generation("It is in Portugal, near Lisbon [3].", [-2.0, -4.5, -1.0]), embedder
     )
-    assert calibration.probability(good) > 0.7 > 0.3 > calibration.probability(bad)
+    assert calibration.probability(good) > calibration.probability(bad) + 0.1
 
 
-def test_squad_calibration_is_fitted_with_a_gate() -> None:
-    squad = Calibration.load(default_calibration_path().with_name("calibration-squad2.json"))
-    # From `eval calibrate` on the 200-question run: both models, a gate, and the held-out AUROC.
-    assert set(squad.features) <= set(FEATURES)
-    assert squad.answerable is not None and 0 < squad.abstain_below < 1
-    assert squad.meta["auroc_held_out_after"] > 0.6
+def test_default_calibration_has_all_three_models_fitted_out_of_fold() -> None:
+    calibration = Calibration.load()
+    # From `eval calibrate` on the 240-question run of the shared sample (docs/eval/squad-240).
+    assert calibration.answerable is not None and calibration.paid_helps is not None
+    assert set(calibration.features) == set(FEATURES) == set(calibration.answerable.features)
+    assert set(calibration.paid_helps.features) < set(FEATURES)  # the question and passages only
+    assert calibration.meta["auroc_out_of_fold"]["local_correct"] > 0.7
+    assert calibration.meta["recommended_wrong_answer_usd"] > 0
 
 
 def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
@@ -48,13 +48,9 @@ def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused(tmp_path: Path) -> None:
-    for shipped in (
-        default_calibration_path(),
-        default_calibration_path().with_name("calibration-squad2.json"),
-        REPO / "docs" / "eval" / "squad-200" / "calibration.json",
-    ):
-        assert "format_version" not in json.loads(shipped.read_text())
-        assert set(Calibration.load(shipped).features) <= set(FEATURES)
+    old = REPO / "docs" / "eval" / "squad-200" / "calibration.json"  # written before format_version
+    assert "format_version" not in json.loads(old.read_text())
+    assert Calibration.load(old).paid_helps is None and Calibration.load(old).answerable is not None
     data = Calibration.load().to_dict()
     data["format_version"] = 3
     newer = tmp_path / "newer.json"

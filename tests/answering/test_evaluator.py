@@ -23,7 +23,10 @@ def test_judgement_holds_the_features_and_the_calibration_probabilities(embedder
     )
     assert set(judgement.features) == set(FEATURES) and not judgement.local_abstained
     assert judgement.p_correct == calibration.probability(judgement.features)
-    assert judgement.p_answerable is None and judgement.abstain_below == 0.0  # the bundled file: no gate
+    # The bundled file has all three models; the threshold rule's gate is off.
+    assert judgement.p_answerable == calibration.p_answerable(judgement.features) is not None
+    assert judgement.p_paid_helps == calibration.p_paid_helps(judgement.features) is not None
+    assert judgement.abstain_below == 0.0
     abstained = Evaluator(calibration, embedder).judge(QUESTION, PASSAGES, generation(ABSTAIN_PHRASE))
     assert abstained.local_abstained and abstained.features["abstained"] == 1.0
 

@@ -120,7 +120,7 @@ def test_expected_loss_configs_weigh_the_paid_cost_the_ledger_recorded() -> None
     )
     assert derive(unsure, cheap)["tier"] == "local"
     assert derive(unsure, dear)["tier"] == "paid" and derive(unsure, dear)["cost_micro_usd"] == 320
-    # The run's own policy: W = $0.01 by default.
+    # The run's own policy: W = $0.005 by default.
     assert derive(unsure, Config("cascade", "cascade"))["tier"] == "paid"
     hopeless = record(Judgement(0.2, p_answerable=0.1, p_paid_helps=0.05), answers=())
     ratio = Config("w=0.01 a=0.5", "cascade", wrong_answer_usd=0.01, abstain_ratio=0.5)
