@@ -57,14 +57,16 @@ def main() -> None:
 
     groups: dict[str, Callable[[str, list[Passage], str], object]] = {
         "extract_features (all)": lambda q, ps, a: f.extract_features(q, ps, generation(a), embedder),
-        "embedding_support (today)": lambda q, ps, a: f.embedding_support(a, ps, embedder),
         "lexical + question support (today)": lambda q, ps, a: (
             f.lexical_support(q, a, ps),
             f.question_support(q, ps),
         ),
         "answer_verbatim_rank": lambda q, ps, a: f.answer_verbatim_rank(a, ps),
         "answer_sentence_qcov": lambda q, ps, a: f.answer_sentence_qcov(q, f.answer_sentence(a, ps)),
-        "sentence cosines (question, answer)": lambda q, ps, a: f.sentence_cosines(q, a, ps, embedder),
+        "embedding_support (answer vs passages)": lambda q, ps, a: f.embedding_support(a, ps[:1], embedder),
+        "sentence cosines (one MiniLM batch)": lambda q, ps, a: f.sentence_cosines(
+            q, a, f.answer_sentence(a, ps), ps, embedder
+        ),
         "type_match": lambda q, ps, a: type_match(q, a),
         "dense_bm25_agree": lambda q, ps, a: f.dense_bm25_agree(ps),
     }

@@ -279,18 +279,15 @@ def rescored(
 
 
 def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
-    """ "The paid answer was right", per question (None without a paid answer)."""
-    from eval.metrics import score, to_prediction
-    from eval.runs import is_correct
+    """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
+    config is: the same derive and correctness rule as :func:`eval.report.local_correct_labels`."""
+    from eval.runs import derive, is_correct
 
-    labels: list[bool | None] = []
-    for r in records:
-        if r.paid is None:
-            labels.append(None)
-            continue
-        em, f1 = score(to_prediction(r.paid.answer), r.answers)
-        labels.append(is_correct(r.has_answer, em, f1))
-    return labels
+    paid = Config("paid", "paid")
+    return [
+        None if r.paid is None else is_correct(r.has_answer, (row := derive(r, paid))["em"], row["f1"])
+        for r in records
+    ]
 
 
 def trees_out_of_fold(

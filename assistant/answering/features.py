@@ -101,12 +101,10 @@ def lexical_support(question: str, answer: str, passages: Sequence[Passage]) -> 
     return len(answer_words & passage_words) / len(answer_words)
 
 
-def embedding_support(answer: str, passages: Sequence[Passage], embedder: Embedder) -> float:
-    text = _CITATION.sub(" ", answer).strip()
-    if not text or not passages:
-        return 0.0
-    answer_vector, *passage_vectors = embedder.embed([text, *(p.text for p in passages)])
-    return max(sum(a * b for a, b in zip(answer_vector, v, strict=True)) for v in passage_vectors)
+def question_coverage(question: str, text: str) -> float:
+    """Share of the question's content words that ``text`` contains (0 for a question without any)."""
+    words = content_words(question)
+    return len(words & content_words(text)) / len(words) if words else 0.0
 
 
 def question_support(question: str, passages: Sequence[Passage]) -> float:
@@ -115,10 +113,7 @@ def question_support(question: str, passages: Sequence[Passage]) -> float:
     Unanswerable questions are often a near-copy of a passage sentence with one entity or number swapped
     (SQuAD 2.0's adversarial questions): the swapped word is then missing from every passage.
     """
-    words = content_words(question)
-    if not words or not passages:
-        return 0.0
-    return max(len(words & content_words(p.text)) for p in passages) / len(words)
+    return max((question_coverage(question, p.text) for p in passages), default=0.0)
 
 
 def normalize(text: str) -> str:
@@ -168,24 +163,31 @@ def answer_sentence_qcov(question: str, sentence: str | None) -> float:
     A factoid answer sits in the sentence that restates the question: a right-looking span from the wrong
     sentence scores low, and so does a question whose swapped entity no sentence holds (unanswerable).
     """
-    words = content_words(question)
-    if not words or not sentence:
+    return question_coverage(question, sentence) if sentence else 0.0
+
+
+def embedding_support(answer: str, passages: Sequence[Passage], embedder: Embedder) -> float:
+    """The answer's cosine with the closest of ``passages`` (0 for an empty answer)."""
+    text = _CITATION.sub(" ", answer).strip()
+    if not text or not passages:
         return 0.0
-    return len(words & content_words(sentence)) / len(words)
+    vectors = embedder.embed_array([text, *(p.text for p in passages)])
+    return float((vectors[1:] @ vectors[0]).max())  # normalised vectors: dot product = cosine
 
 
 def sentence_cosines(
-    question: str, answer: str, passages: Sequence[Passage], embedder: Embedder
+    question: str, answer: str, source: str | None, passages: Sequence[Passage], embedder: Embedder
 ) -> dict[str, float]:
     """Cosines over the passages' sentences: the best question–sentence and answer–sentence ones, and the
-    question's with the sentence the answer came from (:func:`answer_sentence`).
+    question's with ``source``, the sentence the answer came from (:func:`answer_sentence`).
 
-    One batch through the embedding model already loaded for retrieval; whole passages dilute the one
-    sentence that matters, which is why these beat passage-level cosines.
+    One batch of short texts through the embedding model already loaded for retrieval (kept apart from
+    :func:`embedding_support`'s whole passages: one batch would pad every sentence to a passage's length,
+    about 3x slower in benchmarks/bench_evaluator.py). Whole passages dilute the one sentence that
+    matters, which is why these beat passage-level cosines.
     """
     units = [s for p in passages for s in sentences(p.text)]
     text = _CITATION.sub(" ", answer).strip()
-    source = answer_sentence(answer, passages) if text else None
     if not units:
         return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
     vectors = embedder.embed_array([question, text or question, *units])
@@ -237,18 +239,17 @@ def text_features(
     support, n_citations = supporting_passages(answer, passages)
     abstained = is_abstention(answer)
     text = "" if abstained else answer
+    source = answer_sentence(text, passages) if text else None
     return {
         "lexical_support": 0.0 if abstained else lexical_support(question, answer, support),
-        "embedding_support": 0.0 if abstained else embedding_support(answer, support, embedder),
+        "embedding_support": embedding_support(text, support, embedder),
         "abstained": 1.0 if abstained else 0.0,
         "n_citations": float(n_citations),
         "question_support": question_support(question, passages),
         "answer_verbatim_rank": answer_verbatim_rank(text, passages),
-        "answer_sentence_qcov": answer_sentence_qcov(question, answer_sentence(text, passages))
-        if text
-        else 0.0,
+        "answer_sentence_qcov": answer_sentence_qcov(question, source),
         "type_match": type_match(question, text) if text else 0.5,
-        **sentence_cosines(question, text, passages, embedder),
+        **sentence_cosines(question, text, source, passages, embedder),
     }
 
 
