@@ -34,16 +34,23 @@ class Accounts(LedgerBase):
     def system_user(self) -> Principal:
         """The user the CLI, eval and ``--no-auth`` runs are charged to (no budget unless one is set)."""
         if self._system is None:
-            with self._write() as conn:
-                row = conn.execute(sa.select(users.c.id).where(users.c.name == SYSTEM_USER)).first()
-                if row is None:
-                    user_id = conn.execute(
-                        users.insert().values(name=SYSTEM_USER, is_system=True, created_at=self._now())
-                    ).inserted_primary_key[0]
-                else:
-                    user_id = row.id
-            self._system = Principal(user_id=user_id, user_name=SYSTEM_USER)
+            self._system = self.system_account(SYSTEM_USER)
         return self._system
+
+    def system_account(self, name: str) -> Principal:
+        """A system user by name, created on first use: each kind of spend Penny does on its own behalf
+        (calibration, shadow checks) gets its own account, so its budget and usage stand apart."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(users.c.id, users.c.is_system).where(users.c.name == name)).first()
+            if row is None:
+                user_id = conn.execute(
+                    users.insert().values(name=name, is_system=True, created_at=self._now())
+                ).inserted_primary_key[0]
+            elif not row.is_system:
+                raise LedgerError(f"user {name!r} exists and is not a system account")
+            else:
+                user_id = row.id
+        return Principal(user_id=user_id, user_name=name)
 
     def add_user(self, name: str) -> User:
         name = name.strip()

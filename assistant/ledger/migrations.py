@@ -41,6 +41,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create(schema.users, schema.api_keys, schema.budgets, schema.reservations, schema.ledger_entries),
     ),
     Migration(2, "answer records and idempotency keys", _create(schema.answers, schema.idempotency_keys)),
+    Migration(
+        3, "shadow labels: served local answers checked by the paid tier", _create(schema.shadow_labels)
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -84,6 +84,24 @@ class AnswerRecord:
 
 
 @dataclass(frozen=True)
+class ShadowLabel:
+    """A served local answer checked by the paid tier: its verdict, and the features the evaluator saw."""
+
+    request_id: str
+    collection: str | None
+    local_answer: str
+    paid_answer: str
+    paid_model: str
+    agreement_f1: float
+    agreed: bool
+    paid_abstained: bool
+    confidence: float | None
+    features: dict[str, float]
+    paid_cost_micro_usd: int
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class User:
     id: int
     name: str

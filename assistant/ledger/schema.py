@@ -144,3 +144,23 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("completed_at", sa.DateTime),
 )
+
+# A shadow check: a locally served answer also sent to the paid tier in the background. The label is the
+# paid tier's verdict, the evaluator's features are what it judged: together a training row for a refit.
+shadow_labels = sa.Table(
+    "shadow_labels",
+    metadata,
+    sa.Column("request_id", sa.String(100), primary_key=True),  # the served answer's (answers.request_id)
+    sa.Column("collection", sa.String(200)),
+    sa.Column("local_answer", sa.Text, nullable=False),
+    sa.Column("paid_answer", sa.Text, nullable=False),
+    sa.Column("paid_model", sa.String(100), nullable=False),
+    sa.Column("agreement_f1", sa.Float, nullable=False),
+    sa.Column("agreed", sa.Boolean, nullable=False),
+    sa.Column("paid_abstained", sa.Boolean, nullable=False),
+    sa.Column("confidence", sa.Float),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("paid_cost_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_shadow_labels_collection_created", "collection", "created_at"),
+)
