@@ -146,6 +146,9 @@ class Penny:
 
     def close(self) -> None:
         """Stop worker processes (or a remote pool's health checks); the rest goes with the process."""
+        cascade = self.__dict__.get("cascade")
+        if cascade is not None and cascade.shadow is not None:
+            cascade.shadow.close(wait=False)  # a pending check is dropped, never half-recorded
         backend = self.__dict__.get("_pool_backend")
         if backend is not None:
             backend.close()
@@ -162,17 +165,19 @@ class Penny:
     @cached_property
     def cascade(self) -> Cascade:
         """Retrieval, local model, evaluator, paid tier (when configured), cache and ledger, wired once."""
-        from assistant.answering.factory import build_cache, build_cascade
+        from assistant.answering.factory import build_cache, build_cascade, build_shadow
         from assistant.paid import PaidClient
 
+        paid = PaidClient.from_settings(self.settings.paid)
         return build_cascade(
             self.settings,
             retriever=self.retriever,
             local=self.local_backend,
             ledger=self.ledger,
             embedder=self.embedder,
-            paid=PaidClient.from_settings(self.settings.paid),
+            paid=paid,
             cache=build_cache(self.settings, self.embedder),
+            shadow=build_shadow(self.settings, paid, self.ledger),
         )
 
     @cached_property

@@ -79,6 +79,23 @@ class CascadeSettings(BaseModel):
         default=0.5, description="Threshold rule (wrong_answer_usd None): escalate below this P(correct)."
     )
     calibration_file: Path | None = Field(default=None, description="Default: the bundled calibration.")
+    calibration_dir: Path | None = Field(
+        default=None,
+        description="Per-collection calibrations (<collection>.json, by `penny calibrate`); "
+        "default data_dir/calibrations.",
+    )
+    shadow_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of locally served answers also checked by the paid tier."
+    )
+    shadow_budget_usd: float = Field(
+        default=1.0, ge=0, description="Daily spend cap of shadow checks (a system account, never the user)."
+    )
+    shadow_min_precision: float = Field(
+        default=0.6, ge=0, le=1, description="Warn when shadow-estimated local precision drops below this."
+    )
+    shadow_window: int = Field(
+        default=200, ge=1, description="Recent shadow labels and answers the live estimates cover."
+    )
     retrieval_floor: float = Field(
         default=0.25, description="Top retrieval score below which nothing relevant was found."
     )
@@ -225,6 +242,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def calibration_dir(self) -> Path:
+        return self.cascade.calibration_dir or self.data_dir / "calibrations"
 
     @property
     def model_cache_dir(self) -> Path:

@@ -9,7 +9,10 @@ mis-scoring answers. Version 2 added ``paid_helps``; version 1 files still load 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -18,6 +21,8 @@ from typing import Any
 
 from assistant.answering.features import FEATURES
 from assistant.errors import PennyError
+
+log = logging.getLogger("penny.calibration")
 
 FORMAT_VERSION = 2  # 2: paid_helps; files written before the field existed are version 1
 
@@ -168,3 +173,46 @@ def fit(
         scales=[float(s) for s in scales],
         meta={"n": len(y), "positive_rate": float(y.mean()), "C": regularization_c, **(meta or {})},
     )
+
+
+_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,200}$")
+
+
+def collection_calibration_path(directory: Path, collection: str) -> Path:
+    """Where ``penny calibrate --collection`` writes, and the service looks, for one collection."""
+    if not _COLLECTION_NAME.match(collection):
+        raise CalibrationError(f"{collection!r} is not a collection name")
+    return Path(directory) / f"{collection}.json"
+
+
+class Calibrations:
+    """The calibration for each collection: its own file in ``directory`` when one was fitted on it,
+    else the default. A file written while serving is picked up on its next question (checked by mtime);
+    an unreadable one is logged and the default used, so a bad refit never takes answering down."""
+
+    def __init__(self, default: Calibration, directory: Path | None = None) -> None:
+        self.default = default
+        self.directory = directory
+        self._loaded: dict[str, tuple[float, Calibration]] = {}
+        self._lock = threading.Lock()
+
+    def for_collection(self, collection: str | None) -> Calibration:
+        if self.directory is None or not collection or not _COLLECTION_NAME.match(collection):
+            return self.default
+        path = collection_calibration_path(self.directory, collection)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return self.default
+        with self._lock:
+            cached = self._loaded.get(collection)
+            if cached is not None and cached[0] == mtime:
+                return cached[1]
+        try:
+            calibration = Calibration.load(path)
+        except CalibrationError as exc:
+            log.warning("collection %s: %s; using the default calibration", collection, exc)
+            return self.default
+        with self._lock:
+            self._loaded[collection] = (mtime, calibration)
+        return calibration

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
+from assistant.answering.charged import ledger_usage
 from assistant.answering.decision import Decision, Policy, decide, route
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import ensure_citation, retrieval_features
@@ -35,7 +36,8 @@ from assistant.paid import PaidClient, PaidError, PaidResult, describe
 from assistant.paid.tokens import count_messages
 
 if TYPE_CHECKING:
-    from assistant.ledger import Ledger, Principal, Reservation, Usage
+    from assistant.answering.shadow import ShadowSampler
+    from assistant.ledger import Ledger, Principal, Reservation
     from index.retrieval import Passage, Retriever
 
 Mode = Literal["cascade", "local", "paid"]
@@ -57,6 +59,7 @@ class _Request:
     route_before_generation: bool
     local_max_tokens: int
     paid_max_tokens: int | None  # None without a paid tier
+    messages: list[dict[str, str]] | None = None  # the grounded prompt, once built
 
 
 class Cascade:
@@ -70,6 +73,7 @@ class Cascade:
         paid: PaidClient | None = None,
         cache: SemanticCache | None = None,
         ledger: Ledger | None = None,
+        shadow: ShadowSampler | None = None,
         default_collection: str = "default",
         local_model_name: str = "local",
         max_tokens: int = 256,
@@ -83,6 +87,7 @@ class Cascade:
         self.paid = paid
         self.cache = cache
         self.ledger = ledger
+        self.shadow = shadow
         self.default_collection = default_collection
         self.local_model_name = local_model_name
         self.max_tokens = max_tokens
@@ -227,7 +232,7 @@ class Cascade:
                     yield self._finish(req, hit)
                     return
             passages = retriever.search(req.question)
-        messages = self._messages(req, passages)
+        messages = req.messages = self._messages(req, passages)
 
         if req.mode == "paid":  # the caller chose the tier: nothing to decide
             yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
@@ -259,7 +264,7 @@ class Cascade:
         if generation is None:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
-        judgement = self.evaluator.judge(req.question, passages, generation)
+        judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
         decision = decide(
             judgement,
             self.policy,
@@ -383,7 +388,7 @@ class Cascade:
         assert result is not None
         paid_cost = 0
         if reservation is not None and self.ledger is not None:
-            paid_cost = self.ledger.settle(reservation, _ledger_usage(result))
+            paid_cost = self.ledger.settle(reservation, ledger_usage(result))
         answer = self._answer(
             req,
             text=result.text,
@@ -507,6 +512,8 @@ class Cascade:
         answer.latency_ms = (time.perf_counter() - req.started) * 1000
         if self.ledger is not None:
             self._record(req, answer)
+        if self.shadow is not None:
+            self._shadow(req, answer)
         if (
             self.cache is not None
             and (answer.tier == "paid" or (answer.tier == "local" and req.mode == "cascade"))
@@ -527,6 +534,22 @@ class Cascade:
                 [(s.id, content_hash(s.text)) for s in answer.sources],
             )
         return answer
+
+    def _shadow(self, req: _Request, answer: CascadeAnswer) -> None:
+        """Count the answer toward the live estimates, and maybe queue a paid check of it: only a local
+        answer the cascade itself chose to serve, on retrieval it ran (the caller's passages are not)."""
+        assert self.shadow is not None
+        self.shadow.observe(answer)
+        if (
+            req.mode == "cascade"
+            and answer.tier == "local"
+            and not answer.degraded
+            and req.passages is None
+            and req.messages is not None
+        ):
+            self.shadow.maybe_check(
+                request_id=req.request_id, collection=req.collection, messages=req.messages, answer=answer
+            )
 
     def _record_disconnect(
         self, req: _Request, passages: Sequence[Passage], messages: list[dict[str, str]], streamed: list[str]
@@ -612,15 +635,3 @@ def _attribution_tail(streamed: str, final: str) -> Iterator[str]:
 def _capped(configured: int, requested: int | None) -> int:
     """A request may ask for fewer tokens than configured, never more (cost and latency stay bounded)."""
     return configured if requested is None else min(configured, requested)
-
-
-def _ledger_usage(result: PaidResult) -> Usage:
-    from assistant.ledger import Usage
-
-    usage = result.usage
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cached_prompt_tokens=min(usage.cached_prompt_tokens, usage.prompt_tokens),
-        estimated=usage.estimated,
-    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from assistant.answering.calibration import Calibration
+from assistant.answering.calibration import Calibration, Calibrations
 from assistant.answering.decision import Judgement
 from assistant.answering.features import extract_features
 
@@ -20,11 +20,23 @@ if TYPE_CHECKING:
 
 
 class Evaluator:
-    """Judges a local answer with the calibration's models over :mod:`~assistant.answering.features`."""
+    """Judges a local answer with the calibration's models over :mod:`~assistant.answering.features`:
+    the collection's own calibration when ``penny calibrate`` fitted one, else the default."""
 
-    def __init__(self, calibration: Calibration, embedder: Embedder | None = None) -> None:
-        self.calibration = calibration
+    def __init__(
+        self,
+        calibration: Calibration | Calibrations,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.calibrations = (
+            calibration if isinstance(calibration, Calibrations) else Calibrations(calibration)
+        )
         self._embedder = embedder
+
+    @property
+    def calibration(self) -> Calibration:
+        """The default calibration (collections without their own)."""
+        return self.calibrations.default
 
     @property
     def embedder(self) -> Embedder:
@@ -39,13 +51,20 @@ class Evaluator:
     ) -> dict[str, float]:
         return extract_features(question, passages, generation, self.embedder)
 
-    def judge(self, question: str, passages: Sequence[Passage], generation: Generation) -> Judgement:
+    def judge(
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        generation: Generation,
+        collection: str | None = None,
+    ) -> Judgement:
         features = self.features(question, passages, generation)
+        calibration = self.calibrations.for_collection(collection)
         return Judgement(
-            p_correct=self.calibration.probability(features),
-            p_answerable=self.calibration.p_answerable(features),
-            abstain_below=self.calibration.abstain_below,
+            p_correct=calibration.probability(features),
+            p_answerable=calibration.p_answerable(features),
+            abstain_below=calibration.abstain_below,
             features=features,
             local_abstained=bool(features["abstained"]),
-            p_paid_helps=self.calibration.p_paid_helps(features),
+            p_paid_helps=calibration.p_paid_helps(features),
         )

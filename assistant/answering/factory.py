@@ -6,10 +6,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from assistant.answering.cache import SemanticCache
-from assistant.answering.calibration import Calibration
+from assistant.answering.calibration import Calibration, Calibrations
 from assistant.answering.cascade import Cascade
 from assistant.answering.decision import Policy
 from assistant.answering.evaluator import Evaluator
+from assistant.answering.shadow import ShadowSampler
 
 if TYPE_CHECKING:
     from assistant.ledger import Ledger
@@ -21,8 +22,10 @@ if TYPE_CHECKING:
 
 
 def build_evaluator(settings: Settings, embedder: Embedder) -> Evaluator:
-    """The evaluator with the configured calibration file (the bundled one by default)."""
-    return Evaluator(Calibration.load(settings.cascade.calibration_file), embedder)
+    """The evaluator with the configured calibration file (the bundled one by default), and each
+    collection's own from ``penny calibrate`` where there is one."""
+    default = Calibration.load(settings.cascade.calibration_file)
+    return Evaluator(Calibrations(default, settings.calibration_dir), embedder)
 
 
 def build_cache(settings: Settings, embedder: Embedder) -> SemanticCache | None:
@@ -31,6 +34,21 @@ def build_cache(settings: Settings, embedder: Embedder) -> SemanticCache | None:
     if not cascade.cache_enabled:
         return None
     return SemanticCache(embedder, settings.data_dir / "semantic_cache.sqlite", cascade.cache_min_similarity)
+
+
+def build_shadow(settings: Settings, paid: PaidClient | None, ledger: Ledger | None) -> ShadowSampler | None:
+    """The shadow sampler, when a paid tier and a ledger exist and ``cascade.shadow_rate`` > 0."""
+    cascade = settings.cascade
+    if paid is None or ledger is None or cascade.shadow_rate <= 0:
+        return None
+    return ShadowSampler(
+        paid,
+        ledger,
+        rate=cascade.shadow_rate,
+        budget_usd=cascade.shadow_budget_usd,
+        min_precision=cascade.shadow_min_precision,
+        window=cascade.shadow_window,
+    )
 
 
 def build_cascade(
@@ -42,6 +60,7 @@ def build_cascade(
     embedder: Embedder,
     paid: PaidClient | None,
     cache: SemanticCache | None = None,
+    shadow: ShadowSampler | None = None,
 ) -> Cascade:
     """A :class:`Cascade` with the configured evaluator, policy, token limits and answer style.
 
@@ -56,6 +75,7 @@ def build_cascade(
         paid=paid,
         cache=cache,
         ledger=ledger,
+        shadow=shadow,
         default_collection=settings.index.collection,
         local_model_name=settings.models.local,
         max_tokens=settings.models.max_tokens,

@@ -116,6 +116,9 @@ def create_app(
             from assistant.local.pool.metrics import pool_registry
 
             pool_registry(penny.pool, service_metrics.registry)  # queue, slots, memory on /metrics
+        shadow = penny.cascade.shadow
+        if shadow is not None:
+            service_metrics.watch_shadow(shadow)  # live precision and escalation rate on /metrics
         if warm_up:
             penny.warm_up()  # load models before the first request, so "ready" means ready
 

@@ -11,10 +11,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
+    from assistant.answering.shadow import ShadowSampler
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -69,6 +70,25 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+    def watch_shadow(self, shadow: ShadowSampler) -> None:
+        """Gauges read from the shadow sampler at scrape time (NaN until there is anything to estimate)."""
+        nan = float("nan")
+        for name, doc, read in (
+            (
+                "penny_local_precision_estimate",
+                "Share of recent shadow-checked local answers the paid tier agreed with.",
+                shadow.precision,
+            ),
+            (
+                "penny_escalation_rate",
+                "Share of recent answers escalated to the paid tier.",
+                shadow.escalation_rate,
+            ),
+            ("penny_shadow_labels", "Shadow labels in the precision estimate's window.", shadow.label_count),
+        ):
+            gauge = Gauge(name, doc, registry=self.registry)
+            gauge.set_function(lambda read=read: nan if (value := read()) is None else float(value))
 
     def observe_answer(self, answer: CascadeAnswer) -> None:
         """Count one answer: its tier, latency, escalation or degradation, and cost."""

@@ -493,3 +493,44 @@ def test_expected_loss_abstains_when_the_question_looks_unanswerable(penny, loca
     # Paying buys a second wrong answer (P(paid helps) 0.05), serving is likely wrong: abstain.
     assert answer.action == "abstain" and answer.tier == "none" and answer.answer == ABSTAIN_PHRASE
     assert answer.reason.startswith("unanswerable ") and fake.requests == []
+
+
+@pytest.mark.parametrize("failure", [None, Reply(kind="status", status=503)])
+def test_a_shadow_check_never_changes_delays_or_bills_the_users_answer(
+    penny, local, fake, paid_server, tmp_path: Path, failure: Reply | None
+) -> None:  # type: ignore[no-untyped-def]
+    from assistant.answering.shadow import SHADOW_ACCOUNT, ShadowSampler
+    from assistant.ledger import Principal
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
+    cascade = build(penny, local, paid_server[1], ledger=ledger)
+    plain = cascade.answer(QUESTION, threshold=0.0, request_id="plain")
+    fake.default = Reply(text=PAID_TEXT, delay_s=1.5)  # a slow paid tier: the answer must not wait for it
+    if failure is not None:
+        fake.queue(replace(failure, delay_s=1.5))
+    assert cascade.paid is not None
+    cascade.shadow = ShadowSampler(cascade.paid, ledger, rate=1.0, budget_usd=1.0)
+    try:
+        user = ledger.add_user("alice")
+        alice = Principal(user.id, user.name)
+        ledger.set_budget("alice", 10**6, "day")
+        answer = cascade.answer(QUESTION, threshold=0.0, principal=alice, request_id="shadowed")
+        pending = ledger.shadow_labels()  # the paid tier takes 1.5 s: the answer came back before it
+        cascade.shadow.close(wait=True)  # let the background check finish
+        labels = ledger.shadow_labels()
+        shadow_spend = ledger.budget_status(ledger.system_account(SHADOW_ACCOUNT))
+        alice_spend = ledger.budget_status(alice)
+        row = ledger.answer("shadowed")
+    finally:
+        ledger.close()
+    assert answer.tier == "local" and answer.answer == plain.answer and not answer.degraded
+    assert pending == [] and len(fake.requests) == 1  # checked in the background, once
+    assert alice_spend is not None and alice_spend.committed_micro_usd == 0
+    assert row is not None and row["paid_cost_micro_usd"] == 0 and row["tier"] == "local"
+    assert shadow_spend is not None
+    if failure is None:
+        [label] = labels
+        assert label.request_id == "shadowed" and label.paid_answer == PAID_TEXT
+        assert shadow_spend.committed_micro_usd == label.paid_cost_micro_usd > 0
+    else:
+        assert labels == [] and shadow_spend.committed_micro_usd == 0
