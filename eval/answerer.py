@@ -20,7 +20,7 @@ from eval.runs import RunError, TierCall, needed_tiers, parse_configs
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
-    from assistant.ledger import Ledger
+    from assistant.ledger import Ledger, Principal
     from assistant.paid import PaidClient
     from assistant.settings import Settings
     from eval.datasets import Dataset
@@ -38,12 +38,14 @@ class CascadeAnswerer:
         paid: PaidClient | None,
         *,
         collection: str,
+        principal: Principal | None = None,
     ) -> None:
         self.cascade = cascade
         self.retriever = retriever
         self.ledger = ledger
         self.paid = paid
         self.collection = collection
+        self.principal = principal  # charged for the run's calls; None: the system user
 
     @property
     def policy(self) -> Policy:
@@ -60,6 +62,7 @@ class CascadeAnswerer:
             collection=self.collection,
             mode="local",
             request_id=request_id,
+            principal=self.principal,
             passages=passages,
             route_before_generation=False,
         )
@@ -76,7 +79,12 @@ class CascadeAnswerer:
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall:
         answer = self.cascade.answer(
-            question, collection=self.collection, mode="paid", request_id=request_id, passages=passages
+            question,
+            collection=self.collection,
+            mode="paid",
+            request_id=request_id,
+            passages=passages,
+            principal=self.principal,
         )
         return self._call(answer, request_id)
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from assistant.answering.calibration import Calibration
+    from assistant.settings import Settings
+    from eval.answerer import CascadeAnswerer
 
 DEFAULT_CONFIGS = ("local", "paid", "cascade", "sweep", "frontier")
 EXIT_COST_LIMIT = 3
@@ -63,6 +69,17 @@ def eval_group() -> None:
     default=None,
     help="Answer from this existing collection (JSONL without contexts). Default: eval-<dataset>.",
 )
+@click.option(
+    "--calibration",
+    type=click.Choice(["shipped", "synthetic"]),
+    default="shipped",
+    show_default=True,
+    help="synthetic: fit the evaluator on questions the paid tier writes from the collection, then "
+    "score the dataset's real questions with it (no real label is used to fit).",
+)
+@click.option(
+    "--synthetic-questions", type=int, default=300, show_default=True, help="With --calibration synthetic."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     dataset_path: Path,
@@ -72,6 +89,8 @@ def run_command(
     out_dir: Path | None,
     max_cost_usd: str | None,
     collection: str | None,
+    calibration: str,
+    synthetic_questions: int,
     quiet: bool,
 ) -> None:
     """Ask every question once per tier and write results.jsonl, report.md and frontier.png."""
@@ -96,6 +115,11 @@ def run_command(
             "seed": seed,
             "default_rule": answerer.policy.rule,
         }
+        synthetic = None
+        if calibration == "synthetic":
+            synthetic = _synthetic_calibration(
+                settings, answerer, meta, out, synthetic_questions, max_cost_micro_usd, seed, quiet
+            )
         outcome = EvalRun(
             questions,
             answerer,
@@ -111,12 +135,71 @@ def run_command(
         f"{len(outcome.records)}/{len(questions)} questions done ({outcome.asked} asked now), "
         f"spent ${outcome.spent_micro_usd / 1e6:.6f}; results: {outcome.out_dir / 'results.jsonl'}"
     )
-    if outcome.records:
-        report, frontier = write_report(outcome.out_dir, outcome.records, parsed, meta)
+    records = outcome.records
+    if records and synthetic is not None:
+        from eval.calibrate import refresh_features, rescored
+        from eval.self_calibration import write_synthetic_report
+
+        # Every question judged by the synthetic fit, including those a resumed run answered before
+        # (whose records may predate a feature: it is computed from the stored answer).
+        records = refresh_features(records, meta["collection"])
+        features = [r.judgement.features if r.judgement else {} for r in records]
+        records = rescored(
+            records,
+            [synthetic.probability(f) if f else 0.0 for f in features],
+            [synthetic.p_answerable(f) if f else None for f in features],
+            [synthetic.p_paid_helps(f) if f else None for f in features],
+        )
+        path, comparisons = write_synthetic_report(outcome.out_dir, records, synthetic, meta, seed=seed)
+        for c in comparisons:
+            ratio = "–" if c.ratio is None else f"{100 * c.ratio:.0f} %"
+            click.echo(
+                f"{c.name}: AUROC on the real questions {c.auroc_synthetic or 0:.3f} (synthetic fit) vs "
+                f"{c.auroc_real_oof or 0:.3f} (real labels, out of fold): {ratio}"
+            )
+        click.echo(f"synthetic calibration report: {path}")
+    if records:
+        report, frontier = write_report(outcome.out_dir, records, parsed, meta)
         click.echo(f"report: {report}" + (f", frontier: {frontier}" if frontier else ""))
     if outcome.stopped:
         click.echo(f"{outcome.stopped}; raise --max-cost-usd and re-run the same command to go on", err=True)
         sys.exit(EXIT_COST_LIMIT)
+
+
+def _synthetic_calibration(
+    settings: Settings,
+    answerer: CascadeAnswerer,
+    meta: dict[str, Any],
+    out: Path,
+    questions: int,
+    max_cost_micro_usd: int | None,
+    seed: int,
+    quiet: bool,
+) -> Calibration:
+    """Fit on questions written from the run's collection, and judge the run's answers with that fit."""
+    from assistant.answering.calibration import Calibration
+    from assistant.answering.evaluator import Evaluator
+    from eval.self_calibration import calibrate_collection
+
+    fitted = calibrate_collection(
+        settings,
+        meta["collection"],
+        questions=questions,
+        max_cost_micro_usd=max_cost_micro_usd,
+        seed=seed,
+        progress=not quiet,
+        out=out / "synthetic-calibration.json",
+        synthetic_gate=True,  # measure all three decisions as fitted on synthetic questions
+    )
+    for line in fitted.lines():
+        click.echo(line)
+    if fitted.stopped or fitted.path is None:
+        sys.exit(EXIT_COST_LIMIT)
+    calibration = Calibration.load(fitted.path)
+    answerer.cascade.evaluator = Evaluator(calibration, answerer.cascade.evaluator.embedder)
+    meta["calibration_file"] = f"{fitted.path} (synthetic, {len(fitted.generation.questions)} questions)"
+    meta["synthetic_spent_micro_usd"] = fitted.spent_micro_usd
+    return calibration
 
 
 @eval_group.command("calibrate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from assistant.cli.core import ask, models
-from assistant.cli.eval_cmds import eval_cmd
+from assistant.cli.eval_cmds import calibrate_cmd, eval_cmd
 from assistant.cli.index_cmds import collections, ingest
 from assistant.cli.ledger_cmds import COMMANDS as LEDGER_COMMANDS
 from assistant.cli.paid_cmds import paid
@@ -19,7 +19,18 @@ def cli() -> None:
     """Penny: answers from your documents with a small local model; pays for a big one only when it must."""
 
 
-for command in (models, ingest, collections, ask, serve, paid, eval_cmd, settings_cmd, *LEDGER_COMMANDS):
+for command in (
+    models,
+    ingest,
+    collections,
+    ask,
+    serve,
+    paid,
+    eval_cmd,
+    calibrate_cmd,
+    settings_cmd,
+    *LEDGER_COMMANDS,
+):
     cli.add_command(command)
 
 

@@ -27,6 +27,7 @@ from eval.runs import (
     read_results,
 )
 from index.retrieval import Passage
+from tests.support.fake_paid import completion_body
 from tests.support.servers import running_server
 
 MINI = Path(__file__).parents[1] / "data" / "squad2-mini.json"
@@ -43,19 +44,7 @@ def fake_upstream_app(answers: dict[str, str]) -> Any:
         prompt = "\n".join(m["content"] for m in data["messages"])
         question = prompt.rsplit("Question:", 1)[-1].strip()
         text = answers.get(question, ABSTAIN_PHRASE)
-        return {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "model": data["model"],
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
-            "usage": {
-                "prompt_tokens": len(prompt) // 4,
-                "completion_tokens": len(text) // 4 + 1,
-                "total_tokens": len(prompt) // 4 + len(text) // 4 + 1,
-            },
-        }
+        return completion_body(data["model"], prompt, text)
 
     return Litestar([chat])
 

@@ -106,3 +106,20 @@ class FakePaid:
         if with_usage:
             yield f"data: {json.dumps({**base, 'choices': [], 'usage': self._usage(reply)})}\n\n".encode()
         yield b"data: [DONE]\n\n"
+
+
+def completion_body(model: str, prompt: str, text: str) -> dict[str, Any]:
+    """An OpenAI chat completion answering ``text``, with token counts estimated from the lengths: for
+    test upstreams that compute their reply from the prompt."""
+    prompt_tokens, completion_tokens = len(prompt) // 4, len(text) // 4 + 1
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }

@@ -1,0 +1,473 @@
+"""Calibration questions written by the paid tier from a collection's own chunks, so the evaluator can be
+fitted on a team's documents before any real question has been labelled.
+
+Three kinds, mixed like SQuAD 2.0 (half answerable, most unanswerable ones adversarial):
+
+- ``answerable``: a question about one chunk, with a short answer that must occur verbatim in it;
+  anything else is rejected and the next chunk drawn.
+- ``swapped``: such a question with its key entity or number swapped for one the chunk lacks (a name from
+  another chunk, a shifted year). It reads like the documents and is not answered by them.
+- ``off_topic``: a question about a subject the collection does not cover.
+
+An unanswerable probe is kept only when the paid tier, shown what the cascade's retrieval returns for it,
+says those passages do not answer it. Every paid call is charged to the ledger under a system account.
+The output is an eval dataset (JSONL), so the same run loop, labels and fit as ``eval run`` apply.
+
+Resumable: each drawn chunk is logged in ``attempts.jsonl`` before the next is drawn; a rerun skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from assistant.answering.charged import charged_chat
+from assistant.answering.features import normalize, retrieval_top_and_margin
+from assistant.answering.prompts import format_sources
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+    from assistant.ledger import Ledger, Principal
+    from assistant.paid import PaidClient
+    from index.retrieval import Passage
+
+Kind = Literal["answerable", "swapped", "off_topic"]
+CALIBRATION_ACCOUNT = "penny-calibrate"
+MAX_ANSWER_WORDS = 8  # SQuAD answers are mostly shorter; the prompt asks for at most four words
+MAX_CHUNK_CHARS = 1200
+OFF_TOPIC_SHARE = 0.25  # of the unanswerable probes; the rest are swaps, the hard kind
+OFF_TOPICS: tuple[str, ...] = (
+    "volcanoes",
+    "the rules of cricket",
+    "baking bread",
+    "the planet Neptune",
+    "jazz saxophonists",
+    "the history of chess",
+    "coral reefs",
+    "Formula One racing",
+    "medieval Japanese castles",
+    "honeybees",
+    "the Amazon river",
+    "Olympic swimming records",
+)
+
+QUESTION_PROMPT = (
+    "Passage:\n{chunk}\n\n"
+    "Write one question that this passage answers, and its answer: a name, number, date or phrase of "
+    "at most four words, copied exactly from the passage. Reply in exactly this format:\n"
+    "Question: <question>\nAnswer: <answer>"
+)
+OFF_TOPIC_PROMPT = "Write one short factual question about {topic}. Reply with only the question."
+CHECK_PROMPT = (
+    "Sources:\n{sources}\n\nQuestion: {question}\n\n"
+    "Do the sources above state the answer to exactly this question? Careful: the question may name a "
+    "person, place, date or number that the sources never mention, and then the answer is no. "
+    "Reply with only yes or no."
+)
+_QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*\n+\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
+_ENTITY = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\b")
+_NUMBER = re.compile(r"\b\d{2,4}\b")
+_WORD = re.compile(r"\b[a-z]{7,}\b")
+_QUESTION_WORDS = frozenset(
+    [
+        "What",
+        "Who",
+        "Whom",
+        "Whose",
+        "When",
+        "Where",
+        "Which",
+        "Why",
+        "How",
+        "In",
+        "On",
+        "At",
+        "By",
+        "For",
+        "From",
+        "To",
+        "Of",
+        "During",
+        "After",
+        "Before",
+        "Did",
+        "Does",
+        "Do",
+        "Is",
+        "Are",
+        "Was",
+        "Were",
+        "Can",
+        "Could",
+        "According",
+    ]
+)
+_LEADING_WORDS = _QUESTION_WORDS | frozenset(
+    ["The", "A", "An", "This", "That", "These", "Those", "It", "His", "Her"]
+)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: str
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class SyntheticQuestion:
+    id: str
+    question: str
+    answers: tuple[str, ...]  # empty: the collection does not answer it
+    kind: Kind
+    chunk_id: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "question": self.question,
+            "answers": list(self.answers),
+            "kind": self.kind,
+            "chunk_id": self.chunk_id,
+        }
+
+
+@dataclass
+class GenerationOutcome:
+    questions: list[SyntheticQuestion]
+    attempts: int
+    rejected: dict[str, int] = field(default_factory=dict)  # reason → count
+    spent_micro_usd: int = 0
+    stopped: str | None = None  # why generation stopped short (the cost limit), None when done
+
+
+def collection_chunks(collection: Collection, seed: int) -> list[Chunk]:
+    """Every chunk, in an order that visits sources round-robin (seeded): a draw spreads across the
+    collection's documents instead of exhausting the first one."""
+    found = collection.get(include=["documents", "metadatas"])
+    by_source: dict[str, list[Chunk]] = {}
+    for chunk_id, text, meta in zip(
+        found["ids"], found["documents"] or [], found["metadatas"] or [], strict=True
+    ):
+        source = str((meta or {}).get("source", chunk_id))
+        by_source.setdefault(source, []).append(Chunk(chunk_id, text or "", source))
+    rng = random.Random(seed)
+    queues = [by_source[s] for s in sorted(by_source)]
+    rng.shuffle(queues)
+    for queue in queues:
+        rng.shuffle(queue)
+    ordered: list[Chunk] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop())
+    return ordered
+
+
+def parse_question(reply: str) -> tuple[str, str] | None:
+    """(question, answer) from a "Question: … / Answer: …" reply, or None."""
+    match = _QA.search(reply)
+    if match is None:
+        return None
+    question = " ".join(match.group("q").split())
+    answer = match.group("a").strip().splitlines()[0].strip().strip("\"'“”").rstrip(".").strip()
+    return (question, answer) if question and answer else None
+
+
+def answer_problem(question: str, answer: str, chunk: str) -> str | None:
+    """Why a generated (question, answer) is unusable, or None. The answer must occur verbatim in the
+    chunk (whitespace aside), be short, and not be given away by the question."""
+    flat = " ".join(chunk.split()).lower()
+    if not is_question(question):
+        return "not_a_question"
+    if len(answer.split()) > MAX_ANSWER_WORDS:
+        return "answer_too_long"
+    if " ".join(answer.split()).lower() not in flat:
+        return "answer_not_verbatim"
+    if answer.lower() in question.lower():
+        return "answer_in_question"
+    return None
+
+
+def is_question(text: str) -> bool:
+    return text.endswith("?") and 3 <= len(text.split()) <= 30
+
+
+def swap_entity(
+    question: str, chunk: str, donors: Sequence[str], rng: random.Random, words: Sequence[str] = ()
+) -> tuple[str, str] | None:
+    """(``question`` with one name or number replaced by one ``chunk`` lacks, what was put in), or None.
+
+    A name comes from another chunk (``donors``), so the probe still reads like the documents; a number
+    is shifted. Names the chunk mentions are preferred: they are what the question is about.
+    """
+    names = [m for m in _ENTITY.finditer(question) if m.group().split()[0] not in _QUESTION_WORDS]
+    names.sort(key=lambda m: m.group() not in chunk)  # names the chunk mentions first
+    names = [m for m in names if m.group() in chunk] or names
+    if names:
+        target = rng.choice(names)
+        candidates = sorted(
+            {d for d in donors if d not in chunk and d != target.group() and d not in question}
+        )
+        if candidates:
+            donor = rng.choice(candidates)
+            return question[: target.start()] + donor + question[target.end() :], donor
+    numbers = list(_NUMBER.finditer(question))
+    if numbers:
+        target = rng.choice(numbers)
+        value = int(target.group())
+        for _ in range(10):
+            shifted = str(value + rng.choice([-1, 1]) * rng.randint(3, 40))
+            if shifted not in chunk and int(shifted) > 0:
+                return question[: target.start()] + shifted + question[target.end() :], shifted
+    # No name or number: swap the question's longest word the chunk uses for a long word it lacks.
+    pool = sorted({w for w in words if w not in chunk.lower()})
+    in_question = [m for m in _WORD.finditer(question) if m.group().lower() in chunk.lower()]
+    if in_question and pool:
+        target = max(in_question, key=lambda m: len(m.group()))
+        donor = rng.choice(pool)
+        return question[: target.start()] + donor + question[target.end() :], donor
+    return None
+
+
+def entities(text: str) -> list[str]:
+    """Capitalised names in ``text`` (multi-word kept whole), the donors for :func:`swap_entity`."""
+    names = []
+    for match in _ENTITY.finditer(text):
+        words = match.group().split()
+        while words and words[0] in _LEADING_WORDS:  # "In Britain" at a sentence start is "Britain"
+            words = words[1:]
+        if words and len(" ".join(words)) > 3:
+            names.append(" ".join(words))
+    return names
+
+
+class QuestionWriter:
+    """Draws chunks and asks the paid tier for questions until ``n`` are kept (half answerable)."""
+
+    def __init__(
+        self,
+        paid: PaidClient,
+        ledger: Ledger,
+        chunks: Sequence[Chunk],
+        retrieve: object,  # Callable[[str], list[Passage]]: the cascade's own retrieval
+        out_dir: Path,
+        *,
+        seed: int = 0,
+        max_cost_micro_usd: int | None = None,
+        progress: bool = True,
+        retrieval_floor: float = 0.25,
+    ) -> None:
+        self.paid = paid
+        self.retrieval_floor = retrieval_floor  # the cascade's: below it, nothing relevant was retrieved
+        self.ledger = ledger
+        self.chunks = list(chunks)
+        self.retrieve = retrieve
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.max_cost_micro_usd = max_cost_micro_usd
+        self.progress = progress
+        self.questions_path = self.out_dir / "questions.jsonl"
+        self.attempts_path = self.out_dir / "attempts.jsonl"
+        self._principal: Principal | None = None
+        self._donors = sorted({name for chunk in self.chunks for name in entities(chunk.text)})
+        self._words = sorted({w for chunk in self.chunks for w in _WORD.findall(chunk.text)})
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            self._principal = self.ledger.system_account(CALIBRATION_ACCOUNT)
+        return self._principal
+
+    def run(self, n: int) -> GenerationOutcome:
+        from tqdm import tqdm
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        kept = _read_jsonl(self.questions_path)
+        attempts = _read_jsonl(self.attempts_path)
+        done = {a["attempt"] for a in attempts}
+        outcome = GenerationOutcome(
+            questions=[_question(row) for row in kept],
+            attempts=len(attempts),
+            spent_micro_usd=sum(int(a.get("cost_micro_usd", 0)) for a in attempts),
+        )
+        for a in attempts:
+            if a.get("rejected"):
+                outcome.rejected[a["rejected"]] = outcome.rejected.get(a["rejected"], 0) + 1
+        want = {"answerable": n - n // 2, "unanswerable": n // 2}
+        seen = {normalize(q.question) for q in outcome.questions}
+        bar = tqdm(
+            total=n, initial=len(outcome.questions), desc="questions", unit="q", disable=not self.progress
+        )
+        try:
+            for attempt, kind, chunk in self._plan():
+                have = _counts(outcome.questions)
+                if have["answerable"] >= want["answerable"] and have["unanswerable"] >= want["unanswerable"]:
+                    break
+                group = "answerable" if kind == "answerable" else "unanswerable"
+                if attempt in done or have[group] >= want[group]:
+                    continue
+                if kind == "off_topic" and have["off_topic"] >= math.ceil(
+                    OFF_TOPIC_SHARE * want["unanswerable"]
+                ):
+                    continue  # the easy kind: capped, so the probes stay mostly adversarial
+                if self.max_cost_micro_usd is not None and outcome.spent_micro_usd >= self.max_cost_micro_usd:
+                    outcome.stopped = (
+                        f"stopped at the cost limit (${self.max_cost_micro_usd / 1e6:.4f}) with "
+                        f"{len(outcome.questions)} of {n} questions"
+                    )
+                    break
+                question, rejected, cost = self._attempt(attempt, kind, chunk)
+                outcome.attempts += 1
+                outcome.spent_micro_usd += cost
+                if question is not None and normalize(question.question) in seen:
+                    question, rejected = None, "duplicate"
+                if question is not None:
+                    seen.add(normalize(question.question))
+                    outcome.questions.append(question)
+                    _append(self.questions_path, question.to_dict())
+                    bar.update(1)
+                else:
+                    outcome.rejected[rejected or "?"] = outcome.rejected.get(rejected or "?", 0) + 1
+                _append(
+                    self.attempts_path,
+                    {
+                        "attempt": attempt,
+                        "kind": kind,
+                        "chunk_id": chunk.id,
+                        "rejected": rejected,
+                        "cost_micro_usd": cost,
+                    },
+                )
+                bar.set_postfix(spent=f"${outcome.spent_micro_usd / 1e6:.4f}")
+        finally:
+            bar.close()
+        return outcome
+
+    def _plan(self) -> Iterator[tuple[str, Kind, Chunk]]:
+        """Attempts in a fixed order for a seed: chunk i is drawn for an answerable question, a swap or
+        an off-topic probe by turns, so a resumed run draws exactly what the first one would have."""
+        rng = random.Random(self.seed)
+        for i, chunk in enumerate(self.chunks * 3):  # more passes if the first rejected too many
+            roll = rng.random()
+            kind: Kind
+            kind = "answerable" if i % 2 == 0 else "off_topic" if roll < OFF_TOPIC_SHARE else "swapped"
+            yield f"{i}:{kind}:{chunk.id}", kind, chunk
+
+    def _attempt(
+        self, attempt: str, kind: Kind, chunk: Chunk
+    ) -> tuple[SyntheticQuestion | None, str | None, int]:
+        """(question or None, why rejected, cost)."""
+        from assistant.paid import PaidError
+
+        rng = random.Random(f"{self.seed}:{attempt}")
+        cost = 0
+        try:
+            if kind == "off_topic":
+                reply, cost = self._ask(
+                    attempt, "topic", OFF_TOPIC_PROMPT.format(topic=rng.choice(OFF_TOPICS)), 48
+                )
+                text = " ".join(reply.split()).strip("\"'")
+                if not is_question(text):
+                    return None, "not_a_question", cost
+                return self._checked(attempt, text, "off_topic", None, cost)
+            reply, cost = self._ask(
+                attempt, "write", QUESTION_PROMPT.format(chunk=chunk.text[:MAX_CHUNK_CHARS]), 80
+            )
+            parsed = parse_question(reply)
+            if parsed is None:
+                return None, "unparsable", cost
+            question, answer = parsed
+            if kind == "answerable":
+                problem = answer_problem(question, answer, chunk.text[:MAX_CHUNK_CHARS])
+                if problem is not None:
+                    return None, problem, cost
+                return SyntheticQuestion(f"syn-{attempt}", question, (answer,), kind, chunk.id), None, cost
+            if not is_question(question):  # a swap's answer does not matter, only its question
+                return None, "not_a_question", cost
+            swapped = swap_entity(question, chunk.text, self._donors, rng, self._words)
+            if swapped is None:
+                return None, "nothing_to_swap", cost
+            return self._checked(attempt, swapped[0], "swapped", chunk.id, cost, swapped[1])
+        except PaidError as exc:
+            return None, f"paid_error:{exc.reason}", cost
+
+    def _checked(
+        self,
+        attempt: str,
+        question: str,
+        kind: Kind,
+        chunk_id: str | None,
+        cost: int,
+        swapped_in: str | None = None,
+    ) -> tuple[SyntheticQuestion | None, str | None, int]:
+        """Keep an unanswerable probe only if retrieval and the paid tier agree the collection does not
+        answer it: an off-topic question whose best passage scores below the cascade's retrieval floor needs
+        no paid check; otherwise the paid tier, shown the retrieved passages, must say they do not answer
+        it. (A swapped-in name may well occur elsewhere in the collection, as in SQuAD 2.0's own
+        unanswerable questions: only the check decides.)"""
+        passages: list[Passage] = self.retrieve(question)  # type: ignore[operator]
+        if kind == "off_topic" and retrieval_top_and_margin(passages)[0] < self.retrieval_floor:
+            return SyntheticQuestion(f"syn-{attempt}", question, (), kind, chunk_id), None, cost
+        if passages:
+            prompt = CHECK_PROMPT.format(sources=format_sources(passages), question=question)
+            reply, check_cost = self._ask(attempt, "check", prompt, 3)
+            cost += check_cost
+            if not reply.strip().lower().startswith("no"):
+                return None, "answered_by_collection", cost
+        return SyntheticQuestion(f"syn-{attempt}", question, (), kind, chunk_id), None, cost
+
+    def _ask(self, attempt: str, step: str, prompt: str, max_tokens: int) -> tuple[str, int]:
+        """One charged paid call under the calibration account; raises BudgetExceeded past its budget."""
+        result, cost = charged_chat(
+            self.paid,
+            self.ledger,
+            self.principal,
+            [{"role": "user", "content": prompt}],
+            request_id=f"calibrate:{step}:{attempt}:{uuid.uuid4().hex[:8]}",
+            max_tokens=max_tokens,
+        )
+        return result.text, cost
+
+
+def _counts(questions: Sequence[SyntheticQuestion]) -> dict[str, int]:
+    answerable = sum(1 for q in questions if q.answers)
+    off_topic = sum(1 for q in questions if q.kind == "off_topic")
+    return {"answerable": answerable, "unanswerable": len(questions) - answerable, "off_topic": off_topic}
+
+
+def _question(row: dict[str, object]) -> SyntheticQuestion:
+    return SyntheticQuestion(
+        id=str(row["id"]),
+        question=str(row["question"]),
+        answers=tuple(str(a) for a in row.get("answers") or []),  # type: ignore[union-attr]
+        kind=row.get("kind", "answerable"),  # type: ignore[arg-type]
+        chunk_id=row.get("chunk_id"),  # type: ignore[arg-type]
+    )
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSONL file; a last line cut short by a kill is dropped (it is redone)."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _append(path: Path, row: dict[str, object]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
