@@ -502,6 +502,33 @@ def _append(handle: Any, line: str) -> None:
     os.fsync(handle.fileno())
 
 
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one row durably (fsync), for files read back with :func:`read_jsonl`."""
+    with path.open("a", encoding="utf-8") as handle:
+        _append(handle, json.dumps(row, ensure_ascii=False))
+
+
+def read_jsonl(path: Path, what: str = "JSON") -> list[dict[str, Any]]:
+    """Rows of an append-only JSONL file; a line torn by a crash is cut off so appends stay well-formed."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    rows: list[dict[str, Any]] = []
+    good_end = 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break  # torn tail: the process died mid-write
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise RunError(f"{path} line {len(rows) + 1} is not {what} ({exc}); move it aside") from exc
+        good_end += len(line)
+    if good_end < len(raw):
+        with path.open("r+b") as handle:
+            handle.truncate(good_end)
+    return rows
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -509,29 +536,17 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def load_records(path: Path) -> list[QuestionRecord]:
-    """Records from ``calls.jsonl``; a line torn by a crash is cut off so appends stay well-formed.
+    """Records from ``calls.jsonl`` (a torn last line is cut off, see :func:`read_jsonl`).
 
     A question that appears more than once (re-asked after a partial record) keeps its last record for
     results, but every record's spend counts.
     """
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
     records: list[QuestionRecord] = []
-    good_end = 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # torn tail: the process died mid-write
+    for number, row in enumerate(read_jsonl(path, "a calls record"), start=1):
         try:
-            records.append(QuestionRecord.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            raise RunError(
-                f"{path} line {len(records) + 1} is not a calls record ({exc}); move it aside"
-            ) from exc
-        good_end += len(line)
-    if good_end < len(raw):
-        with path.open("r+b") as handle:
-            handle.truncate(good_end)
+            records.append(QuestionRecord.from_dict(row))
+        except (TypeError, KeyError) as exc:
+            raise RunError(f"{path} line {number} is not a calls record ({exc}); move it aside") from exc
     return records
 
 

@@ -18,12 +18,10 @@ Resumable: each drawn chunk is logged in ``attempts.jsonl`` before the next is d
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +29,8 @@ from typing import TYPE_CHECKING, Literal
 from assistant.answering.charged import charged_chat
 from assistant.answering.features import normalize, retrieval_top_and_margin
 from assistant.answering.prompts import format_sources
+from eval.runs import append_jsonl, read_jsonl
+from eval.synthetic_rules import WORD, answer_problem, entities, is_question, parse_question, swap_entity
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 Kind = Literal["answerable", "swapped", "off_topic"]
 CALIBRATION_ACCOUNT = "penny-calibrate"
-MAX_ANSWER_WORDS = 8  # SQuAD answers are mostly shorter; the prompt asks for at most four words
 MAX_CHUNK_CHARS = 1200
 OFF_TOPIC_SHARE = 0.25  # of the unanswerable probes; the rest are swaps, the hard kind
 OFF_TOPICS: tuple[str, ...] = (
@@ -71,47 +70,6 @@ CHECK_PROMPT = (
     "Do the sources above state the answer to exactly this question? Careful: the question may name a "
     "person, place, date or number that the sources never mention, and then the answer is no. "
     "Reply with only yes or no."
-)
-_QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*\n+\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
-_ENTITY = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\b")
-_NUMBER = re.compile(r"\b\d{2,4}\b")
-_WORD = re.compile(r"\b[a-z]{7,}\b")
-_QUESTION_WORDS = frozenset(
-    [
-        "What",
-        "Who",
-        "Whom",
-        "Whose",
-        "When",
-        "Where",
-        "Which",
-        "Why",
-        "How",
-        "In",
-        "On",
-        "At",
-        "By",
-        "For",
-        "From",
-        "To",
-        "Of",
-        "During",
-        "After",
-        "Before",
-        "Did",
-        "Does",
-        "Do",
-        "Is",
-        "Are",
-        "Was",
-        "Were",
-        "Can",
-        "Could",
-        "According",
-    ]
-)
-_LEADING_WORDS = _QUESTION_WORDS | frozenset(
-    ["The", "A", "An", "This", "That", "These", "Those", "It", "His", "Her"]
 )
 
 
@@ -172,84 +130,6 @@ def collection_chunks(collection: Collection, seed: int) -> list[Chunk]:
     return ordered
 
 
-def parse_question(reply: str) -> tuple[str, str] | None:
-    """(question, answer) from a "Question: … / Answer: …" reply, or None."""
-    match = _QA.search(reply)
-    if match is None:
-        return None
-    question = " ".join(match.group("q").split())
-    answer = match.group("a").strip().splitlines()[0].strip().strip("\"'“”").rstrip(".").strip()
-    return (question, answer) if question and answer else None
-
-
-def answer_problem(question: str, answer: str, chunk: str) -> str | None:
-    """Why a generated (question, answer) is unusable, or None. The answer must occur verbatim in the
-    chunk (whitespace aside), be short, and not be given away by the question."""
-    flat = " ".join(chunk.split()).lower()
-    if not is_question(question):
-        return "not_a_question"
-    if len(answer.split()) > MAX_ANSWER_WORDS:
-        return "answer_too_long"
-    if " ".join(answer.split()).lower() not in flat:
-        return "answer_not_verbatim"
-    if answer.lower() in question.lower():
-        return "answer_in_question"
-    return None
-
-
-def is_question(text: str) -> bool:
-    return text.endswith("?") and 3 <= len(text.split()) <= 30
-
-
-def swap_entity(
-    question: str, chunk: str, donors: Sequence[str], rng: random.Random, words: Sequence[str] = ()
-) -> tuple[str, str] | None:
-    """(``question`` with one name or number replaced by one ``chunk`` lacks, what was put in), or None.
-
-    A name comes from another chunk (``donors``), so the probe still reads like the documents; a number
-    is shifted. Names the chunk mentions are preferred: they are what the question is about.
-    """
-    names = [m for m in _ENTITY.finditer(question) if m.group().split()[0] not in _QUESTION_WORDS]
-    names.sort(key=lambda m: m.group() not in chunk)  # names the chunk mentions first
-    names = [m for m in names if m.group() in chunk] or names
-    if names:
-        target = rng.choice(names)
-        candidates = sorted(
-            {d for d in donors if d not in chunk and d != target.group() and d not in question}
-        )
-        if candidates:
-            donor = rng.choice(candidates)
-            return question[: target.start()] + donor + question[target.end() :], donor
-    numbers = list(_NUMBER.finditer(question))
-    if numbers:
-        target = rng.choice(numbers)
-        value = int(target.group())
-        for _ in range(10):
-            shifted = str(value + rng.choice([-1, 1]) * rng.randint(3, 40))
-            if shifted not in chunk and int(shifted) > 0:
-                return question[: target.start()] + shifted + question[target.end() :], shifted
-    # No name or number: swap the question's longest word the chunk uses for a long word it lacks.
-    pool = sorted({w for w in words if w not in chunk.lower()})
-    in_question = [m for m in _WORD.finditer(question) if m.group().lower() in chunk.lower()]
-    if in_question and pool:
-        target = max(in_question, key=lambda m: len(m.group()))
-        donor = rng.choice(pool)
-        return question[: target.start()] + donor + question[target.end() :], donor
-    return None
-
-
-def entities(text: str) -> list[str]:
-    """Capitalised names in ``text`` (multi-word kept whole), the donors for :func:`swap_entity`."""
-    names = []
-    for match in _ENTITY.finditer(text):
-        words = match.group().split()
-        while words and words[0] in _LEADING_WORDS:  # "In Britain" at a sentence start is "Britain"
-            words = words[1:]
-        if words and len(" ".join(words)) > 3:
-            names.append(" ".join(words))
-    return names
-
-
 class QuestionWriter:
     """Draws chunks and asks the paid tier for questions until ``n`` are kept (half answerable)."""
 
@@ -258,7 +138,7 @@ class QuestionWriter:
         paid: PaidClient,
         ledger: Ledger,
         chunks: Sequence[Chunk],
-        retrieve: object,  # Callable[[str], list[Passage]]: the cascade's own retrieval
+        retrieve: Callable[[str], list[Passage]],  # the cascade's own retrieval
         out_dir: Path,
         *,
         seed: int = 0,
@@ -279,7 +159,7 @@ class QuestionWriter:
         self.attempts_path = self.out_dir / "attempts.jsonl"
         self._principal: Principal | None = None
         self._donors = sorted({name for chunk in self.chunks for name in entities(chunk.text)})
-        self._words = sorted({w for chunk in self.chunks for w in _WORD.findall(chunk.text)})
+        self._words = sorted({w for chunk in self.chunks for w in WORD.findall(chunk.text)})
 
     @property
     def principal(self) -> Principal:
@@ -291,8 +171,8 @@ class QuestionWriter:
         from tqdm import tqdm
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        kept = _read_jsonl(self.questions_path)
-        attempts = _read_jsonl(self.attempts_path)
+        kept = read_jsonl(self.questions_path)
+        attempts = read_jsonl(self.attempts_path)
         done = {a["attempt"] for a in attempts}
         outcome = GenerationOutcome(
             questions=[_question(row) for row in kept],
@@ -333,11 +213,11 @@ class QuestionWriter:
                 if question is not None:
                     seen.add(normalize(question.question))
                     outcome.questions.append(question)
-                    _append(self.questions_path, question.to_dict())
+                    append_jsonl(self.questions_path, question.to_dict())
                     bar.update(1)
                 else:
                     outcome.rejected[rejected or "?"] = outcome.rejected.get(rejected or "?", 0) + 1
-                _append(
+                append_jsonl(
                     self.attempts_path,
                     {
                         "attempt": attempt,
@@ -414,7 +294,7 @@ class QuestionWriter:
         no paid check; otherwise the paid tier, shown the retrieved passages, must say they do not answer
         it. (A swapped-in name may well occur elsewhere in the collection, as in SQuAD 2.0's own
         unanswerable questions: only the check decides.)"""
-        passages: list[Passage] = self.retrieve(question)  # type: ignore[operator]
+        passages = self.retrieve(question)
         if kind == "off_topic" and retrieval_top_and_margin(passages)[0] < self.retrieval_floor:
             return SyntheticQuestion(f"syn-{attempt}", question, (), kind, chunk_id), None, cost
         if passages:
@@ -452,22 +332,3 @@ def _question(row: dict[str, object]) -> SyntheticQuestion:
         kind=row.get("kind", "answerable"),  # type: ignore[arg-type]
         chunk_id=row.get("chunk_id"),  # type: ignore[arg-type]
     )
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSONL file; a last line cut short by a kill is dropped (it is redone)."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def _append(path: Path, row: dict[str, object]) -> None:
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
