@@ -278,6 +278,18 @@ def rescored(
     ]
 
 
+def judged_by(records: Sequence[QuestionRecord], calibration: Calibration) -> list[QuestionRecord]:
+    """Copies of ``records`` whose three probabilities are ``calibration``'s on their stored features
+    (a record without a judgement is kept as it is)."""
+    features = [r.judgement.features if r.judgement else None for r in records]
+    return rescored(
+        records,
+        [0.0 if f is None else calibration.probability(f) for f in features],
+        [None if f is None else calibration.p_answerable(f) for f in features],
+        [None if f is None else calibration.p_paid_helps(f) for f in features],
+    )
+
+
 def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
     """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
     config is: the same derive and correctness rule as :func:`eval.report.local_correct_labels`."""

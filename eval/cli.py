@@ -137,19 +137,12 @@ def run_command(
     )
     records = outcome.records
     if records and synthetic is not None:
-        from eval.calibrate import refresh_features, rescored
-        from eval.self_calibration import write_synthetic_report
+        from eval.calibrate import judged_by, refresh_features
+        from eval.synthetic_report import write_synthetic_report
 
         # Every question judged by the synthetic fit, including those a resumed run answered before
         # (whose records may predate a feature: it is computed from the stored answer).
-        records = refresh_features(records, meta["collection"])
-        features = [r.judgement.features if r.judgement else {} for r in records]
-        records = rescored(
-            records,
-            [synthetic.probability(f) if f else 0.0 for f in features],
-            [synthetic.p_answerable(f) if f else None for f in features],
-            [synthetic.p_paid_helps(f) if f else None for f in features],
-        )
+        records = judged_by(refresh_features(records, meta["collection"]), synthetic)
         path, comparisons = write_synthetic_report(outcome.out_dir, records, synthetic, meta, seed=seed)
         for c in comparisons:
             ratio = "–" if c.ratio is None else f"{100 * c.ratio:.0f} %"

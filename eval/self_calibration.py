@@ -17,13 +17,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.runs import Config, EvalRun, QuestionRecord, RunError
+from eval.runs import Config, EvalRun, RunError
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
     from assistant.settings import Settings
     from eval.calibrate import CalibrationOutcome
     from eval.synthetic import GenerationOutcome
+
+
+def collection_work_dir(settings: Settings, collection: str) -> Path:
+    """Where ``penny calibrate --collection`` keeps its questions, attempts and eval run (to resume)."""
+    return settings.calibration_dir / f"{collection}.run"
+
 
 RUN_CONFIGS = (Config("local", "local"), Config("paid", "paid"), Config("cascade", "cascade"))
 
@@ -106,7 +111,7 @@ def calibrate_collection(
             "(offline: `penny paid serve` and PENNY_PAID__MODEL=qwen2.5-1.5b)"
         )
     target = out or collection_calibration_path(settings.calibration_dir, collection)
-    work = work_dir or settings.calibration_dir / f"{collection}.run"
+    work = work_dir or collection_work_dir(settings, collection)
     penny = Penny(settings)
     chunks = collection_chunks(get_collection(penny.chroma, collection), seed)
     if not chunks:
@@ -224,7 +229,7 @@ def refit_from_ledger(
     answerable: list[bool] = [not label.paid_abstained for label in labels]
     synthetic = 0
     if collection is not None:
-        calls = settings.calibration_dir / f"{collection}.run" / "run" / "calls.jsonl"
+        calls = collection_work_dir(settings, collection) / "run" / "calls.jsonl"
         if calls.exists():
             usable, ys = _training_set([r for r in load_records(calls) if r.complete])
             rows += [r.judgement.features for r in usable if r.judgement]
@@ -265,137 +270,3 @@ def _oof_auroc(
     if min(sum(labels), len(labels) - sum(labels)) < 2:
         return None
     return auroc(labels, out_of_fold(rows, labels, folds, seed, 0.1))
-
-
-@dataclass(frozen=True)
-class DecisionComparison:
-    name: str
-    n: int
-    auroc_synthetic: float | None  # the synthetic fit, scored on the real questions (never fitted on them)
-    auroc_real_oof: float | None  # fitted on the real labels, out of fold
-
-    @property
-    def ratio(self) -> float | None:
-        if self.auroc_synthetic is None or not self.auroc_real_oof:
-            return None
-        return self.auroc_synthetic / self.auroc_real_oof
-
-
-def compare_on_real(
-    records: Sequence[QuestionRecord], synthetic: Calibration, *, folds: int = 5, seed: int = 0
-) -> tuple[list[DecisionComparison], list[QuestionRecord], list[QuestionRecord]]:
-    """Each decision's AUROC on the real questions: the synthetic calibration's (fitted without a real
-    label) against a fit on the real labels (out of fold, the best that data can do).
-
-    Also returns the records rescored both ways, for the two cascade frontiers.
-    """
-    from eval.calibrate import (
-        PAID_HELPS_FEATURES,
-        _fit_decision,
-        _training_set,
-        paid_correct_labels,
-        rescored,
-    )
-    from eval.metrics import auroc
-
-    usable, labels = _training_set(records)
-    features = [r.judgement.features for r in usable if r.judgement]
-    has_answer = [r.has_answer for r in usable]
-    paid_right = paid_correct_labels(usable)
-    wrong = [i for i, y in enumerate(labels) if not y and paid_right[i] is not None]
-    options = {"folds": folds, "seed": seed, "regularization_c": None}
-    out: list[DecisionComparison] = []
-    oof: dict[str, list[float]] = {}
-    tasks = (
-        ("local_correct", features, labels, synthetic, None),
-        ("answerable", features, has_answer, synthetic.answerable, None),
-        (
-            "paid_helps",
-            [features[i] for i in wrong],
-            [bool(paid_right[i]) for i in wrong],
-            synthetic.paid_helps,
-            PAID_HELPS_FEATURES,
-        ),
-    )
-    for name, rows, ys, model, names in tasks:
-        fitted = _fit_decision(name, name, rows, ys, names=names, **options)  # type: ignore[arg-type]
-        if fitted is not None:
-            oof[name] = fitted[1]
-            if name == "paid_helps":  # scored on local-right questions too, by the fit on all local-wrong
-                helps: list[float | None] = [fitted[2].probability(f) for f in features]
-                for i, p in zip(wrong, fitted[1], strict=True):
-                    helps[i] = p
-        score = None if model is None else auroc(ys, [model.probability(r) for r in rows])
-        out.append(DecisionComparison(name, len(ys), score, fitted[0].auroc if fitted else None))
-    synthetic_records = rescored(
-        usable,
-        [synthetic.probability(f) for f in features],
-        [synthetic.p_answerable(f) for f in features],
-        [synthetic.p_paid_helps(f) for f in features],
-    )
-    if "paid_helps" not in oof:
-        helps = [None] * len(usable)
-    real_records = rescored(usable, oof["local_correct"], oof.get("answerable"), helps)
-    return out, synthetic_records, real_records
-
-
-def write_synthetic_report(
-    out_dir: Path,
-    records: Sequence[QuestionRecord],
-    synthetic: Calibration,
-    meta: dict[str, object],
-    *,
-    seed: int = 0,
-) -> tuple[Path, list[DecisionComparison]]:
-    """``synthetic.md``: per decision, the synthetic fit's AUROC on the real questions against the
-    real-label out-of-fold fit, and both cascades' frontiers (one row per price of a wrong answer)."""
-    from eval.calibrate import price_configs
-    from eval.report import summarize
-
-    comparisons, synthetic_records, real_records = compare_on_real(records, synthetic, seed=seed)
-    ratio = float(synthetic.meta.get("recommended_abstain_usd", 0.0)) / float(
-        synthetic.meta.get("recommended_wrong_answer_usd", 1.0) or 1.0
-    )
-    configs = [Config("local", "local"), Config("paid", "paid"), *price_configs(ratios=(ratio or 1.0,))]
-    rows_synthetic = summarize(synthetic_records, configs)
-    rows_real = summarize(real_records, configs)
-    paid_cost = rows_synthetic[1].mean_cost_micro_usd or 1.0
-
-    def fmt(value: float | None, digits: int = 3) -> str:
-        return "–" if value is None else f"{value:.{digits}f}"
-
-    n_has = sum(r.has_answer for r in synthetic_records)
-    lines = [
-        f"# Synthetic calibration, scored on real questions: {meta.get('dataset', '')}",
-        "",
-        f"Fitted on {synthetic.meta.get('n', '?')} questions the paid tier wrote from the dataset's own "
-        f"contexts (no real label used); scored on {len(synthetic_records)} real questions ({n_has} HasAns, "
-        f"{len(synthetic_records) - n_has} NoAns). The real-label column is the best the real labels can do: "
-        "each question scored by a model fitted on the other folds (5-fold).",
-        "",
-        "| decision | questions | AUROC, synthetic fit | AUROC, real labels (out of fold) | ratio |",
-        "|---|---:|---:|---:|---:|",
-        *(
-            f"| {c.name} | {c.n} | {fmt(c.auroc_synthetic)} | {fmt(c.auroc_real_oof)} | "
-            f"{'–' if c.ratio is None else f'{100 * c.ratio:.0f} %'} |"
-            for c in comparisons
-        ),
-        "",
-        f"## Cascade frontier (abstention priced at {ratio:g}× a wrong answer)",
-        "",
-        "| wrong answer | synthetic: F1 | HasAns | NoAns | cost vs paid | real labels: F1 | HasAns | NoAns "
-        "| cost vs paid |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for s, r in zip(rows_synthetic, rows_real, strict=True):
-        name = s.config.name if s.config.wrong_answer_usd is None else f"${s.config.wrong_answer_usd:g}"
-        lines.append(
-            f"| {name} | {s.quality.f1:.1f} | {fmt(s.quality.has_ans_f1, 1)} | "
-            f"{fmt(s.quality.no_ans_f1, 1)} | {100 * s.mean_cost_micro_usd / paid_cost:.0f} % | "
-            f"{r.quality.f1:.1f} | "
-            f"{fmt(r.quality.has_ans_f1, 1)} | {fmt(r.quality.no_ans_f1, 1)} | "
-            f"{100 * r.mean_cost_micro_usd / paid_cost:.0f} % |"
-        )
-    path = Path(out_dir) / "synthetic.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path, comparisons

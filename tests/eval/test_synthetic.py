@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from assistant.answering.calibration import Calibration, Calibrations, collection_calibration_path
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from assistant.cli import cli
-from eval.synthetic import answer_problem, entities, parse_question, swap_entity
+from eval.synthetic_rules import answer_problem, entities, parse_question, swap_entity
 from tests.conftest import REPO
 from tests.support.fake_paid import completion_body
 from tests.support.servers import running_server
