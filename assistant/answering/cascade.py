@@ -536,10 +536,9 @@ class Cascade:
         return answer
 
     def _shadow(self, req: _Request, answer: CascadeAnswer) -> None:
-        """Count the answer toward the live estimates, and maybe queue a paid check of it: only a local
-        answer the cascade itself chose to serve, on retrieval it ran (the caller's passages are not)."""
+        """Maybe queue a paid check of the answer: only a local answer the cascade itself chose to serve,
+        on retrieval it ran (the caller's passages are not)."""
         assert self.shadow is not None
-        self.shadow.observe(answer)
         if (
             req.mode == "cascade"
             and answer.tier == "local"

@@ -55,7 +55,7 @@ def agreement_f1(local: str, paid: str) -> float:
 
 class ShadowSampler:
     """Samples served local answers for a paid check, runs the checks on one background thread, and keeps
-    the live estimates (precision of local answers, escalation rate) over the last ``window`` of each."""
+    the live estimate of local precision over the last ``window`` labels."""
 
     def __init__(
         self,
@@ -78,7 +78,6 @@ class ShadowSampler:
         self._budget_micro_usd = usd_to_micro(budget_usd, "cascade.shadow_budget_usd")
         self._principal: Principal | None = None
         self._labels: collections.deque[bool] = collections.deque(maxlen=window)
-        self._escalations: collections.deque[bool] = collections.deque(maxlen=window)
         self._lock = threading.Lock()
         self._pending = 0
         self._warned = False
@@ -95,22 +94,11 @@ class ShadowSampler:
 
     # -- live estimates ---------------------------------------------------------------------------
 
-    def observe(self, answer: CascadeAnswer) -> None:
-        """Count one finished answer toward the escalation rate (cache hits are not the cascade's call)."""
-        if answer.tier == "cache":
-            return
-        with self._lock:
-            self._escalations.append(bool(answer.escalated))
-
     def precision(self) -> float | None:
         """Share of recent shadow-checked local answers the paid tier agreed with (None before any)."""
         self._seed()
         with self._lock:
             return sum(self._labels) / len(self._labels) if self._labels else None
-
-    def escalation_rate(self) -> float | None:
-        with self._lock:
-            return sum(self._escalations) / len(self._escalations) if self._escalations else None
 
     def label_count(self) -> int:
         self._seed()
@@ -118,16 +106,17 @@ class ShadowSampler:
             return len(self._labels)
 
     def _seed(self) -> None:
-        """Start the window from the ledger's latest labels, so a restart does not forget them."""
-        if self._seeded:
-            return
-        self._seeded = True
-        try:
-            recent = self.ledger.shadow_labels(limit=self._labels.maxlen)
-        except Exception:  # a ledger hiccup must not break /metrics: start empty
-            log.warning("could not read recent shadow labels", exc_info=True)
-            return
+        """Start the window from the ledger's latest labels, so a restart does not forget them. Once, and
+        under the lock: a check finishing meanwhile must not be counted from the ledger and again."""
         with self._lock:
+            if self._seeded:
+                return
+            self._seeded = True
+            try:
+                recent = self.ledger.shadow_labels(limit=self._labels.maxlen)
+            except Exception:  # a ledger hiccup must not break /metrics: start empty
+                log.warning("could not read recent shadow labels", exc_info=True)
+                return
             self._labels.extend(label.agreed for label in reversed(recent))
 
     # -- sampling ---------------------------------------------------------------------------------

@@ -106,7 +106,7 @@ def create_app(
 ) -> Litestar:
     """The HTTP app. ``auth=False`` is the explicit, loudly logged development mode (``--no-auth``)."""
     penny = penny or Penny(settings)
-    service_metrics = ServiceMetrics()
+    service_metrics = ServiceMetrics(window=settings.cascade.shadow_window)
     stop_recovery = threading.Event()
 
     def start(app: Litestar) -> None:
@@ -118,7 +118,7 @@ def create_app(
             pool_registry(penny.pool, service_metrics.registry)  # queue, slots, memory on /metrics
         shadow = penny.cascade.shadow
         if shadow is not None:
-            service_metrics.watch_shadow(shadow)  # live precision and escalation rate on /metrics
+            service_metrics.watch_shadow(shadow)  # live precision estimate on /metrics
         if warm_up:
             penny.warm_up()  # load models before the first request, so "ready" means ready
 

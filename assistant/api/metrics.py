@@ -7,6 +7,8 @@ both dashboards and an autoscaler (KEDA / HPA via prometheus-adapter).
 
 from __future__ import annotations
 
+import collections
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +23,17 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class ServiceMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, window: int = 200) -> None:
+        """``window``: how many recent answers the escalation rate covers."""
         self.registry = registry or CollectorRegistry()
+        self._recent_escalated: collections.deque[bool] = collections.deque(maxlen=window)
+        self._recent_lock = threading.Lock()
+        self.escalation_rate = Gauge(
+            "penny_escalation_rate",
+            "Share of recent answers escalated to the paid tier (NaN before any).",
+            registry=self.registry,
+        )
+        self.escalation_rate.set_function(self._escalation_rate)
         self.requests = Counter(
             "penny_http_requests",
             "HTTP requests by route and status.",
@@ -71,28 +82,30 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def _escalation_rate(self) -> float:
+        with self._recent_lock:
+            recent = list(self._recent_escalated)
+        return sum(recent) / len(recent) if recent else float("nan")
+
     def watch_shadow(self, shadow: ShadowSampler) -> None:
         """Gauges read from the shadow sampler at scrape time (NaN until there is anything to estimate)."""
-        nan = float("nan")
-        for name, doc, read in (
-            (
-                "penny_local_precision_estimate",
-                "Share of recent shadow-checked local answers the paid tier agreed with.",
-                shadow.precision,
-            ),
-            (
-                "penny_escalation_rate",
-                "Share of recent answers escalated to the paid tier.",
-                shadow.escalation_rate,
-            ),
-            ("penny_shadow_labels", "Shadow labels in the precision estimate's window.", shadow.label_count),
-        ):
-            gauge = Gauge(name, doc, registry=self.registry)
-            gauge.set_function(lambda read=read: nan if (value := read()) is None else float(value))
+        precision = Gauge(
+            "penny_local_precision_estimate",
+            "Share of recent shadow-checked local answers the paid tier agreed with.",
+            registry=self.registry,
+        )
+        precision.set_function(lambda: float("nan") if (value := shadow.precision()) is None else value)
+        labels = Gauge(
+            "penny_shadow_labels", "Shadow labels in the precision estimate's window.", registry=self.registry
+        )
+        labels.set_function(shadow.label_count)
 
     def observe_answer(self, answer: CascadeAnswer) -> None:
         """Count one answer: its tier, latency, escalation or degradation, and cost."""
         self.answers.labels(tier=answer.tier).inc()
+        if answer.tier != "cache":  # a cache hit is not the cascade's call to escalate or not
+            with self._recent_lock:
+                self._recent_escalated.append(bool(answer.escalated))
         self.answer_seconds.labels(tier=answer.tier).observe(answer.latency_ms / 1000)
         if answer.escalated:
             self.escalations.labels(reason=_reason_kind(answer.reason)).inc()

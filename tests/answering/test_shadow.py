@@ -156,14 +156,21 @@ def test_low_precision_logs_a_warning_once(ledger: Ledger, fake: FakePaid, paid_
     fresh.close()
 
 
-def test_escalation_rate_over_the_window(ledger: Ledger, paid_server) -> None:  # type: ignore[no-untyped-def]
-    shadow = sampler(ledger, paid_server[1], window=4)
+def test_escalation_rate_over_the_window() -> None:
+    from prometheus_client import generate_latest
+
+    from assistant.api.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(window=4)
+    assert "penny_escalation_rate NaN" in generate_latest(metrics.registry).decode()
     for escalated in (True, False, False, False, True, True):
         answer = local_answer()
         answer.escalated = escalated
-        shadow.observe(answer)
-    assert shadow.escalation_rate() == 0.5  # the last four: F F T T
-    shadow.close()
+        metrics.observe_answer(answer)
+    cached = local_answer()
+    cached.tier = "cache"
+    metrics.observe_answer(cached)  # not the cascade's decision: left out
+    assert "penny_escalation_rate 0.5" in generate_latest(metrics.registry).decode()  # the last four: F F T T
 
 
 def test_refit_from_the_ledger_round_trips_into_the_service(
@@ -209,7 +216,7 @@ def test_metrics_export_the_live_estimates(ledger: Ledger, fake: FakePaid, paid_
     fake.queue(Reply(text="France"), Reply(text="Italy"))
     for i in range(2):
         answer = local_answer("France", request_id=f"m{i}")
-        shadow.observe(answer)
+        metrics.observe_answer(answer)
         check(shadow, answer)
     after = generate_latest(metrics.registry).decode()
     assert "penny_local_precision_estimate 0.5" in after
