@@ -169,13 +169,16 @@ class WorkerPool(PoolBase):
         now = self.clock()
         for worker in self.workers(WorkerState.STARTING, WorkerState.READY, WorkerState.DRAINING):
             self._check(worker, now)
-        decision = self.policy.decide(self.signals(), now)
-        self.last_decision_reason = decision.reason
-        if decision.delta > 0 and now >= self._spawn_backoff_until:
-            for _ in range(decision.delta):
-                self._spawn()
-            self._event("up", decision.reason)
-        elif decision.delta < 0:
+        # Deciding and spawning hold the lock that ``_lost`` holds while it swaps a dead worker for its
+        # replacement, so the policy never counts the gap between the two and starts a second one.
+        with self._lock:
+            decision = self.policy.decide(self.signals(), now)
+            self.last_decision_reason = decision.reason
+            if decision.delta > 0 and now >= self._spawn_backoff_until:
+                for _ in range(decision.delta):
+                    self._spawn()
+                self._event("up", decision.reason)
+        if decision.delta < 0:
             self._drain_one(decision.reason)
 
     def _check(self, worker: Worker, now: float) -> None:
@@ -295,19 +298,19 @@ class WorkerPool(PoolBase):
             worker.process.kill()
             worker.process.wait(timeout=5)
         worker.stopped_at = self.clock()
-        with self._lock:
+        log.warning("worker %d lost (%s); see %s", worker.id, reason, worker.log_path)
+        with self._lock:  # one step: the control loop never sees the pool without both
             if worker in self._workers:
                 self._workers.remove(worker)
-        log.warning("worker %d lost (%s); see %s", worker.id, reason, worker.log_path)
+            if was is WorkerState.READY:
+                self._spawn()
+                self._event("replace", f"worker {worker.id} {reason}")
+                return
         if was is WorkerState.STARTING:
             # A worker that cannot start will not start next time either: back off instead of looping.
             self._failed_starts += 1
             self._spawn_backoff_until = self.clock() + min(60.0, 2.0**self._failed_starts)
             self._event("replace", f"worker {worker.id} failed to start: {reason}")
-            return
-        if was is WorkerState.READY:
-            self._spawn()
-            self._event("replace", f"worker {worker.id} {reason}")
 
     def report_failure(self, worker: PoolWorker, error: BaseException) -> None:
         """A request to ``worker`` failed at the transport level: retire it if it is dead or broken."""
