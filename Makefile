@@ -20,12 +20,23 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip wheel
 
+# llama.cpp is compiled for this CPU (-march=native) but without AMX: CPUs that advertise AMX inside VMs
+# that do not enable its register state (firecracker here) fault on the first AMX instruction. Built apart,
+# without pip's wheel cache, because the cache keys a built wheel by its source, not by these flags.
+LLAMA_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.toml)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+
+$(VENV)/.llama: pyproject.toml | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps '$(LLAMA_PIN)'
+	touch $@
+
 # Stamps re-run pip only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(VENV)/.llama | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama | $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
