@@ -59,7 +59,7 @@ class RateLimits(Accounts):
         with self._read() as conn:
             rows = conn.execute(sa.select(rate_limits).order_by(rate_limits.c.scope.desc())).all()
             user_names = {str(r.id): r.name for r in conn.execute(sa.select(users.c.id, users.c.name))}
-            key_users = dict(conn.execute(key_owner).tuples().all())
+            key_users = {r.id: r.name for r in conn.execute(key_owner)}
         overrides = []
         for row in rows:
             owner = (
