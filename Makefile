@@ -65,6 +65,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_pool.py
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_evaluator.py
+	$(BIN)/python benchmarks/bench_limits.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

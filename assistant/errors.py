@@ -12,6 +12,9 @@ statuses in one table (``assistant/api/errors.py``).
     │   └── ReservationClosed, UnknownModelPrice, PriceTableError, SchemaTooNew
     ├── PaidError                    assistant.paid.errors: the paid tier could not answer (never reaches a
     │                                client: the cascade serves the local answer, degraded)
+    ├── RateLimited                  assistant.limits: over a rate or concurrency limit (429, Retry-After,
+    │                                x-ratelimit-*)
+    ├── LimiterUnavailable           assistant.limits: Redis down and limits.on_redis_error = refuse (503)
     ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504)
     ├── ModelError                   assistant.local.registry: a GGUF model that cannot be assembled
     └── CalibrationError             assistant.answering.calibration: an unusable calibration file

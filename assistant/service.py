@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
     from assistant.ledger import Ledger
+    from assistant.limits import Limiter, LimitPolicy
     from assistant.local.backend import LocalBackend
     from assistant.local.model import LocalModel
     from assistant.local.pool.base import PoolBase
@@ -154,6 +155,9 @@ class Penny:
             backend.close()
         if self.__dict__.get("pool") is not None:
             self.pool.stop()
+        limiter = self.__dict__.get("limiter")
+        if limiter is not None:
+            limiter.close()
 
     @cached_property
     def local_model(self) -> LocalModel:
@@ -187,6 +191,20 @@ class Penny:
 
         paid = (self.settings.paid.model,) if self.settings.paid.base_url else ()
         return open_ledger(self.settings, paid_models=paid)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        """Rate and concurrency limits: shared through Redis when ``redis_url`` is set, else per process."""
+        from assistant.limits import build_limiter
+
+        return build_limiter(self.settings)
+
+    @cached_property
+    def limit_policy(self) -> LimitPolicy:
+        """The limits that apply to whom: settings' defaults, the ledger's per-user and per-key overrides."""
+        from assistant.limits import LimitPolicy
+
+        return LimitPolicy(self.settings.limits, self.ledger.rate_limit_overrides)
 
     def ask(self, question: str, collection: str | None = None, **options: Any) -> CascadeAnswer:
         """Answer through the cascade; ``options`` are :meth:`Cascade.answer`'s (mode, threshold, ...)."""

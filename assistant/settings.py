@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -159,6 +160,33 @@ class ServerSettings(BaseModel):
     )
 
 
+class LimitSettings(BaseModel):
+    """Default rate and concurrency limits; ``penny limits set`` overrides them per user or per key.
+
+    0 means unlimited. A request must fit both its user's and its key's limits. ``tpm`` counts paid-tier
+    tokens only: reserved at admission at the paid worst case, settled to what the answer used."""
+
+    user_rpm: int = Field(default=0, ge=0, description="Requests per minute per user.")
+    user_tpm: int = Field(default=0, ge=0, description="Paid tokens per minute per user.")
+    user_max_concurrent: int = Field(default=0, ge=0, description="Requests in flight per user.")
+    key_rpm: int = Field(default=0, ge=0, description="Requests per minute per API key.")
+    key_tpm: int = Field(default=0, ge=0, description="Paid tokens per minute per API key.")
+    key_max_concurrent: int = Field(default=0, ge=0, description="Requests in flight per API key.")
+    lease_ttl_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A request's concurrency slot is freed after this even if its process died holding it.",
+    )
+    overrides_cache_s: float = Field(
+        default=5.0, ge=0, description="How long a server reuses the per-user/per-key overrides it read."
+    )
+    redis_prefix: str = Field(default="penny:limits", description="Prefix of the limiter's Redis keys.")
+    on_redis_error: Literal["allow", "refuse"] = Field(
+        default="allow",
+        description="Redis unreachable: admit uncounted (logged), or refuse with HTTP 503.",
+    )
+
+
 class PoolSettings(BaseModel):
     """The local tier's worker pool and autoscaler.
 
@@ -226,6 +254,11 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     server: ServerSettings = ServerSettings()
     pool: PoolSettings = PoolSettings()
+    limits: LimitSettings = LimitSettings()
+    redis_url: str | None = Field(
+        default=None,
+        description="Shared rate-limit counters (redis://host:6379/0); unset: each process counts alone.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -254,6 +287,17 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.ledger.db_url or f"sqlite:///{self.data_dir / 'ledger.db'}"
+
+
+def redact_url(value: str) -> str:
+    """A URL with its password replaced by ``***`` (``redis://:pw@host`` -> ``redis://:***@host``), so it
+    can be shown or logged; anything else unchanged."""
+    parts = urlsplit(value)
+    if not parts.scheme or not parts.netloc or parts.password is None:
+        return value
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 @lru_cache(maxsize=1)

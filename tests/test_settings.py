@@ -44,3 +44,20 @@ def test_penny_settings_lists_env_names_and_values(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
     assert "| `paid.model` | `PENNY_PAID__MODEL` | `gpt-4o` |" in result.output
     assert "`PENNY_POOL__MAX_WORKERS`" in result.output
+
+
+def test_redis_url_is_read_from_env_and_its_password_never_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from assistant.cli import cli
+
+    monkeypatch.setenv("PENNY_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("PENNY_REDIS_URL", "redis://:hunter2@cache.internal:6379/0")
+    monkeypatch.setenv("PENNY_LIMITS__USER_RPM", "30")
+    get_settings.cache_clear()
+    try:
+        assert get_settings().limits.user_rpm == 30
+        output = CliRunner().invoke(cli, ["settings"]).output
+    finally:
+        get_settings.cache_clear()
+    assert "redis://:***@cache.internal:6379/0" in output and "hunter2" not in output

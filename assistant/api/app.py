@@ -21,6 +21,8 @@ from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
 from assistant.api.ledger_routes import LEDGER_ROUTES
+from assistant.api.limit_routes import LIMIT_ROUTES
+from assistant.api.limiting import limited, paid_token_estimate, with_rate_headers
 from assistant.api.metrics import ServiceMetrics, metrics_middleware
 from assistant.service import Penny
 from assistant.settings import Settings
@@ -62,16 +64,21 @@ async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state
         raise ApiError(413, f"question longer than {MAX_QUESTION_CHARS} characters", param="question")
     principal = principal_of(request)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    estimate = paid_token_estimate(state.penny.settings, "cascade", question, [], None)
+    async with limited(request, state, estimate) as (admission, meter):
 
-    async def produce() -> dict[str, Any]:
-        answer = await anyio.to_thread.run_sync(
-            lambda: state.penny.ask(question, data.collection, principal=principal, request_id=request_id)
-        )
-        state.metrics.observe_answer(answer)
-        usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
-        return {"answer": answer.answer, **answer.penny_block(), "usage": usage, "request_id": request_id}
+        async def produce() -> dict[str, Any]:
+            meter.running()
+            answer = await anyio.to_thread.run_sync(
+                lambda: state.penny.ask(question, data.collection, principal=principal, request_id=request_id)
+            )
+            meter.answered(answer)
+            state.metrics.observe_answer(answer)
+            usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+            return {"answer": answer.answer, **answer.penny_block(), "usage": usage, "request_id": request_id}
 
-    return await idempotent(request, ledger_of(request), principal, produce)
+        response = await idempotent(request, ledger_of(request), principal, produce)
+    return with_rate_headers(response, admission)
 
 
 @get("/metrics", sync_to_thread=False, media_type="text/plain; version=0.0.4")
@@ -140,6 +147,7 @@ def create_app(
             chat_page,
             pool_status_route,
             *LEDGER_ROUTES,
+            *LIMIT_ROUTES,
         ],
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
         on_startup=[start],

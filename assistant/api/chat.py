@@ -24,7 +24,18 @@ from assistant.answering.answer import CascadeAnswer
 from assistant.api.auth import ledger_of, principal_of, require_api_key
 from assistant.api.errors import ApiError, budget_exceeded_error
 from assistant.api.idempotency import idempotent
+from assistant.api.limiting import (
+    PaidMeter,
+    admit,
+    finish,
+    limited,
+    paid_token_estimate,
+    paid_tokens_used,
+    release_after,
+    with_rate_headers,
+)
 from assistant.ledger import BudgetExceeded
+from assistant.limits import Admission
 from assistant.openai_wire import (
     SSE_DONE,
     AssistantMessage,
@@ -148,15 +159,40 @@ async def chat_completions(
     """OpenAI chat completions; ``model`` picks the profile (penny, penny-local, penny-paid)."""
     kwargs = _answer_kwargs(data, request)
     cascade = state.penny.cascade
+    estimate = paid_token_estimate(
+        state.penny.settings, kwargs["mode"], kwargs["question"], kwargs["history"], kwargs["max_tokens"]
+    )
     if data.stream:
         if request.headers.get("idempotency-key"):
             raise ApiError(400, "Idempotency-Key is not supported with stream=true", param="stream")
         include_usage = bool(data.stream_options and data.stream_options.include_usage)
-        events = _sse_events(cascade.stream(**kwargs), data.model, include_usage, state)
-        return Stream(events, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+        admission = await admit(request, state, estimate)
+        events = _sse_events(cascade.stream(**kwargs), data.model, include_usage, state, admission)
+        return Stream(
+            events,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", **admission.headers.http()},
+            background=release_after(state, admission),
+        )
+
+    async with limited(request, state, estimate) as (admission, meter):
+        response = await _complete(request, data, state, kwargs, meter)
+    return with_rate_headers(response, admission)
+
+
+async def _complete(
+    request: Request[Any, Any, Any],
+    data: PennyChatRequest,
+    state: State,
+    kwargs: dict[str, Any],
+    meter: PaidMeter,
+) -> Response[Any]:
+    cascade = state.penny.cascade
 
     async def produce() -> dict[str, Any]:
+        meter.running()
         answer = await anyio.to_thread.run_sync(lambda: cascade.answer(**kwargs))
+        meter.answered(answer)
         state.metrics.observe_answer(answer)
         completion = PennyCompletion(
             id=completion_id(),
@@ -175,9 +211,10 @@ _END = object()
 
 
 async def _sse_events(
-    parts: Iterator[Any], model: str, include_usage: bool, state: State
+    parts: Iterator[Any], model: str, include_usage: bool, state: State, admission: Admission
 ) -> AsyncIterator[bytes]:
     cid, created = completion_id(), int(time.time())
+    paid_tokens: int | None = None  # unknown until the answer arrives: the estimate stays
     started = time.perf_counter()
     first = True
 
@@ -203,21 +240,27 @@ async def _sse_events(
                 yield chunk([ChunkChoice(delta=Delta(content=part))])
                 continue
             answer = part
+            paid_tokens = paid_tokens_used(answer)
             state.metrics.observe_answer(answer)
             yield chunk([ChunkChoice(finish_reason="stop")], penny=penny_extras(answer))
             if include_usage:
                 yield chunk([], usage=Usage.of(answer.prompt_tokens, answer.completion_tokens))
         yield SSE_DONE
     except ApiError as exc:
+        paid_tokens = 0
         yield encode_sse(exc.body())
         yield SSE_DONE
     except BudgetExceeded as exc:
+        paid_tokens = 0
         yield encode_sse(budget_exceeded_error(exc).body())
         yield SSE_DONE
     finally:
         # Client gone or done: closing the generator stops local generation and lets the cascade record
         # usage for what was produced.
         close = getattr(parts, "close", None)
-        if close is not None:
-            with anyio.CancelScope(shield=True):  # runs even when the disconnect cancelled us
-                await anyio.to_thread.run_sync(close)
+        try:
+            if close is not None:
+                with anyio.CancelScope(shield=True):  # runs even when the disconnect cancelled us
+                    await anyio.to_thread.run_sync(close)
+        finally:
+            await finish(state, admission, paid_tokens)

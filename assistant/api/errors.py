@@ -21,6 +21,7 @@ from assistant.ledger.errors import (
     LedgerError,
     NotFound,
 )
+from assistant.limits import LimiterUnavailable, RateLimited
 from assistant.local.pool.base import PoolError
 
 log = logging.getLogger("penny.api")
@@ -83,10 +84,20 @@ def budget_exceeded_error(exc: BudgetExceeded) -> ApiError:
     return ApiError(429, str(exc), kind="insufficient_quota", code="insufficient_quota", headers=headers)
 
 
+def rate_limited_error(exc: RateLimited) -> ApiError:
+    """HTTP 429 as OpenAI sends it: ``rate_limit_exceeded``, Retry-After and the x-ratelimit-* headers."""
+    headers = {"Retry-After": str(exc.retry_after_s), **exc.headers.http()}
+    return ApiError(429, str(exc), code="rate_limit_exceeded", headers=headers)
+
+
 def api_error_of(exc: PennyError) -> ApiError:
     """The HTTP error a client sees for one of Penny's exceptions (500 for one with no mapping)."""
     if isinstance(exc, BudgetExceeded):
         return budget_exceeded_error(exc)
+    if isinstance(exc, RateLimited):
+        return rate_limited_error(exc)
+    if isinstance(exc, LimiterUnavailable):
+        return ApiError(503, str(exc), kind="service_unavailable", code="rate_limiter_unavailable")
     if isinstance(exc, PoolError):
         return ApiError(exc.status_code, str(exc), kind="server_error", code="local_tier_unavailable")
     for kind, status, code in STATUS_OF:

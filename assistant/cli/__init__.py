@@ -8,6 +8,7 @@ from assistant.cli.core import ask, models
 from assistant.cli.eval_cmds import calibrate_cmd, eval_cmd
 from assistant.cli.index_cmds import collections, ingest
 from assistant.cli.ledger_cmds import COMMANDS as LEDGER_COMMANDS
+from assistant.cli.limits_cmds import limits
 from assistant.cli.paid_cmds import paid
 from assistant.cli.serve_cmd import serve
 from assistant.cli.settings_cmd import settings_cmd
@@ -30,6 +31,7 @@ for command in (
     calibrate_cmd,
     settings_cmd,
     *LEDGER_COMMANDS,
+    limits,
 ):
     cli.add_command(command)
 

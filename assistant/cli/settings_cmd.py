@@ -8,7 +8,7 @@ from typing import Any
 import click
 from pydantic import BaseModel
 
-from assistant.settings import Settings, get_settings
+from assistant.settings import Settings, get_settings, redact_url
 
 
 def rows(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str, Any, str]]:
@@ -20,7 +20,8 @@ def rows(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str, Any, st
             yield from rows(value, f"{dotted}.")
             continue
         env = "PENNY_" + dotted.upper().replace(".", "__")
-        yield dotted, env, value, info.description or ""
+        shown = redact_url(value) if isinstance(value, str) else value  # e.g. a Redis password
+        yield dotted, env, shown, info.description or ""
 
 
 @click.command("settings")

@@ -23,11 +23,12 @@ from assistant.ledger.engine import SqliteSync, create_ledger_engine
 from assistant.ledger.idempotency import Idempotency
 from assistant.ledger.labels import Labels
 from assistant.ledger.prices import PriceTable
+from assistant.ledger.rate_limits import RateLimits
 from assistant.ledger.recovery import Recovery
 from assistant.ledger.usage import UsageReports
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels):
+class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits):
     @classmethod
     def open(
         cls,

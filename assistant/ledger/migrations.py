@@ -44,6 +44,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "shadow labels: served local answers checked by the paid tier", _create(schema.shadow_labels)
     ),
+    Migration(4, "rate-limit overrides per user and per key", _create(schema.rate_limits)),
 )
 LATEST = MIGRATIONS[-1].version
 

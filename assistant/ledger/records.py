@@ -145,6 +145,24 @@ class BudgetStatus:
         return self.committed_micro_usd >= self.budget.alert_ratio * self.budget.limit_micro_usd
 
 
+RateLimitScope = Literal["user", "key"]
+RATE_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent")
+
+
+@dataclass(frozen=True)
+class RateLimitOverride:
+    """A user's or a key's own rate limits. ``None`` inherits the default from settings; 0 is unlimited."""
+
+    scope: RateLimitScope
+    subject: str  # the user's id, or the key's id
+    name: str  # what an operator knows it by: the user's name, or the key's id
+    user_name: str
+    rpm: int | None
+    tpm: int | None
+    max_concurrent: int | None
+    updated_at: datetime
+
+
 @dataclass(frozen=True)
 class RecoveryReport:
     released: list[str]  # never sent: nothing was spent

@@ -164,3 +164,22 @@ shadow_labels = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_shadow_labels_collection_created", "collection", "created_at"),
 )
+
+# A rate-limit override for one user or one API key (``scope`` 'user' with the user's id as ``subject``, or
+# 'key' with the key id). A NULL limit inherits the default from settings; 0 means unlimited.
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("scope", sa.String(8), primary_key=True),
+    sa.Column("subject", sa.String(100), primary_key=True),
+    sa.Column("rpm", sa.Integer),
+    sa.Column("tpm", sa.Integer),
+    sa.Column("max_concurrent", sa.Integer),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("scope IN ('user', 'key')", name="rate_limit_scope_known"),
+    sa.CheckConstraint(
+        "(rpm IS NULL OR rpm >= 0) AND (tpm IS NULL OR tpm >= 0) "
+        "AND (max_concurrent IS NULL OR max_concurrent >= 0)",
+        name="rate_limit_non_negative",
+    ),
+)

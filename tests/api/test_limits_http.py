@@ -1,0 +1,171 @@
+"""Rate limits over real HTTP: 429 with Retry-After and x-ratelimit-* headers, streams hold a concurrency
+slot until they end, admin overrides; and 50 concurrent requests across two `penny serve` processes sharing
+Redis and PostgreSQL admit exactly the configured requests per minute.
+
+Nothing is ingested, so every admitted question is answered by abstaining before the local model runs:
+the limiter, which runs before any answering, is what these tests measure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from assistant.service import Penny
+from tests.conftest import REPO
+from tests.support.ledger import PgSchema
+from tests.support.servers import free_port, running_server, wait_for, wait_until_ready
+
+pytest_plugins = ["tests.support.limits"]  # fixtures: redis_prefix
+
+ADMIN_KEY = "admin-test-key-limits-0123"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+RATE_HEADERS = ("limit-requests", "remaining-requests", "reset-requests")
+
+
+@pytest.fixture
+def served(settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    """One in-process server (in-process limiter), user alice limited to 3 rpm and 1 request in flight."""
+    from assistant.api import create_app
+
+    monkeypatch.setenv("PENNY_ADMIN_KEY", ADMIN_KEY)
+    limited = settings.model_copy(
+        update={"limits": settings.limits.model_copy(update={"user_rpm": 3, "overrides_cache_s": 0})}
+    )
+    penny = Penny(limited)
+    penny.ledger.add_user("alice")
+    _, key = penny.ledger.create_key("alice")
+    with running_server(create_app(limited, penny, warm_up=False)) as base:
+        yield base, key, "alice"
+
+
+def ask(client: httpx.Client, key: str, question: str = "Who founded Rome?") -> httpx.Response:
+    return client.post("/v1/ask", json={"question": question}, headers={"Authorization": f"Bearer {key}"})
+
+
+def test_over_the_rpm_limit_is_a_429_with_openai_headers(served: tuple[str, str, str]) -> None:
+    base, key, _ = served
+    with httpx.Client(base_url=base, timeout=120) as client:
+        answers = [ask(client, key) for _ in range(3)]
+        assert [r.status_code for r in answers] == [200, 200, 200]
+        assert [r.headers["x-ratelimit-remaining-requests"] for r in answers] == ["2", "1", "0"]
+        assert answers[0].headers["x-ratelimit-limit-requests"] == "3"
+        refused = ask(client, key)
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert all(f"x-ratelimit-{name}" in refused.headers for name in RATE_HEADERS)
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    error = refused.json()["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limit_exceeded")
+    assert "requests per minute" in error["message"]
+
+
+def test_a_stream_holds_its_slot_until_it_ends(served: tuple[str, str, str]) -> None:
+    base, key, user = served
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    auth = {"Authorization": f"Bearer {key}"}
+    body = {"model": "penny", "stream": True, "messages": [{"role": "user", "content": "Who founded Rome?"}]}
+    with httpx.Client(base_url=base, timeout=120) as client:
+        changed = client.put(
+            f"/admin/limits/users/{user}", json={"rpm": 100, "max_concurrent": 1}, headers=admin
+        )
+        assert changed.status_code == 200, changed.text
+        assert (changed.json()["rpm"], changed.json()["max_concurrent"]) == (100, 1)
+        listed = client.get("/admin/limits", headers=admin).json()
+        assert listed["defaults"]["user"]["rpm"] == 3 and listed["data"][0]["name"] == user
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=auth) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["x-ratelimit-limit-requests"] == "100"
+            busy = ask(client, key)  # the stream is still open: its slot is taken
+            lines = list(stream.iter_lines())
+        assert "data: [DONE]" in lines
+        assert busy.status_code == 429 and "in flight" in busy.json()["error"]["message"]
+        assert busy.headers["Retry-After"] == "1"
+        # The stream ended: its lease is released (after the response completes, hence the wait).
+        wait_for(lambda: ask(client, key).status_code == 200, timeout_s=30, what="the slot to be released")
+        cleared = client.delete(f"/admin/limits/users/{user}", headers=admin)
+        assert cleared.json() == {"cleared": True}
+
+
+def _penny(env: dict[str, str], *args: str) -> str:
+    penny = str(Path(sys.executable).parent / "penny")
+    done = subprocess.run([penny, *args], env=env, check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def test_50_concurrent_requests_across_two_servers_admit_exactly_the_limit(
+    tmp_path: Path, model_cache: Path, tiny_model_path: Path, redis_prefix: str
+) -> None:
+    with PgSchema() as db_url:
+        env = {
+            **os.environ,
+            "PENNY_CONFIG": str(tmp_path / "absent.toml"),
+            "PENNY_DATA_DIR": str(tmp_path / "data"),
+            "PENNY_MODELS__LOCAL": "smollm2-135m",
+            "PENNY_MODELS__CACHE_DIR": str(model_cache),
+            "PENNY_MODELS__N_CTX": "2048",
+            "PENNY_MODELS__N_THREADS": "1",
+            "PENNY_LEDGER__DB_URL": db_url,
+            "PENNY_REDIS_URL": REDIS_URL,
+            "PENNY_LIMITS__REDIS_PREFIX": redis_prefix,
+            # This checkout's code in the child processes, whichever checkout the venv was installed from.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
+        _penny(env, "users", "add", "alice")
+        _penny(env, "keys", "create", "alice", "--key-file", str(tmp_path / "alice.key"))
+        key = (tmp_path / "alice.key").read_text().strip()
+        assert "rpm 7" in _penny(env, "limits", "set", "--user", "alice", "--rpm", "7", "--concurrent", "50")
+        shown = _penny(env, "limits", "show")
+        assert "alice" in shown and "Redis" in shown
+        ports = [free_port(), free_port()]
+        servers = [
+            subprocess.Popen(
+                [str(Path(sys.executable).parent / "penny"), "serve", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for port in ports
+        ]
+        try:
+            for port, server in zip(ports, servers, strict=True):
+                assert wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, timeout_s=240)
+            statuses = _concurrently(ports, key, 50)
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                try:
+                    server.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+    counted = Counter(status for status, _ in statuses)
+    assert counted == {200: 7, 429: 43}, counted
+    assert {port for status, port in statuses if status == 429} == set(ports)  # both servers refused
+
+
+def _concurrently(ports: list[int], key: str, n: int) -> list[tuple[int, int]]:
+    """``n`` requests released together, alternating between the servers: (status, port) each."""
+    start = threading.Barrier(n)
+    results: list[tuple[int, int]] = []
+
+    def one(i: int) -> None:
+        port = ports[i % len(ports)]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            start.wait()
+            results.append((ask(client, key, f"Question {i} {uuid.uuid4().hex[:4]}?").status_code, port))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
