@@ -7,6 +7,8 @@ statuses in one table (``assistant/api/errors.py``).
     ├── LedgerError                  assistant.ledger.errors
     │   ├── BudgetExceeded           over budget (HTTP 429, Retry-After)
     │   ├── NotFound, AlreadyExists  (404, 409)
+    │   ├── CollectionForbidden      another team's (or nobody's) collection (403, one message either way)
+    │   ├── TeamForbidden            a team's usage asked by someone not its admin (403)
     │   ├── IdempotencyConflict      same key, different body (422)
     │   ├── IdempotencyInProgress    same key, first request still running (409)
     │   └── ReservationClosed, UnknownModelPrice, PriceTableError, SchemaTooNew

@@ -16,7 +16,14 @@ from litestar.params import JSONBody
 from msgspec import Struct
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from assistant.api.auth import ledger_of, principal_of, require_admin, require_api_key
+from assistant.api.auth import (
+    authorize_collection,
+    ledger_of,
+    principal_of,
+    require_admin,
+    require_api_key,
+    require_profile,
+)
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
@@ -63,6 +70,8 @@ async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state
     if len(question) > MAX_QUESTION_CHARS:
         raise ApiError(413, f"question longer than {MAX_QUESTION_CHARS} characters", param="question")
     principal = principal_of(request)
+    require_profile(principal, "penny")  # the native API runs the cascade
+    charged, collection = await authorize_collection(request, data.collection)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     estimate = paid_token_estimate(state.penny.settings, "cascade", question, [], None)
     async with limited(request, state, estimate) as (admission, meter):
@@ -70,7 +79,7 @@ async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state
         async def produce() -> dict[str, Any]:
             meter.running()
             answer = await anyio.to_thread.run_sync(
-                lambda: state.penny.ask(question, data.collection, principal=principal, request_id=request_id)
+                lambda: state.penny.ask(question, collection, principal=charged, request_id=request_id)
             )
             meter.answered(answer)
             state.metrics.observe_answer(answer)

@@ -1,8 +1,12 @@
 """API-key and admin-key guards.
 
 ``require_api_key``: ``Authorization: Bearer pny_…`` → the key's ``Principal`` in
-``scope["penny_principal"]`` (401 for a missing, unknown or revoked key — one message for the last two,
-so a caller cannot tell which keys once existed). With auth off (``state.auth`` False, ``--no-auth``) every
+``scope["penny_principal"]`` (401 for a missing, unknown, revoked or expired key — one message for the
+last three, so a caller cannot tell which keys once existed). Authentication happens once per request: a
+key revoked while its answer streams does not cut that stream (the answer was authorised and its spend
+reserved when it started); the key's next request is a 401. ``require_profile`` and
+``authorize_collection`` are the per-request checks that follow: the key's allowed profiles, and the team
+owning the collection asked (403 otherwise). With auth off (``state.auth`` False, ``--no-auth``) every
 request acts as the system user. ``require_admin``: the key in ``PENNY_ADMIN_KEY``, compared in constant
 time (401 without a key, 403 with a wrong one or when no admin key is configured). Keys are never logged.
 """
@@ -61,7 +65,9 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
             )
         principal = await anyio.to_thread.run_sync(ledger.authenticate, token)
         if principal is None:
-            raise ApiError(401, "invalid or revoked API key", code="invalid_api_key", headers=_CHALLENGE)
+            raise ApiError(
+                401, "invalid, expired or revoked API key", code="invalid_api_key", headers=_CHALLENGE
+            )
     connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
 
 
@@ -79,3 +85,38 @@ async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseR
         raise ApiError(403, f"the admin API is off: set {ADMIN_KEY_ENV} on the server", code="admin_disabled")
     if not hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8")):
         raise ApiError(403, "this key is not the admin key", code="not_admin")
+
+
+def require_profile(principal: Principal, profile: str) -> None:
+    """403 when the key was created for other profiles only (``penny keys create --profiles``)."""
+    if not principal.may_use(profile):
+        allowed = ", ".join(sorted(principal.profiles or ()))
+        raise ApiError(
+            403,
+            f"this key may not use the {profile!r} profile (allowed: {allowed})",
+            param="model",
+            code="profile_not_allowed",
+        )
+
+
+def default_collection(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """``state.default_collection`` if set (apps without a Penny), else the service's setting."""
+    state = connection.app.state
+    return str(state.get("default_collection") or state.penny.settings.index.collection)
+
+
+async def authorize_collection(
+    connection: ASGIConnection[Any, Any, Any, Any], collection: str | None
+) -> tuple[Principal, str]:
+    """(the principal to charge, the collection's name) for a request reading ``collection`` (None: the
+    default). Raises CollectionForbidden (403, one message whether it exists or not) for a collection
+    owned by a team the key's user is not in, or owned by nobody — except the default collection, which
+    stays readable by every key until an operator assigns it to a team (the single-team setup, and the
+    sample collection ``make run`` serves)."""
+    default = default_collection(connection)
+    name = collection or default
+    ledger = ledger_of(connection)
+    principal = await anyio.to_thread.run_sync(
+        lambda: ledger.authorize_collection(principal_of(connection), name, open_if_unowned=name == default)
+    )
+    return principal, name

@@ -21,7 +21,13 @@ from litestar.params import JSONBody
 from litestar.response import Stream
 
 from assistant.answering.answer import CascadeAnswer
-from assistant.api.auth import ledger_of, principal_of, require_api_key
+from assistant.api.auth import (
+    authorize_collection,
+    ledger_of,
+    principal_of,
+    require_api_key,
+    require_profile,
+)
 from assistant.api.errors import ApiError, budget_exceeded_error
 from assistant.api.idempotency import idempotent
 from assistant.api.limiting import (
@@ -131,17 +137,20 @@ def _mode(model: str) -> str:
         ) from None
 
 
-def _answer_kwargs(data: PennyChatRequest, request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def _answer_kwargs(data: PennyChatRequest, request: Request[Any, Any, Any]) -> dict[str, Any]:
     question, history = split_conversation(data)
     max_tokens = data.max_completion_tokens or data.max_tokens
     if max_tokens is not None and not 1 <= max_tokens <= MAX_COMPLETION_TOKENS:
         raise ApiError(400, f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS}", param="max_tokens")
+    mode = _mode(data.model)
+    require_profile(principal_of(request), data.model)
+    principal, collection = await authorize_collection(request, data.collection)
     return {
         "question": question,
-        "collection": data.collection,
+        "collection": collection,
         "history": history,
-        "mode": _mode(data.model),
-        "principal": request.scope.get("penny_principal"),
+        "mode": mode,
+        "principal": principal,
         "request_id": request.headers.get("x-request-id") or uuid.uuid4().hex,
         "max_tokens": max_tokens,
     }
@@ -157,7 +166,7 @@ async def chat_completions(
     data: JSONBody[PennyChatRequest], request: Request[Any, Any, Any], state: State
 ) -> Response[Any] | Stream:
     """OpenAI chat completions; ``model`` picks the profile (penny, penny-local, penny-paid)."""
-    kwargs = _answer_kwargs(data, request)
+    kwargs = await _answer_kwargs(data, request)
     cascade = state.penny.cascade
     estimate = paid_token_estimate(
         state.penny.settings, kwargs["mode"], kwargs["question"], kwargs["history"], kwargs["max_tokens"]

@@ -16,10 +16,12 @@ from assistant.errors import PennyError
 from assistant.ledger.errors import (
     AlreadyExists,
     BudgetExceeded,
+    CollectionForbidden,
     IdempotencyConflict,
     IdempotencyInProgress,
     LedgerError,
     NotFound,
+    TeamForbidden,
 )
 from assistant.limits import LimiterUnavailable, RateLimited
 from assistant.local.pool.base import PoolError
@@ -72,6 +74,8 @@ class ApiError(Exception):
 STATUS_OF: tuple[tuple[type[PennyError], int, str], ...] = (
     (IdempotencyConflict, 422, "idempotency_key_reused"),
     (IdempotencyInProgress, 409, "idempotency_key_in_progress"),
+    (CollectionForbidden, 403, "forbidden"),
+    (TeamForbidden, 403, "forbidden"),
     (NotFound, 404, "not_found"),
     (AlreadyExists, 409, "already_exists"),
     (LedgerError, 400, "invalid_request"),

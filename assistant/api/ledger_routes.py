@@ -1,7 +1,8 @@
 """Usage and admin routes over the ledger.
 
-``GET /v1/usage`` returns the caller's own usage and budget, nothing else. ``/admin/…`` (admin key) manages
-users, keys and budgets; a created key is in the response body once and never again.
+``GET /v1/usage`` returns the caller's own usage and budget (and, with ``?team=NAME``, that team's, to the
+team's admins only). ``/admin/…`` (admin key) manages users, keys (expiry, profiles, labels, rotation) and
+budgets; a created key is in the response body once and never again. Teams: ``team_routes.py``.
 
 Register in ``create_app``: ``route_handlers=[..., *LEDGER_ROUTES]``; errors map to statuses in
 ``assistant/api/errors.py``.
@@ -10,7 +11,7 @@ Register in ``create_app``: ``route_handlers=[..., *LEDGER_ROUTES]``; errors map
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from litestar import Request, Router, delete, get, post, put
@@ -18,7 +19,9 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from msgspec import Struct
 
 from assistant.api.auth import ledger_of, principal_of, require_admin, require_api_key
+from assistant.api.chat import PROFILES
 from assistant.api.errors import ApiError
+from assistant.api.team_routes import TEAM_ADMIN_ROUTES, own_collections
 from assistant.ledger import (
     ApiKeyInfo,
     BudgetStatus,
@@ -36,6 +39,16 @@ class NewUser(Struct, forbid_unknown_fields=True):
     budget_usd: float | str | None = None
     window: Window = "month"
     alert_ratio: float = 0.8
+
+
+class NewKey(Struct, forbid_unknown_fields=True):
+    label: str | None = None
+    expires_in_s: int | None = None
+    profiles: list[str] | None = None  # None: every profile
+
+
+class Rotation(Struct, forbid_unknown_fields=True):
+    grace_s: int = 86_400
 
 
 class BudgetUpdate(Struct, forbid_unknown_fields=True):
@@ -62,14 +75,30 @@ def budget_body(status: BudgetStatus | None) -> dict[str, Any] | None:
     }
 
 
+def _iso(moment: Any) -> str | None:
+    return moment.isoformat() + "Z" if moment else None
+
+
 def key_body(info: ApiKeyInfo) -> dict[str, Any]:
     return {
         "id": info.id,
         "user": info.user_name,
         "display": info.display,
-        "created_at": info.created_at.isoformat() + "Z",
-        "revoked_at": info.revoked_at.isoformat() + "Z" if info.revoked_at else None,
+        "label": info.label,
+        "profiles": list(info.profiles) if info.profiles is not None else None,
+        "created_at": _iso(info.created_at),
+        "expires_at": _iso(info.expires_at),
+        "revoked_at": _iso(info.revoked_at),
     }
+
+
+def check_profiles(profiles: list[str] | None) -> list[str] | None:
+    unknown = sorted(set(profiles or ()) - set(PROFILES))
+    if unknown:
+        raise ApiError(
+            400, f"unknown profile(s) {', '.join(unknown)}: use {', '.join(PROFILES)}", param="profiles"
+        )
+    return profiles
 
 
 @get("/v1/usage", guards=[require_api_key], sync_to_thread=True)
@@ -78,12 +107,23 @@ def own_usage(
     by: FromQuery[GroupBy] = "day",
     since: FromQuery[date | None] = None,
     user: FromQuery[str | None] = None,  # only your own name is allowed
+    team: FromQuery[str | None] = None,  # only a team you are an admin of
 ) -> dict[str, Any]:
-    """Your spend and tokens, and where you stand against your budget. Never another user's."""
+    """Your spend and tokens, where you stand against your budget, and your teams. Never another user's;
+    a team's usage and budget only to that team's admins (403, the same for a team that does not exist)."""
     principal = principal_of(request)
     if user is not None and user != principal.user_name:
         raise ApiError(403, "you can only read your own usage", param="user", code="forbidden")
     ledger = ledger_of(request)
+    if team is not None:
+        found = ledger.require_team_admin(principal, team)
+        return {
+            "object": "usage",
+            "team": found.name,
+            "by": by,
+            "data": usage_rows(ledger.usage(team=found.name, since=since, by=by)),
+            "budget": budget_body(ledger.team_budget_status(found.name)),
+        }
     rows = ledger.usage(user=principal.user_name, since=since, by=by)
     return {
         "object": "usage",
@@ -91,6 +131,7 @@ def own_usage(
         "by": by,
         "data": usage_rows(rows),
         "budget": budget_body(ledger.budget_status(principal)),
+        "teams": [{"name": m.team_name, "role": m.role} for m in ledger.memberships(principal)],
     }
 
 
@@ -121,10 +162,33 @@ def admin_add_user(data: JSONBody[NewUser], request: Request[Any, Any, Any]) -> 
 
 
 @post("/users/{name:str}/keys", status_code=201, sync_to_thread=True)
-def admin_create_key(name: FromPath[str], request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """The key is in this response only; store it now."""
-    info, key = ledger_of(request).create_key(name)
+def admin_create_key(
+    name: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[NewKey | None] = None
+) -> dict[str, Any]:
+    """The key is in this response only; store it now. Optional: label, expiry, allowed profiles."""
+    options = data or NewKey()
+    if options.expires_in_s is not None and options.expires_in_s <= 0:
+        raise ApiError(400, "expires_in_s must be positive", param="expires_in_s")
+    ledger = ledger_of(request)
+    info, key = ledger.create_key(
+        name,
+        label=options.label,
+        expires_at=ledger.clock() + timedelta(seconds=options.expires_in_s) if options.expires_in_s else None,
+        profiles=check_profiles(options.profiles),
+    )
     return {**key_body(info), "key": key}
+
+
+@post("/keys/{key_id:str}/rotate", status_code=201, sync_to_thread=True)
+def admin_rotate_key(
+    key_id: FromPath[str], request: Request[Any, Any, Any], data: JSONBody[Rotation | None] = None
+) -> dict[str, Any]:
+    """A new key for the same user, label and profiles; the old one works for ``grace_s`` more seconds."""
+    grace = (data or Rotation()).grace_s
+    if grace < 0:
+        raise ApiError(400, "grace_s cannot be negative", param="grace_s")
+    old, new, key = ledger_of(request).rotate_key(key_id, timedelta(seconds=grace))
+    return {**key_body(new), "key": key, "replaces": key_body(old)}
 
 
 @get("/users/{name:str}/keys", sync_to_thread=True)
@@ -152,8 +216,9 @@ def admin_usage(
     by: FromQuery[GroupBy] = "user",
     since: FromQuery[date | None] = None,
     user: FromQuery[str | None] = None,
+    team: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
-    rows = ledger_of(request).usage(user=user, since=since, by=by)
+    rows = ledger_of(request).usage(user=user, team=team, since=since, by=by)
     return {"object": "usage", "by": by, "data": usage_rows(rows)}
 
 
@@ -163,13 +228,15 @@ admin_router = Router(
         admin_list_users,
         admin_add_user,
         admin_create_key,
+        admin_rotate_key,
         admin_list_keys,
         admin_revoke_key,
         admin_set_budget,
         admin_usage,
+        *TEAM_ADMIN_ROUTES,
     ],
     guards=[require_admin],
     include_in_schema=True,
 )
 
-LEDGER_ROUTES: list[Any] = [own_usage, admin_router]
+LEDGER_ROUTES: list[Any] = [own_usage, own_collections, admin_router]

@@ -7,11 +7,13 @@ import click
 from assistant.cli.core import ask, models
 from assistant.cli.eval_cmds import calibrate_cmd, eval_cmd
 from assistant.cli.index_cmds import collections, ingest
+from assistant.cli.key_cmds import keys
 from assistant.cli.ledger_cmds import COMMANDS as LEDGER_COMMANDS
 from assistant.cli.limits_cmds import limits
 from assistant.cli.paid_cmds import paid
 from assistant.cli.serve_cmd import serve
 from assistant.cli.settings_cmd import settings_cmd
+from assistant.cli.team_cmds import teams
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +33,9 @@ for command in (
     calibrate_cmd,
     settings_cmd,
     *LEDGER_COMMANDS,
+    keys,
     limits,
+    teams,
 ):
     cli.add_command(command)
 

@@ -56,20 +56,48 @@ def ingest(
 
 @click.group()
 def collections() -> None:
-    """List or delete Chroma collections."""
+    """List, assign to a team, or delete collections."""
 
 
 @collections.command("list")
 def collections_list() -> None:
-    """Name and chunk count of every collection."""
+    """Name, chunk count and who may read every collection."""
+    from assistant.cli.ledger_cmds import operator_ledger
     from assistant.service import Penny
     from index.store import list_collection_names
 
-    client = Penny(get_settings()).chroma
+    settings = get_settings()
+    client = Penny(settings).chroma
+    owners = operator_ledger().collection_owners()
     names = list_collection_names(client)
-    click.echo(f"{'NAME':<30} {'CHUNKS':>8}")
+    click.echo(f"{'NAME':<30} {'CHUNKS':>8}  READ BY")
     for name in names:
-        click.echo(f"{name:<30} {client.get_collection(name, embedding_function=None).count():>8}")
+        if name in owners:
+            readers = f"team {owners[name]}"
+        elif name == settings.index.collection:
+            readers = "every key (default collection, no team)"
+        else:
+            readers = "nobody yet: penny collections assign NAME --team T"
+        click.echo(f"{name:<30} {client.get_collection(name, embedding_function=None).count():>8}  {readers}")
+
+
+@collections.command("assign")
+@click.argument("name")
+@click.option("--team", required=True, help="The team that owns the collection.")
+def collections_assign(name: str, team: str) -> None:
+    """Give collection NAME to TEAM: only its members' keys may read it from now on."""
+    from assistant.cli.team_cmds import assign
+
+    assign(name, team)
+
+
+@collections.command("unassign")
+@click.argument("name")
+def collections_unassign(name: str) -> None:
+    """Take NAME from its team: only the operator reads it then (the default collection: every key)."""
+    from assistant.cli.team_cmds import unassign
+
+    unassign(name)
 
 
 @collections.command("delete")

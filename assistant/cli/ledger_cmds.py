@@ -1,9 +1,9 @@
-"""Operator commands: users, keys, budgets, usage reports and reconciliation against a provider export."""
+"""Operator commands: users, budgets, usage reports and reconciliation against a provider export (keys:
+``key_cmds.py``, teams: ``team_cmds.py``)."""
 
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -21,17 +21,18 @@ if TYPE_CHECKING:
 WINDOW = click.Choice(WINDOWS)
 
 
-def _ledger() -> Ledger:
+def operator_ledger() -> Ledger:
+    """The ledger from settings (shared by every operator command group)."""
     from assistant.ledger import open_ledger
 
     return open_ledger(get_settings())
 
 
-def _fail(exc: Exception) -> click.ClickException:
+def fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _micro(usd: str, option: str) -> int:
+def micro(usd: str, option: str) -> int:
     from assistant.ledger import LedgerError, usd_to_micro
 
     try:
@@ -40,7 +41,7 @@ def _micro(usd: str, option: str) -> int:
         raise click.BadParameter(str(exc)) from exc
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], as_csv: bool = False) -> None:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], as_csv: bool = False) -> None:
     if as_csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(headers)
@@ -75,14 +76,14 @@ def users_add(name: str, budget_usd: str | None, window: Window, alert_ratio: fl
     from assistant.ledger import LedgerError
     from assistant.ledger.prices import format_usd
 
-    limit = _micro(budget_usd, "--budget-usd") if budget_usd is not None else None
-    ledger = _ledger()
+    limit = micro(budget_usd, "--budget-usd") if budget_usd is not None else None
+    ledger = operator_ledger()
     try:
         user = ledger.add_user(name)
         if limit is not None:
             ledger.set_budget(user.name, limit, window, alert_ratio)
     except LedgerError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     budget = f", budget {format_usd(limit)} per {window}" if limit is not None else ", no budget"
     click.echo(f"added user {user.name} (id {user.id}){budget}")
 
@@ -90,7 +91,7 @@ def users_add(name: str, budget_usd: str | None, window: Window, alert_ratio: fl
 @users.command("list")
 def users_list() -> None:
     """Users and their budgets."""
-    ledger = _ledger()
+    ledger = operator_ledger()
     from assistant.ledger import Principal
     from assistant.ledger.prices import format_usd
 
@@ -108,72 +109,7 @@ def users_list() -> None:
                     format_usd(status.committed_micro_usd),
                 ]
             )
-    _table(["USER", "BUDGET", "WINDOW", "SPENT+RESERVED"], rows)
-
-
-# -- keys -------------------------------------------------------------------------------------------
-
-
-@click.group()
-def keys() -> None:
-    """Create, list and revoke API keys."""
-
-
-@keys.command("create")
-@click.argument("user")
-@click.option(
-    "--key-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the key to this file (mode 0600) instead of printing it.",
-)
-def keys_create(user: str, key_file: Path | None) -> None:
-    """Create an API key for USER and print it (once: only its hash is stored)."""
-    from assistant.ledger import LedgerError
-
-    try:
-        info, key = _ledger().create_key(user)
-    except LedgerError as exc:
-        raise _fail(exc) from exc
-    if key_file is not None:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key + "\n")
-        click.echo(f"created {info.id} for {info.user_name}; key written to {key_file} (mode 0600)")
-        return
-    click.echo(f"created {info.id} for {info.user_name}. Store the key now; it is not shown again:")
-    click.echo(key)
-
-
-@keys.command("revoke")
-@click.argument("key_id")
-def keys_revoke(key_id: str) -> None:
-    """Revoke KEY_ID (see `penny keys list`); requests with it get 401 from now on."""
-    from assistant.ledger import LedgerError
-
-    try:
-        info = _ledger().revoke_key(key_id)
-    except LedgerError as exc:
-        raise _fail(exc) from exc
-    click.echo(f"revoked {info.id} ({info.display}) of {info.user_name}")
-
-
-@keys.command("list")
-@click.option("--user", default=None)
-def keys_list(user: str | None) -> None:
-    """Key ids, owners and status; never the keys themselves."""
-    rows = [
-        [
-            k.id,
-            k.user_name,
-            k.display,
-            k.created_at.strftime("%Y-%m-%d %H:%M"),
-            "revoked" if k.revoked_at else "active",
-        ]
-        for k in _ledger().list_keys(user)
-    ]
-    _table(["ID", "USER", "KEY", "CREATED (UTC)", "STATUS"], rows)
+    table(["USER", "BUDGET", "WINDOW", "SPENT+RESERVED"], rows)
 
 
 # -- budget -----------------------------------------------------------------------------------------
@@ -195,9 +131,9 @@ def budget_set(user: str, usd: str, window: Window, alert_ratio: float) -> None:
     from assistant.ledger.prices import format_usd
 
     try:
-        result = _ledger().set_budget(user, _micro(usd, "--usd"), window, alert_ratio)
+        result = operator_ledger().set_budget(user, micro(usd, "--usd"), window, alert_ratio)
     except LedgerError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     click.echo(
         f"budget for {result.user_name}: {format_usd(result.limit_micro_usd)} per {result.window}, "
         f"alert at {result.alert_ratio:.0%}"
@@ -218,11 +154,14 @@ def _since(value: str | None) -> date | None:
 
 @click.group(invoke_without_command=True)
 @click.option("--user", default=None, help="Only this user.")
+@click.option("--team", default=None, help="Only what was charged to this team.")
 @click.option("--since", default=None, help="From this date (YYYY-MM-DD, UTC).")
 @click.option("--by", type=click.Choice(GROUP_BYS), default="user", show_default=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
 @click.pass_context
-def usage(ctx: click.Context, user: str | None, since: str | None, by: GroupBy, as_csv: bool) -> None:
+def usage(
+    ctx: click.Context, user: str | None, team: str | None, since: str | None, by: GroupBy, as_csv: bool
+) -> None:
     """Spend and tokens, grouped by user, day, model or tier."""
     if ctx.invoked_subcommand is not None:
         return
@@ -230,9 +169,9 @@ def usage(ctx: click.Context, user: str | None, since: str | None, by: GroupBy, 
     from assistant.ledger.prices import format_usd
 
     try:
-        rows = _ledger().usage(user=user, since=_since(since), by=by)
+        rows = operator_ledger().usage(user=user, team=team, since=_since(since), by=by)
     except LedgerError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     headers = [by.upper(), "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST_USD"]
     body = [
         [
@@ -248,7 +187,7 @@ def usage(ctx: click.Context, user: str | None, since: str | None, by: GroupBy, 
     if not as_csv:
         total = sum(r.cost_micro_usd for r in rows)
         body.append(["TOTAL", sum(r.requests for r in rows), "", "", "", format_usd(total)])
-    _table(headers, body, as_csv)
+    table(headers, body, as_csv)
 
 
 @usage.command("reconcile")
@@ -262,11 +201,11 @@ def usage_reconcile(file: Path, as_csv: bool) -> None:
     from assistant.ledger import LedgerError
     from assistant.ledger.reconcile import read_provider_csv, reconcile
 
-    ledger = _ledger()
+    ledger = operator_ledger()
     try:
         differences = reconcile(ledger, read_provider_csv(file, ledger))
     except LedgerError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     headers = [
         "DAY",
         "MODEL",
@@ -296,7 +235,7 @@ def usage_reconcile(file: Path, as_csv: bool) -> None:
         ]
         for d in differences
     ]
-    _table(headers, rows, as_csv)
+    table(headers, rows, as_csv)
     flagged = ledger.needing_reconciliation()
     bad = sum(d.status != "ok" for d in differences)
     if not as_csv:
@@ -307,4 +246,4 @@ def usage_reconcile(file: Path, as_csv: bool) -> None:
     sys.exit(1 if bad else 0)
 
 
-COMMANDS = (users, keys, budget, usage)
+COMMANDS = (users, budget, usage)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from assistant.ledger.errors import (
     AlreadyExists,
     BudgetExceeded,
+    CollectionForbidden,
     IdempotencyConflict,
     IdempotencyInProgress,
     LedgerError,
@@ -18,11 +19,13 @@ from assistant.ledger.errors import (
     PriceTableError,
     ReservationClosed,
     SchemaTooNew,
+    TeamForbidden,
     UnknownModelPrice,
 )
 from assistant.ledger.prices import ModelPrice, PriceTable, usd_to_micro
 from assistant.ledger.records import (
     GROUP_BYS,
+    TEAM_ROLES,
     WINDOWS,
     AnswerRecord,
     ApiKeyInfo,
@@ -35,6 +38,10 @@ from assistant.ledger.records import (
     Reservation,
     ShadowLabel,
     StoredResponse,
+    Team,
+    TeamBudget,
+    TeamMember,
+    TeamRole,
     Usage,
     UsageRow,
     User,
@@ -78,6 +85,7 @@ def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = Non
 
 __all__ = [
     "GROUP_BYS",
+    "TEAM_ROLES",
     "WINDOWS",
     "AlreadyExists",
     "AnswerRecord",
@@ -85,6 +93,7 @@ __all__ = [
     "Budget",
     "BudgetExceeded",
     "BudgetStatus",
+    "CollectionForbidden",
     "GroupBy",
     "IdempotencyConflict",
     "IdempotencyInProgress",
@@ -102,6 +111,11 @@ __all__ = [
     "SchemaTooNew",
     "ShadowLabel",
     "StoredResponse",
+    "Team",
+    "TeamBudget",
+    "TeamForbidden",
+    "TeamMember",
+    "TeamRole",
     "UnknownModelPrice",
     "Usage",
     "UsageRow",

@@ -24,6 +24,7 @@ class Answers(LedgerBase):
             "request_id": record.request_id,
             "user_id": record.principal.user_id,
             "key_id": record.principal.key_id,
+            "team_id": record.principal.team_id,
             "collection": record.collection,
             "tier": record.tier,
             "escalated": record.escalated,

@@ -48,3 +48,13 @@ class IdempotencyConflict(LedgerError):
 
 class IdempotencyInProgress(LedgerError):
     """The first request with this Idempotency-Key is still running (HTTP 409)."""
+
+
+class CollectionForbidden(LedgerError):
+    """The key's user is in no team that owns the collection (HTTP 403). One message whether the collection
+    exists or not, so a key cannot probe for other teams' collections."""
+
+
+class TeamForbidden(LedgerError):
+    """A team's usage asked for by someone who is not that team's admin (HTTP 403; same message whether
+    the team exists or not)."""

@@ -34,6 +34,37 @@ def _create(*tables: sa.Table) -> Callable[[sa.Connection], None]:
     return apply
 
 
+def _add_columns(*columns: sa.Column) -> Callable[[sa.Connection], None]:
+    """Add nullable columns to existing tables. A database created after the column joined ``schema`` got
+    it from its table's first migration, so a column already there is skipped: both paths end equal."""
+
+    def apply(conn: sa.Connection) -> None:
+        inspector = sa.inspect(conn)
+        for column in columns:
+            table = column.table
+            if column.name in {c["name"] for c in inspector.get_columns(table.name)}:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+    return apply
+
+
+def _create_index(index: sa.Index) -> Callable[[sa.Connection], None]:
+    def apply(conn: sa.Connection) -> None:
+        index.create(conn, checkfirst=True)
+
+    return apply
+
+
+def _all(*steps: Callable[[sa.Connection], None]) -> Callable[[sa.Connection], None]:
+    def apply(conn: sa.Connection) -> None:
+        for step in steps:
+            step(conn)
+
+    return apply
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -45,6 +76,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "shadow labels: served local answers checked by the paid tier", _create(schema.shadow_labels)
     ),
     Migration(4, "rate-limit overrides per user and per key", _create(schema.rate_limits)),
+    Migration(
+        5,
+        "key expiry, profiles and labels; teams, team budgets, collection ownership",
+        _all(
+            _add_columns(
+                schema.api_keys.c.expires_at,
+                schema.api_keys.c.profiles,
+                schema.api_keys.c.label,
+                schema.reservations.c.team_id,
+                schema.ledger_entries.c.team_id,
+                schema.answers.c.team_id,
+            ),
+            _create(schema.teams, schema.team_members, schema.team_budgets, schema.collections),
+            _create_index(schema.ix_entries_team_charged),
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

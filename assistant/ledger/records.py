@@ -12,6 +12,8 @@ Window = Literal["day", "month", "total"]
 WINDOWS: tuple[Window, ...] = ("day", "month", "total")
 GroupBy = Literal["user", "day", "model", "tier"]
 GROUP_BYS: tuple[GroupBy, ...] = ("user", "day", "model", "tier")
+TeamRole = Literal["member", "admin"]
+TEAM_ROLES: tuple[TeamRole, ...] = ("member", "admin")
 
 
 @dataclass(frozen=True)
@@ -38,11 +40,19 @@ class Usage:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is charged to: a user, and the key they used (None for the system user / CLI)."""
+    """Who a request is charged to: a user, the key they used (None for the system user / CLI), the
+    profiles that key may use (None: all), and the team whose budget the request also draws on (set once
+    the collection asked is known: the team owning it; None charges the user alone)."""
 
     user_id: int
     user_name: str
     key_id: str | None = None
+    profiles: frozenset[str] | None = None
+    team_id: int | None = None
+    team_name: str | None = None
+
+    def may_use(self, profile: str) -> bool:
+        return self.profiles is None or profile in self.profiles
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,7 @@ class Reservation:
     created_at: datetime
     expires_at: datetime
     price_version: str
+    team_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,16 @@ class ApiKeyInfo:
     display: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
+    profiles: tuple[str, ...] | None = None  # None: every profile
+    label: str | None = None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
 
 
 @dataclass(frozen=True)
@@ -128,10 +149,34 @@ class Budget:
 
 
 @dataclass(frozen=True)
-class BudgetStatus:
-    """A budget and where the user stands in the current window."""
+class Team:
+    id: int
+    name: str
+    created_at: datetime
 
-    budget: Budget
+
+@dataclass(frozen=True)
+class TeamMember:
+    team_name: str
+    user_name: str
+    role: TeamRole
+
+
+@dataclass(frozen=True)
+class TeamBudget:
+    """A budget every member of the team draws on, next to their own."""
+
+    team_name: str
+    limit_micro_usd: int
+    window: Window
+    alert_ratio: float
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget (a user's or a team's) and where its owner stands in the current window."""
+
+    budget: Budget | TeamBudget
     window_start: datetime
     resets_at: datetime | None
     committed_micro_usd: int  # settled spend + open reservations - grants, this window

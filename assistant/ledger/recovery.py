@@ -29,15 +29,15 @@ class Recovery(Spend):
         now = naive_utc(now) if now else self._now()
         with self._read() as conn:
             stale = conn.execute(
-                sa.select(reservations.c.request_id, reservations.c.user_id).where(
+                sa.select(reservations.c.request_id, reservations.c.user_id, reservations.c.team_id).where(
                     reservations.c.state == "open", reservations.c.expires_at <= now
                 )
             ).all()
         released: list[str] = []
         settled: list[str] = []
-        for request_id, user_id in stale:
+        for request_id, user_id, team_id in stale:
             with self._write() as conn:
-                self._lock_budget(conn, user_id)
+                self._lock_budgets(conn, user_id, team_id)
                 row = self._lock_reservation(conn, request_id)
                 if row.state != "open":
                     continue  # settled or released meanwhile by its own process

@@ -41,6 +41,11 @@ api_keys = sa.Table(
     sa.Column("display", sa.String(32), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("revoked_at", sa.DateTime),
+    # Migration 4: a key may expire (rotation sets the old key's expiry to the end of its grace period),
+    # be limited to some profiles (comma-separated; NULL = all) and carry a label for operators.
+    sa.Column("expires_at", sa.DateTime),
+    sa.Column("profiles", sa.String(200)),
+    sa.Column("label", sa.String(100)),
 )
 
 budgets = sa.Table(
@@ -75,6 +80,7 @@ reservations = sa.Table(
     sa.Column("needs_reconciliation", sa.Boolean, nullable=False, default=False),
     sa.Column("resolved_at", sa.DateTime),
     sa.Column("note", sa.String(300)),
+    sa.Column("team_id", sa.Integer),  # migration 4: the team whose budget the call also draws on
     sa.CheckConstraint("state IN ('open', 'settled', 'released')", name="reservation_state_known"),
     sa.Index("ix_reservations_open", "state", "expires_at"),
 )
@@ -98,11 +104,16 @@ ledger_entries = sa.Table(
     # so a call reserved at 23:59 and settled at 00:01 stays in one day.
     sa.Column("charged_at", sa.DateTime, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # Migration 4: the team charged alongside the user (NULL: the user alone); team spend is a SUM too.
+    sa.Column("team_id", sa.Integer),
     sa.UniqueConstraint("request_id", "kind", name="uq_entry_request_kind"),
     sa.CheckConstraint(
         "kind IN ('reserve', 'settle', 'release', 'grant', 'adjust')", name="entry_kind_known"
     ),
     sa.Index("ix_entries_user_charged", "user_id", "charged_at", "amount_micro_usd"),
+)
+ix_entries_team_charged = sa.Index(
+    "ix_entries_team_charged", ledger_entries.c.team_id, ledger_entries.c.charged_at
 )
 
 answers = sa.Table(
@@ -129,6 +140,7 @@ answers = sa.Table(
     sa.Column("paid_model", sa.String(100)),
     sa.Column("price_version", sa.String(50), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("team_id", sa.Integer),  # migration 4: the team the answer was charged to, if any
     sa.CheckConstraint("tier IN ('local', 'cache', 'paid', 'none')", name="answer_tier_known"),
     sa.Index("ix_answers_user_created", "user_id", "created_at"),
 )
@@ -182,4 +194,48 @@ rate_limits = sa.Table(
         "AND (max_concurrent IS NULL OR max_concurrent >= 0)",
         name="rate_limit_non_negative",
     ),
+)
+
+# Migration 4: teams. A user belongs to any number of teams (role member or admin); a team may have a
+# budget its members share; a collection belongs to at most one team, whose members alone may read it.
+TEAM_ROLES = ("member", "admin")
+
+teams = sa.Table(
+    "teams",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+team_members = sa.Table(
+    "team_members",
+    metadata,
+    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True, autoincrement=False),
+    sa.Column("role", sa.String(10), nullable=False),
+    sa.Column("added_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("role IN ('member', 'admin')", name="team_role_known"),
+    sa.Index("ix_team_members_user", "user_id"),
+)
+
+team_budgets = sa.Table(
+    "team_budgets",
+    metadata,
+    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), primary_key=True, autoincrement=False),
+    sa.Column("limit_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("window", sa.String(8), nullable=False),
+    sa.Column("alert_ratio", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("limit_micro_usd >= 0", name="team_budget_limit_non_negative"),
+    sa.CheckConstraint("\"window\" IN ('day', 'month', 'total')", name="team_budget_window_known"),
+    sa.CheckConstraint("alert_ratio > 0 AND alert_ratio <= 1", name="team_budget_alert_ratio_range"),
+)
+
+collections = sa.Table(
+    "collections",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), nullable=False, index=True),
+    sa.Column("assigned_at", sa.DateTime, nullable=False),
 )

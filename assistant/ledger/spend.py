@@ -3,7 +3,10 @@ released; operators can grant extra budget.
 
 Every change to a user's spend runs under their budget lock (``_lock_budget``), and spend is the SUM of
 append-only ``ledger_entries`` computed inside that same transaction, so there is no counter to drift.
-``UNIQUE(request_id, kind)`` makes a second settle or release impossible.
+A call charged to a team too (``Principal.team_id``) also takes the team's budget lock, always after the
+user's (one fixed order, so two transactions can never wait on each other's locks), and its entries carry
+the team, so the team's spend is the same kind of SUM. ``UNIQUE(request_id, kind)`` makes a second settle
+or release impossible.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from assistant.ledger import keys
-from assistant.ledger.accounts import Accounts, committed_micro_usd
+from assistant.ledger.accounts import committed_micro_usd
 from assistant.ledger.errors import AlreadyExists, BudgetExceeded, NotFound, ReservationClosed
 from assistant.ledger.prices import format_usd
 from assistant.ledger.records import Principal, Reservation, Usage
-from assistant.ledger.schema import budgets, ledger_entries, reservations
+from assistant.ledger.schema import budgets, ledger_entries, reservations, team_budgets, teams
+from assistant.ledger.teams import Teams, team_committed_micro_usd
 from assistant.ledger.windows import window_bounds
 
 log = logging.getLogger("penny.ledger")
@@ -28,11 +32,26 @@ ADJECTIVE = {"day": "daily", "month": "monthly", "total": "total"}
 RECOVERED_NOTE = "recovered: sent but never settled; charged the worst case"
 
 
-class Spend(Accounts):
+class Spend(Teams):
     def _lock_budget(self, conn: sa.Connection, user_id: int) -> sa.Row | None:
         # PostgreSQL: row lock serialises every spend change for this user. SQLite: a no-op in SQL, the
         # BEGIN IMMEDIATE write lock already serialises all writers.
         return conn.execute(sa.select(budgets).where(budgets.c.user_id == user_id).with_for_update()).first()
+
+    def _lock_budgets(
+        self, conn: sa.Connection, user_id: int, team_id: int | None
+    ) -> tuple[sa.Row | None, sa.Row | None]:
+        """The user's budget row, then the team's: always in this order (no deadlock between members)."""
+        user_budget = self._lock_budget(conn, user_id)
+        if team_id is None:
+            return user_budget, None
+        team_budget = conn.execute(
+            sa.select(team_budgets, teams.c.name.label("team_name"))
+            .join(teams, teams.c.id == team_budgets.c.team_id)
+            .where(team_budgets.c.team_id == team_id)
+            .with_for_update(of=team_budgets)
+        ).first()
+        return user_budget, team_budget
 
     def grant(self, user_name: str, micro_usd: int, note: str = "") -> None:
         """Extra budget for the current window (a negative entry: it lowers committed spend)."""
@@ -76,6 +95,7 @@ class Spend(Accounts):
             created_at=now,
             expires_at=now + timedelta(seconds=self.reservation_ttl_s),
             price_version=self.prices.version,
+            team_id=principal.team_id,
         )
         try:
             self._reserve(
@@ -98,19 +118,23 @@ class Spend(Accounts):
     ) -> None:
         principal, worst, now = budget_user, reservation.worst_case_micro_usd, reservation.created_at
         with self._write() as conn:
-            budget = self._lock_budget(conn, principal.user_id)
+            budget, team_budget = self._lock_budgets(conn, principal.user_id, reservation.team_id)
             if budget is not None:
                 start, reset = window_bounds(budget.window, now)
                 committed = committed_micro_usd(conn, principal.user_id, start)
-                if committed + worst > budget.limit_micro_usd:
-                    raise _budget_exceeded(budget, committed, worst, now, reset)
-                if committed + worst >= budget.alert_ratio * budget.limit_micro_usd:
-                    log.warning(
-                        "user %s is at %.0f%% of their %s budget",
-                        principal.user_name,
-                        100 * (committed + worst) / max(budget.limit_micro_usd, 1),
-                        budget.window,
-                    )
+                _check(budget, committed, worst, now, reset, f"user {principal.user_name}", None)
+            if team_budget is not None:
+                start, reset = window_bounds(team_budget.window, now)
+                committed = team_committed_micro_usd(conn, team_budget.team_id, start)
+                _check(
+                    team_budget,
+                    committed,
+                    worst,
+                    now,
+                    reset,
+                    f"team {team_budget.team_name}",
+                    team_budget.team_name,
+                )
             conn.execute(
                 reservations.insert(),
                 {
@@ -126,6 +150,7 @@ class Spend(Accounts):
                     "expires_at": reservation.expires_at,
                     "state": "open",
                     "needs_reconciliation": False,
+                    "team_id": reservation.team_id,
                 },
             )
             # Token counts live on the settle entry only; the estimate is on the reservation row.
@@ -150,7 +175,7 @@ class Spend(Accounts):
         cost = self.prices.cost_micro_usd(reservation.model, usage)
         now = self._now()
         with self._write() as conn:
-            self._lock_budget(conn, reservation.user_id)
+            self._lock_budgets(conn, reservation.user_id, reservation.team_id)
             row = self._lock_reservation(conn, reservation.request_id)
             if row.state == "released":
                 raise ReservationClosed(
@@ -194,7 +219,7 @@ class Spend(Accounts):
         """Give the hold back (the paid call failed or never happened). Idempotent."""
         now = self._now()
         with self._write() as conn:
-            self._lock_budget(conn, reservation.user_id)
+            self._lock_budgets(conn, reservation.user_id, reservation.team_id)
             row = self._lock_reservation(conn, reservation.request_id)
             if row.state != "open":
                 log.info("release of %s ignored: already %s", reservation.request_id, row.state)
@@ -245,6 +270,7 @@ class Spend(Accounts):
                 "note": note[:300] if note else None,
                 "charged_at": reservation.created_at,
                 "created_at": now,
+                "team_id": reservation.team_id,
             },
         )
 
@@ -259,22 +285,45 @@ def reservation_from_row(row: sa.Row) -> Reservation:
         created_at=row.created_at,
         expires_at=row.expires_at,
         price_version=row.price_version,
+        team_id=row.team_id,
     )
 
 
+def _check(
+    budget: sa.Row,
+    committed: int,
+    worst: int,
+    now: datetime,
+    reset: datetime | None,
+    who: str,
+    team: str | None,
+) -> None:
+    """Refuse when the worst case does not fit this budget; warn when it crosses the alert ratio."""
+    if committed + worst > budget.limit_micro_usd:
+        raise _budget_exceeded(budget, committed, worst, now, reset, team)
+    if committed + worst >= budget.alert_ratio * budget.limit_micro_usd:
+        log.warning(
+            "%s is at %.0f%% of the %s budget",
+            who,
+            100 * (committed + worst) / max(budget.limit_micro_usd, 1),
+            budget.window,
+        )
+
+
 def _budget_exceeded(
-    budget: sa.Row, committed: int, worst: int, now: datetime, reset: datetime | None
+    budget: sa.Row, committed: int, worst: int, now: datetime, reset: datetime | None, team: str | None = None
 ) -> BudgetExceeded:
     limit = format_usd(budget.limit_micro_usd)
+    whose = "your" if team is None else f"team {team}'s"
     if reset is None:
         return BudgetExceeded(
-            f"your total budget of {limit} is used up (this request needs up to "
+            f"{whose} total budget of {limit} is used up (this request needs up to "
             f"{format_usd(worst)}); ask an operator to raise it",
             retry_after_s=0,
         )
     retry_after = max(1, math.ceil((reset - now).total_seconds()))
     return BudgetExceeded(
-        f"your {ADJECTIVE[budget.window]} budget of {limit} is used up (spent or reserved "
+        f"{whose} {ADJECTIVE[budget.window]} budget of {limit} is used up (spent or reserved "
         f"{format_usd(committed)}, this request needs up to {format_usd(worst)}); "
         f"it resets at {reset.isoformat()}Z",
         retry_after_s=retry_after,

@@ -11,25 +11,33 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 
-from assistant.ledger.accounts import Accounts
 from assistant.ledger.errors import LedgerError
 from assistant.ledger.records import GROUP_BYS, GroupBy, UsageRow
 from assistant.ledger.schema import answers, ledger_entries, users
+from assistant.ledger.teams import Teams
 
 PAID_KINDS = ("reserve", "settle", "release", "adjust")
 
 
-class UsageReports(Accounts):
+class UsageReports(Teams):
     def usage(
-        self, *, user: str | None = None, since: date | datetime | None = None, by: GroupBy = "user"
+        self,
+        *,
+        user: str | None = None,
+        team: str | None = None,
+        since: date | datetime | None = None,
+        by: GroupBy = "user",
     ) -> list[UsageRow]:
+        """Spend and tokens grouped by ``by``; ``user`` and ``team`` narrow it to what was charged to them
+        (a team's lines are its members' requests on its collections)."""
         if by not in GROUP_BYS:
             raise LedgerError(f"cannot group usage by {by!r}: use one of {', '.join(GROUP_BYS)}")
         user_id = self.get_user(user).id if user is not None else None
+        team_id = self.get_team(team).id if team is not None else None
         if isinstance(since, date) and not isinstance(since, datetime):
             since = datetime(since.year, since.month, since.day)
         with self._read() as conn:
-            return to_rows(conn.execute(usage_query(user_id, since, by)))
+            return to_rows(conn.execute(usage_query(user_id, since, by, team_id)))
 
     def paid_by_day_model(self, start: date, end: date) -> dict[tuple[str, str], tuple[int, int, int, int]]:
         """{(day, model): (requests, prompt tokens, completion tokens, cost micro-USD)} for [start, end]."""
@@ -44,7 +52,7 @@ class UsageReports(Accounts):
         return result  # type: ignore[return-value]
 
 
-def _lines(user_id: int | None, since: datetime | None) -> sa.Subquery:
+def _lines(user_id: int | None, since: datetime | None, team_id: int | None = None) -> sa.Subquery:
     paid = sa.select(
         ledger_entries.c.user_id,
         ledger_entries.c.charged_at.label("at"),
@@ -70,14 +78,19 @@ def _lines(user_id: int | None, since: datetime | None) -> sa.Subquery:
     if user_id is not None:
         paid = paid.where(ledger_entries.c.user_id == user_id)
         local = local.where(answers.c.user_id == user_id)
+    if team_id is not None:
+        paid = paid.where(ledger_entries.c.team_id == team_id)
+        local = local.where(answers.c.team_id == team_id)
     if since is not None:
         paid = paid.where(ledger_entries.c.charged_at >= since)
         local = local.where(answers.c.created_at >= since)
     return sa.union_all(paid, local).subquery("lines")
 
 
-def usage_query(user_id: int | None, since: datetime | None, by: GroupBy) -> sa.Select:
-    lines = _lines(user_id, since)
+def usage_query(
+    user_id: int | None, since: datetime | None, by: GroupBy, team_id: int | None = None
+) -> sa.Select:
+    lines = _lines(user_id, since, team_id)
     if by == "user":
         key: sa.ColumnElement = users.c.name
         source: sa.FromClause = lines.join(users, users.c.id == lines.c.user_id)
