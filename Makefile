@@ -27,16 +27,19 @@ LLAMA_PIN := $(shell grep -o 'llama-cpp-python\[server\]==[0-9.]*' pyproject.tom
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 
-$(VENV)/.llama: pyproject.toml | $(BIN)/python
+# The stamp names the pin, so only a new llama-cpp-python pin rebuilds it (a 4-6 min compile).
+LLAMA_STAMP := $(VENV)/.llama-$(subst llama-cpp-python[server]==,,$(LLAMA_PIN))
+
+$(LLAMA_STAMP): | $(BIN)/python
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir --force-reinstall --no-deps '$(LLAMA_PIN)'
 	touch $@
 
 # Stamps re-run pip only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml $(VENV)/.llama | $(BIN)/python
+$(VENV)/.installed: pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.llama | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml $(LLAMA_STAMP) | $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 

@@ -296,13 +296,19 @@ class Cascade:
         return self.ledger.prices.cost_micro_usd(self.paid.model, usage) / 1e6
 
     def _budget_share_left(self, req: _Request) -> float | None:
-        """The share of the user's budget not yet committed, or None when the user has no budget."""
+        """The share not yet committed of the tighter budget the paid call would draw on (the user's, or
+        the team's when the collection asked belongs to one), or None when neither has a budget."""
         if self.ledger is None or req.principal is None:
             return None
-        status = self.ledger.budget_status(req.principal)
-        if status is None or status.budget.limit_micro_usd <= 0:
-            return None
-        return max(0.0, status.remaining_micro_usd / status.budget.limit_micro_usd)
+        statuses = [self.ledger.budget_status(req.principal)]
+        if req.principal.team_name is not None:
+            statuses.append(self.ledger.team_budget_status(req.principal.team_name))
+        shares = [
+            max(0.0, status.remaining_micro_usd / status.budget.limit_micro_usd)
+            for status in statuses
+            if status is not None and status.budget.limit_micro_usd > 0
+        ]
+        return min(shares, default=None)
 
     def _route(self, req: _Request, passages: Sequence[Passage]) -> Decision | None:
         retrieval = retrieval_features(passages)

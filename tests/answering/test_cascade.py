@@ -486,6 +486,33 @@ def test_expected_loss_escalates_when_paying_helps_and_less_near_the_budget_limi
     assert len(fake.requests) == 1  # the first escalation only
 
 
+def test_a_team_budget_near_its_limit_presses_like_the_users_own(
+    penny, local, fake, paid_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from assistant.ledger import Principal
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
+    cascade = build(penny, local, paid_server[1], ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
+    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    try:
+        user = ledger.add_user("alice")
+        team = ledger.create_team("research")
+        ledger.set_member("research", "alice")
+        # alice has no budget of her own; the team she asks on behalf of has ~5 % of its budget left.
+        alice = Principal(user.id, user.name, team_id=team.id, team_name=team.name)
+        ledger.set_team_budget("research", 10**9, "day")
+        first = cascade.answer(QUESTION, principal=alice, request_id="team-first")
+        spent = ledger.team_budget_status("research").committed_micro_usd  # type: ignore[union-attr]
+        ledger.set_team_budget("research", int(spent / 0.95) + 1, "day")
+        pressed = cascade.answer(QUESTION, principal=alice, request_id="team-pressed")
+    finally:
+        ledger.close()
+    assert spent > 0  # the first escalation was charged to the team
+    assert first.action == "escalate" and first.tier == "paid"
+    assert pressed.action == "local" and pressed.low_confidence and pressed.expected_cost_usd == 0.0
+    assert len(fake.requests) == 1
+
+
 def test_expected_loss_abstains_when_the_question_looks_unanswerable(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
     cascade = build(penny, local, paid_server[1], wrong_answer_usd=0.01, abstain_usd=0.005)
     cascade.evaluator = Evaluator(_constant_calibration(0.1, 0.05, 0.05), penny.embedder)
