@@ -70,10 +70,10 @@ def record_alert(
     inserted = conn.execute(dialect.insert(alert_events).values(**values).on_conflict_do_nothing()).rowcount
     if inserted:
         log.warning(
-            "%s %s: %s of the %s budget (%d of %d micro-USD)",
+            "%s %s: %s the %s budget (%d of %d micro-USD)",
             scope,
             subject_name,
-            "exhausted" if kind == "exhausted" else f"crossed {budget.alert_ratio:.0%}",
+            "exhausted" if kind == "exhausted" else f"crossed {budget.alert_ratio:.0%} of",
             budget.window,
             spend_micro_usd,
             budget.limit_micro_usd,
