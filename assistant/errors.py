@@ -16,6 +16,7 @@ statuses in one table (``assistant/api/errors.py``).
     │                                client: the cascade serves the local answer, degraded)
     ├── RateLimited                  assistant.limits: over a rate or concurrency limit (429, Retry-After,
     │                                x-ratelimit-*)
+    ├── AlertConfigError             assistant.alerts.webhook: a webhook URL without a secret (start-up)
     ├── LimiterUnavailable           assistant.limits: Redis down and limits.on_redis_error = refuse (503)
     ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504)
     ├── ModelError                   assistant.local.registry: a GGUF model that cannot be assembled

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -187,6 +187,38 @@ class LimitSettings(BaseModel):
     )
 
 
+class AlertSettings(BaseModel):
+    """Spend alerts: a signed webhook when a budget crosses its alert ratio or is exhausted, and the
+    budget gauges on /metrics. Events are recorded whether or not a webhook is set."""
+
+    webhook_url: str | None = Field(
+        default=None, description="Where alert events are POSTed; unset: recorded only (penny alerts list)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC-SHA256 key of X-Penny-Signature; required with webhook_url. Set it from the "
+        "environment, never in penny.toml.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="One POST's timeout.")
+    poll_interval_s: float = Field(default=5.0, gt=0, description="How often a server looks for due events.")
+    batch_size: int = Field(default=20, ge=1, description="Events claimed per poll.")
+    lease_s: float = Field(
+        default=120.0, gt=0, description="A claimed event is left to its claimer this long (multi-process)."
+    )
+    backoff_base_s: float = Field(default=10.0, gt=0, description="Wait after the first failed attempt.")
+    backoff_max_s: float = Field(
+        default=3600.0, gt=0, description="Cap on the wait between attempts; attempts never stop."
+    )
+    gauge_top_n: int = Field(
+        default=20,
+        ge=0,
+        description="Budget gauges name the top N users and teams by spend; the rest: _other.",
+    )
+    gauge_refresh_s: float = Field(
+        default=15.0, ge=0, description="Scrapes within this reuse the last budget query."
+    )
+
+
 class PoolSettings(BaseModel):
     """The local tier's worker pool and autoscaler.
 
@@ -255,6 +287,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     pool: PoolSettings = PoolSettings()
     limits: LimitSettings = LimitSettings()
+    alerts: AlertSettings = AlertSettings()
     redis_url: str | None = Field(
         default=None,
         description="Shared rate-limit counters (redis://host:6379/0); unset: each process counts alone.",

@@ -16,6 +16,8 @@ from litestar.params import JSONBody
 from msgspec import Struct
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from assistant.alerts.webhook import Deliverer
+from assistant.api.alert_routes import ALERT_ROUTES
 from assistant.api.auth import (
     authorize_collection,
     ledger_of,
@@ -24,6 +26,7 @@ from assistant.api.auth import (
     require_api_key,
     require_profile,
 )
+from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
@@ -123,11 +126,22 @@ def create_app(
     """The HTTP app. ``auth=False`` is the explicit, loudly logged development mode (``--no-auth``)."""
     penny = penny or Penny(settings)
     service_metrics = ServiceMetrics(window=settings.cascade.shadow_window)
-    stop_recovery = threading.Event()
+    stop_background = threading.Event()
+    alerts = settings.alerts
+    register_budget_gauges(
+        service_metrics.registry,
+        penny.ledger.budget_spend,
+        top_n=alerts.gauge_top_n,
+        refresh_s=alerts.gauge_refresh_s,
+    )
+    # Fails at start-up, not at the first alert, when a webhook URL has no secret.
+    deliverer = Deliverer(penny.ledger, alerts) if alerts.webhook_url else None
 
     def start(app: Litestar) -> None:
         penny.ledger.recover_stale()
-        threading.Thread(target=_recover_periodically, args=(penny, stop_recovery), daemon=True).start()
+        threading.Thread(target=_recover_periodically, args=(penny, stop_background), daemon=True).start()
+        if deliverer is not None:
+            threading.Thread(target=deliverer.run, args=(stop_background,), daemon=True).start()
         if penny.pool is not None:
             from assistant.local.pool.metrics import pool_registry
 
@@ -139,7 +153,9 @@ def create_app(
             penny.warm_up()  # load models before the first request, so "ready" means ready
 
     def stop(app: Litestar) -> None:
-        stop_recovery.set()
+        stop_background.set()
+        if deliverer is not None:
+            deliverer.close()
         penny.close()  # drains and stops pool workers
 
     if not auth:
@@ -157,6 +173,7 @@ def create_app(
             pool_status_route,
             *LEDGER_ROUTES,
             *LIMIT_ROUTES,
+            *ALERT_ROUTES,
         ],
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
         on_startup=[start],

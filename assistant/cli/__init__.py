@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from assistant.cli.alert_cmds import alerts
 from assistant.cli.core import ask, models
 from assistant.cli.eval_cmds import calibrate_cmd, eval_cmd
 from assistant.cli.index_cmds import collections, ingest
@@ -36,6 +37,7 @@ for command in (
     keys,
     limits,
     teams,
+    alerts,
 ):
     cli.add_command(command)
 

@@ -24,12 +24,18 @@ from assistant.ledger.errors import (
 )
 from assistant.ledger.prices import ModelPrice, PriceTable, usd_to_micro
 from assistant.ledger.records import (
+    ALERT_KINDS,
     GROUP_BYS,
     TEAM_ROLES,
     WINDOWS,
+    AlertDelivery,
+    AlertEvent,
+    AlertKind,
     AnswerRecord,
     ApiKeyInfo,
     Budget,
+    BudgetScope,
+    BudgetSpend,
     BudgetStatus,
     GroupBy,
     Principal,
@@ -84,14 +90,20 @@ def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = Non
 
 
 __all__ = [
+    "ALERT_KINDS",
     "GROUP_BYS",
     "TEAM_ROLES",
     "WINDOWS",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertKind",
     "AlreadyExists",
     "AnswerRecord",
     "ApiKeyInfo",
     "Budget",
     "BudgetExceeded",
+    "BudgetScope",
+    "BudgetSpend",
     "BudgetStatus",
     "CollectionForbidden",
     "GroupBy",

@@ -17,6 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from assistant.ledger import migrations
+from assistant.ledger.alerts import Alerts
 from assistant.ledger.answers import Answers
 from assistant.ledger.base import DEFAULT_RESERVATION_TTL_S, utcnow
 from assistant.ledger.engine import SqliteSync, create_ledger_engine
@@ -28,7 +29,7 @@ from assistant.ledger.recovery import Recovery
 from assistant.ledger.usage import UsageReports
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits):
+class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, Alerts):
     @classmethod
     def open(
         cls,

@@ -92,6 +92,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             _create_index(schema.ix_entries_team_charged),
         ),
     ),
+    Migration(
+        6,
+        "spend alerts: an outbox of alert events and their deliveries",
+        _create(schema.alert_events, schema.alert_deliveries),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

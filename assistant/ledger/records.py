@@ -234,3 +234,69 @@ class UsageRow:
     @property
     def cost_usd(self) -> str:
         return f"{self.cost_micro_usd / 1_000_000:.6f}"
+
+
+AlertKind = Literal["alert_ratio", "exhausted"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("alert_ratio", "exhausted")
+BudgetScope = Literal["user", "team"]
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A budget crossing its alert ratio, or exhausted, once per budget window (and limit), and where its
+    webhook delivery stands."""
+
+    id: str
+    kind: AlertKind
+    scope: BudgetScope
+    subject: str  # the user's or the team's name
+    window: Window
+    window_start: datetime
+    spend_micro_usd: int  # committed spend (settled + held) when it crossed; at a refusal, before it
+    limit_micro_usd: int
+    alert_ratio: float
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+
+    def payload(self) -> dict[str, object]:
+        """The webhook body: what a receiver needs, times in ISO 8601 UTC."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "scope": self.scope,
+            "subject": self.subject,
+            "window": self.window,
+            "window_start": self.window_start.isoformat() + "Z",
+            "spend_micro_usd": self.spend_micro_usd,
+            "limit_micro_usd": self.limit_micro_usd,
+            "alert_ratio": self.alert_ratio,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+
+
+@dataclass(frozen=True)
+class AlertDelivery:
+    """One attempt to POST an alert event: the receiver's status code, or the error when there was none."""
+
+    event_id: str
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    error: str | None
+    delivered: bool
+
+
+@dataclass(frozen=True)
+class BudgetSpend:
+    """A user's or a team's budget and its committed spend in the current window (for the gauges)."""
+
+    scope: BudgetScope
+    name: str
+    spend_micro_usd: int
+    limit_micro_usd: int
+
+    @property
+    def remaining_micro_usd(self) -> int:
+        return self.limit_micro_usd - self.spend_micro_usd

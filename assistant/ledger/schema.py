@@ -239,3 +239,49 @@ collections = sa.Table(
     sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), nullable=False, index=True),
     sa.Column("assigned_at", sa.DateTime, nullable=False),
 )
+
+# Migration 6: spend alerts. An outbox: the event is written in the transaction whose spend change (or
+# refusal) crossed the threshold, so it exists exactly when the crossing does. UNIQUE(scope, subject, kind,
+# window_start, limit) fires each crossing once per budget window, however many requests race to it; the
+# limit is part of it so that an operator raising a budget re-arms its alerts.
+ALERT_KINDS = ("alert_ratio", "exhausted")
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(12), nullable=False),
+    sa.Column("scope", sa.String(8), nullable=False),
+    sa.Column("subject_id", sa.Integer, nullable=False),
+    sa.Column("subject_name", sa.String(100), nullable=False),
+    sa.Column("window", sa.String(8), nullable=False),
+    sa.Column("window_start", sa.DateTime, nullable=False),
+    sa.Column("spend_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("limit_micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("alert_ratio", sa.Float, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    # Delivery state: attempts so far, when the next may run (backoff), who holds it (a lease, so two
+    # processes do not both POST it), and when a receiver acknowledged it with a 2xx.
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime, nullable=False),
+    sa.Column("claimed_until", sa.DateTime),
+    sa.Column("delivered_at", sa.DateTime),
+    sa.UniqueConstraint(
+        "scope", "subject_id", "kind", "window_start", "limit_micro_usd", name="uq_alert_crossing"
+    ),
+    sa.CheckConstraint("kind IN ('alert_ratio', 'exhausted')", name="alert_kind_known"),
+    sa.CheckConstraint("scope IN ('user', 'team')", name="alert_scope_known"),
+    sa.Index("ix_alert_events_due", "delivered_at", "next_attempt_at"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.String(32), sa.ForeignKey("alert_events.id"), nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempted_at", sa.DateTime, nullable=False),
+    sa.Column("status_code", sa.Integer),  # NULL: no HTTP response (connection refused, timeout, ...)
+    sa.Column("error", sa.String(300)),
+    sa.Column("delivered", sa.Boolean, nullable=False),
+)

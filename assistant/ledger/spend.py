@@ -19,9 +19,10 @@ import sqlalchemy as sa
 
 from assistant.ledger import keys
 from assistant.ledger.accounts import committed_micro_usd
+from assistant.ledger.alerts import check_crossing, record_alert
 from assistant.ledger.errors import AlreadyExists, BudgetExceeded, NotFound, ReservationClosed
 from assistant.ledger.prices import format_usd
-from assistant.ledger.records import Principal, Reservation, Usage
+from assistant.ledger.records import BudgetScope, Principal, Reservation, Usage
 from assistant.ledger.schema import budgets, ledger_entries, reservations, team_budgets, teams
 from assistant.ledger.teams import Teams, team_committed_micro_usd
 from assistant.ledger.windows import window_bounds
@@ -98,7 +99,7 @@ class Spend(Teams):
             team_id=principal.team_id,
         )
         try:
-            self._reserve(
+            refusal = self._reserve(
                 reservation,
                 budget_user=principal,
                 prompt_tokens=prompt_tokens,
@@ -106,6 +107,8 @@ class Spend(Teams):
             )
         except sa.exc.IntegrityError as exc:
             raise AlreadyExists(f"request id {request_id!r} already has a reservation") from exc
+        if refusal is not None:
+            raise refusal
         return reservation
 
     def _reserve(
@@ -115,26 +118,24 @@ class Spend(Teams):
         budget_user: Principal,
         prompt_tokens: int,
         max_completion_tokens: int,
-    ) -> None:
+    ) -> BudgetExceeded | None:
+        """Write the reservation, or return why it does not fit (after committing the alert that says so:
+        raising inside the transaction would roll the alert back with it)."""
         principal, worst, now = budget_user, reservation.worst_case_micro_usd, reservation.created_at
+        refusal: BudgetExceeded | None = None
         with self._write() as conn:
             budget, team_budget = self._lock_budgets(conn, principal.user_id, reservation.team_id)
             if budget is not None:
-                start, reset = window_bounds(budget.window, now)
-                committed = committed_micro_usd(conn, principal.user_id, start)
-                _check(budget, committed, worst, now, reset, f"user {principal.user_name}", None)
-            if team_budget is not None:
-                start, reset = window_bounds(team_budget.window, now)
-                committed = team_committed_micro_usd(conn, team_budget.team_id, start)
-                _check(
-                    team_budget,
-                    committed,
-                    worst,
-                    now,
-                    reset,
-                    f"team {team_budget.team_name}",
-                    team_budget.team_name,
+                refusal = _check(
+                    conn, "user", principal.user_id, principal.user_name, budget, worst, now, None
                 )
+            if team_budget is not None and refusal is None:
+                refusal = _check(
+                    conn, "team", team_budget.team_id, team_budget.team_name, team_budget, worst, now, "team"
+                )
+            if refusal is not None:
+                # Commit the refusal's "exhausted" event (the only write); the reservation is not made.
+                return refusal
             conn.execute(
                 reservations.insert(),
                 {
@@ -155,6 +156,7 @@ class Spend(Teams):
             )
             # Token counts live on the settle entry only; the estimate is on the reservation row.
             self._entry(conn, reservation, "reserve", worst, now, Usage(0, 0, estimated=True))
+        return None
 
     def mark_sent(self, reservation: Reservation) -> None:
         """Record that the paid call is going out; from here a crash means 'maybe spent'."""
@@ -175,7 +177,7 @@ class Spend(Teams):
         cost = self.prices.cost_micro_usd(reservation.model, usage)
         now = self._now()
         with self._write() as conn:
-            self._lock_budgets(conn, reservation.user_id, reservation.team_id)
+            budget, team_budget = self._lock_budgets(conn, reservation.user_id, reservation.team_id)
             row = self._lock_reservation(conn, reservation.request_id)
             if row.state == "released":
                 raise ReservationClosed(
@@ -213,6 +215,8 @@ class Spend(Teams):
                 .where(reservations.c.request_id == reservation.request_id)
                 .values(state="settled", cost_micro_usd=cost, resolved_at=now)
             )
+            # The actual cost may exceed the worst case held, so settling can cross a threshold too.
+            _check_settled(conn, reservation, budget, team_budget, now)
         return cost
 
     def release(self, reservation: Reservation, reason: str) -> None:
@@ -290,23 +294,63 @@ def reservation_from_row(row: sa.Row) -> Reservation:
 
 
 def _check(
+    conn: sa.Connection,
+    scope: BudgetScope,
+    subject_id: int,
+    subject_name: str,
     budget: sa.Row,
-    committed: int,
     worst: int,
     now: datetime,
-    reset: datetime | None,
-    who: str,
     team: str | None,
-) -> None:
-    """Refuse when the worst case does not fit this budget; warn when it crosses the alert ratio."""
+) -> BudgetExceeded | None:
+    """Why the worst case does not fit this budget (recording it as exhausted), or None; record the
+    thresholds that spend including this hold reaches."""
+    start, reset = window_bounds(budget.window, now)
+    if scope == "user":
+        committed = committed_micro_usd(conn, subject_id, start)
+    else:
+        committed = team_committed_micro_usd(conn, subject_id, start)
+    alert = {"scope": scope, "subject_id": subject_id, "subject_name": subject_name, "budget": budget}
     if committed + worst > budget.limit_micro_usd:
-        raise _budget_exceeded(budget, committed, worst, now, reset, team)
-    if committed + worst >= budget.alert_ratio * budget.limit_micro_usd:
-        log.warning(
-            "%s is at %.0f%% of the %s budget",
-            who,
-            100 * (committed + worst) / max(budget.limit_micro_usd, 1),
-            budget.window,
+        record_alert(conn, kind="exhausted", window_start=start, spend_micro_usd=committed, now=now, **alert)
+        return _budget_exceeded(budget, committed, worst, now, reset, subject_name if team else None)
+    check_crossing(conn, window_start=start, spend_micro_usd=committed + worst, now=now, **alert)
+    return None
+
+
+def _check_settled(
+    conn: sa.Connection,
+    reservation: Reservation,
+    budget: sa.Row | None,
+    team_budget: sa.Row | None,
+    now: datetime,
+) -> None:
+    """Thresholds reached by a settle, in the window the request is charged to (its reservation's)."""
+    if budget is not None:
+        start, _ = window_bounds(budget.window, reservation.created_at)
+        spend = committed_micro_usd(conn, reservation.user_id, start)
+        check_crossing(
+            conn,
+            scope="user",
+            subject_id=reservation.user_id,
+            subject_name=None,
+            budget=budget,
+            window_start=start,
+            spend_micro_usd=spend,
+            now=now,
+        )
+    if team_budget is not None:
+        start, _ = window_bounds(team_budget.window, reservation.created_at)
+        spend = team_committed_micro_usd(conn, team_budget.team_id, start)
+        check_crossing(
+            conn,
+            scope="team",
+            subject_id=team_budget.team_id,
+            subject_name=team_budget.team_name,
+            budget=team_budget,
+            window_start=start,
+            spend_micro_usd=spend,
+            now=now,
         )
 
 
