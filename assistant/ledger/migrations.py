@@ -92,6 +92,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             _create_index(schema.ix_entries_team_charged),
         ),
     ),
+    Migration(6, "ingest jobs: HTTP uploads and their per-file results", _create(schema.ingest_jobs)),
 )
 LATEST = MIGRATIONS[-1].version
 
