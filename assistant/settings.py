@@ -150,6 +150,17 @@ class LedgerSettings(BaseModel):
     )
 
 
+class IngestSettings(BaseModel):
+    max_file_bytes: int = Field(
+        default=20_000_000, gt=0, description="Largest file one upload may carry (HTTP 413 above)."
+    )
+    max_request_bytes: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Largest upload request, all files together (HTTP 413 above); other routes keep 1 MB.",
+    )
+
+
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -255,6 +266,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     pool: PoolSettings = PoolSettings()
     limits: LimitSettings = LimitSettings()
+    ingest: IngestSettings = IngestSettings()
     redis_url: str | None = Field(
         default=None,
         description="Shared rate-limit counters (redis://host:6379/0); unset: each process counts alone.",
@@ -283,6 +295,11 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.models.cache_dir or self.data_dir / "models"
+
+    @property
+    def ingest_spool_dir(self) -> Path:
+        """Uploaded files wait here for the ingest worker; on the data dir's disk, not in /tmp's RAM."""
+        return self.data_dir / "ingest-spool"
 
     @property
     def db_url(self) -> str:

@@ -27,6 +27,7 @@ from assistant.api.auth import (
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
+from assistant.api.ingest_routes import ingest_routes
 from assistant.api.ledger_routes import LEDGER_ROUTES
 from assistant.api.limit_routes import LIMIT_ROUTES
 from assistant.api.limiting import limited, paid_token_estimate, with_rate_headers
@@ -127,6 +128,7 @@ def create_app(
 
     def start(app: Litestar) -> None:
         penny.ledger.recover_stale()
+        penny.ingest_worker.start()  # fails jobs a previous process left unfinished
         threading.Thread(target=_recover_periodically, args=(penny, stop_recovery), daemon=True).start()
         if penny.pool is not None:
             from assistant.local.pool.metrics import pool_registry
@@ -157,6 +159,7 @@ def create_app(
             pool_status_route,
             *LEDGER_ROUTES,
             *LIMIT_ROUTES,
+            *ingest_routes(settings),
         ],
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
         on_startup=[start],
