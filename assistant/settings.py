@@ -38,7 +38,8 @@ class ModelSettings(BaseModel):
 class IndexSettings(BaseModel):
     collection: str = "default"
     chroma_url: str | None = Field(
-        default=None, description="Use a Chroma server (needed when ingesting while serving)."
+        default=None,
+        description="Use a Chroma server (needed when `penny ingest` runs while another process serves).",
     )
     embedding_model: str = "all-MiniLM-L6-v2"
     chunk_tokens: int = 200
