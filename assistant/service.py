@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
+    from assistant.ingestion import IngestWorker
     from assistant.ledger import Ledger
     from assistant.limits import Limiter, LimitPolicy
     from assistant.local.backend import LocalBackend
@@ -76,6 +77,13 @@ class Penny:
             write_batch=max_batch_size(self.chroma),
             embed_batch_chunks=self.settings.index.embed_batch_chunks,
         )
+
+    @cached_property
+    def ingest_worker(self) -> IngestWorker:
+        """The thread that indexes HTTP uploads: this process owns the embedded index, so it writes."""
+        from assistant.ingestion import IngestWorker
+
+        return IngestWorker(self)
 
     def warm_up(self) -> None:
         """Load the embedder and the local tier now rather than on the first request."""
@@ -155,6 +163,9 @@ class Penny:
             backend.close()
         if self.__dict__.get("pool") is not None:
             self.pool.stop()
+        worker = self.__dict__.get("ingest_worker")
+        if worker is not None:
+            worker.stop()  # lets the running ingest job finish its writes
         limiter = self.__dict__.get("limiter")
         if limiter is not None:
             limiter.close()

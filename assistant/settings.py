@@ -38,7 +38,8 @@ class ModelSettings(BaseModel):
 class IndexSettings(BaseModel):
     collection: str = "default"
     chroma_url: str | None = Field(
-        default=None, description="Use a Chroma server (needed when ingesting while serving)."
+        default=None,
+        description="Use a Chroma server (needed when `penny ingest` runs while another process serves).",
     )
     embedding_model: str = "all-MiniLM-L6-v2"
     chunk_tokens: int = 200
@@ -147,6 +148,17 @@ class LedgerSettings(BaseModel):
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL", description="FULL: commits survive power loss; NORMAL: only process crashes, faster."
+    )
+
+
+class IngestSettings(BaseModel):
+    max_file_bytes: int = Field(
+        default=20_000_000, gt=0, description="Largest file one upload may carry (HTTP 413 above)."
+    )
+    max_request_bytes: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Largest upload request, all files together (HTTP 413 above); other routes keep 1 MB.",
     )
 
 
@@ -288,6 +300,7 @@ class Settings(BaseSettings):
     pool: PoolSettings = PoolSettings()
     limits: LimitSettings = LimitSettings()
     alerts: AlertSettings = AlertSettings()
+    ingest: IngestSettings = IngestSettings()
     redis_url: str | None = Field(
         default=None,
         description="Shared rate-limit counters (redis://host:6379/0); unset: each process counts alone.",
@@ -316,6 +329,11 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.models.cache_dir or self.data_dir / "models"
+
+    @property
+    def ingest_spool_dir(self) -> Path:
+        """Uploaded files wait here for the ingest worker; on the data dir's disk, not in /tmp's RAM."""
+        return self.data_dir / "ingest-spool"
 
     @property
     def db_url(self) -> str:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from index.chunking import Chunk, Chunker
 from index.embedding import Embedder
@@ -62,6 +62,19 @@ class IngestSummary:
             f"deleted {self.deleted}, failed {len(self.failed)} ({self.chunks_written} chunks written, "
             f"{self.chunks_deleted} removed in {self.seconds:.1f}s)"
         )
+
+
+FileStatus = Literal["indexed", "unchanged", "duplicate", "failed"]
+
+
+@dataclass
+class FileResult:
+    """What became of one named file: ``chunks`` written when indexed, ``error`` when it failed."""
+
+    source: str
+    status: FileStatus
+    chunks: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -186,7 +199,7 @@ class Ingester:
         try:
             for path in found.files:
                 try:
-                    item = self._prepare(path, manifest.get(str(path)))
+                    item = self._prepare(path, str(path), manifest.get(str(path)))
                 except LoadError as exc:
                     summary.failed[str(path)] = str(exc)
                     item = None
@@ -213,7 +226,53 @@ class Ingester:
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _prepare(self, path: Path, previous: StoredFile | None) -> _Pending | None:
+    def ingest_files(self, files: Sequence[tuple[Path, str]]) -> list[FileResult]:
+        """Ingest each ``(path, source)`` under the name ``source`` rather than its path: uploaded files sit
+        in a spool folder, but their document is the name the client gave. One result per file, in order.
+
+        Same rules as :meth:`ingest`: unchanged bytes are skipped, a changed file replaces its old chunks,
+        and a file that fails to load fails alone, keeping whatever it had indexed before.
+        """
+        manifest = self.manifest()
+        results: list[FileResult] = []
+        pending: list[_Pending] = []
+        summary = IngestSummary()
+        seen: set[str] = set()
+        try:
+            for path, source in files:
+                if source in seen:  # the same name twice in one upload: the first one wins
+                    results.append(FileResult(source, "duplicate"))
+                    continue
+                seen.add(source)
+                try:
+                    item = self._prepare(path, source, manifest.get(source))
+                except LoadError as exc:
+                    results.append(FileResult(source, "failed", error=str(exc)))
+                    continue
+                if item is None:
+                    results.append(FileResult(source, "unchanged"))
+                    continue
+                results.append(FileResult(source, "indexed", chunks=len(item.chunks)))
+                pending.append(item)
+                if sum(len(p.chunks) for p in pending) >= self.embed_batch_chunks:
+                    self._flush(pending, summary, None)
+            if pending:
+                self._flush(pending, summary, None)
+        finally:
+            if summary.chunks_written:
+                bump_revision(self.collection)
+        return results
+
+    def delete_source(self, source: str) -> int:
+        """Delete every chunk of one document; the number deleted (0: no such document)."""
+        found = self.collection.get(where={"source": source}, include=[])
+        ids = list(found["ids"])
+        if ids:
+            self._delete_ids(ids)
+            bump_revision(self.collection)
+        return len(ids)
+
+    def _prepare(self, path: Path, source: str, previous: StoredFile | None) -> _Pending | None:
         """Chunks of a new or changed file, or None when the stored chunks already match its bytes."""
         try:
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -230,9 +289,9 @@ class Ingester:
             raise LoadError(f"could not parse: {type(exc).__name__}: {exc}") from exc
         if not chunks:
             raise LoadError("empty: no text to index")
-        return _Pending(str(path), digest, document.title, chunks, previous)
+        return _Pending(source, digest, document.title, chunks, previous)
 
-    def _flush(self, pending: list[_Pending], summary: IngestSummary, bar: tqdm) -> None:
+    def _flush(self, pending: list[_Pending], summary: IngestSummary, bar: tqdm | None) -> None:
         texts = [chunk.text for item in pending for chunk in item.chunks]
         vectors = self.embedder.embed_array(texts)
         now = int(time.time())

@@ -30,6 +30,7 @@ from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.idempotency import idempotent
+from assistant.api.ingest_routes import ingest_routes
 from assistant.api.ledger_routes import LEDGER_ROUTES
 from assistant.api.limit_routes import LIMIT_ROUTES
 from assistant.api.limiting import limited, paid_token_estimate, with_rate_headers
@@ -139,6 +140,7 @@ def create_app(
 
     def start(app: Litestar) -> None:
         penny.ledger.recover_stale()
+        penny.ingest_worker.start()  # fails jobs a previous process left unfinished
         threading.Thread(target=_recover_periodically, args=(penny, stop_background), daemon=True).start()
         if deliverer is not None:
             threading.Thread(target=deliverer.run, args=(stop_background,), daemon=True).start()
@@ -174,6 +176,7 @@ def create_app(
             *LEDGER_ROUTES,
             *LIMIT_ROUTES,
             *ALERT_ROUTES,
+            *ingest_routes(settings),
         ],
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),
         on_startup=[start],

@@ -26,6 +26,7 @@ from assistant.ledger import Ledger, Principal
 
 ADMIN_KEY_ENV = "PENNY_ADMIN_KEY"
 PRINCIPAL_SCOPE_KEY = "penny_principal"
+ADMIN_SCOPE_KEY = "penny_admin"
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
@@ -69,6 +70,29 @@ async def require_api_key(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
                 401, "invalid, expired or revoked API key", code="invalid_api_key", headers=_CHALLENGE
             )
     connection.scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+
+
+def is_admin_key(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
+    """The request carries the configured admin key (compared in constant time)."""
+    token, expected = bearer_token(connection), os.environ.get(ADMIN_KEY_ENV, "")
+    return bool(token and expected) and hmac.compare_digest(token.encode("utf-8"), expected.encode("utf-8"))
+
+
+async def require_api_or_admin_key(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """A user's key, or the admin key (the operator manages every collection): see ``acting_principal``."""
+    if is_admin_key(connection):
+        connection.scope[ADMIN_SCOPE_KEY] = True  # type: ignore[literal-required]
+        return
+    await require_api_key(connection, handler)
+
+
+def acting_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """The key's principal, or None for the admin key (after ``require_api_or_admin_key``)."""
+    if connection.scope.get(ADMIN_SCOPE_KEY):  # type: ignore[call-overload]
+        return None
+    return principal_of(connection)
 
 
 async def require_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

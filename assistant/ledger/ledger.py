@@ -22,6 +22,7 @@ from assistant.ledger.answers import Answers
 from assistant.ledger.base import DEFAULT_RESERVATION_TTL_S, utcnow
 from assistant.ledger.engine import SqliteSync, create_ledger_engine
 from assistant.ledger.idempotency import Idempotency
+from assistant.ledger.jobs import Jobs
 from assistant.ledger.labels import Labels
 from assistant.ledger.prices import PriceTable
 from assistant.ledger.rate_limits import RateLimits
@@ -29,7 +30,7 @@ from assistant.ledger.recovery import Recovery
 from assistant.ledger.usage import UsageReports
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, Alerts):
+class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, Alerts, Jobs):
     @classmethod
     def open(
         cls,

@@ -97,6 +97,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "spend alerts: an outbox of alert events and their deliveries",
         _create(schema.alert_events, schema.alert_deliveries),
     ),
+    Migration(7, "ingest jobs: HTTP uploads and their per-file results", _create(schema.ingest_jobs)),
 )
 LATEST = MIGRATIONS[-1].version
 

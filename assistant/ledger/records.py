@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 Tier = Literal["local", "cache", "paid", "none"]
 Window = Literal["day", "month", "total"]
@@ -300,3 +300,19 @@ class BudgetSpend:
     @property
     def remaining_micro_usd(self) -> int:
         return self.limit_micro_usd - self.spend_micro_usd
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    """An HTTP upload being indexed: its state and one result per file (``name``, ``status``, ``chunks``,
+    ``error``). ``user_id`` None: started with the admin key."""
+
+    id: str
+    user_id: int | None
+    collection: str
+    status: str
+    files: list[dict[str, Any]]
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

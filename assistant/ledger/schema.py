@@ -285,3 +285,22 @@ alert_deliveries = sa.Table(
     sa.Column("error", sa.String(300)),
     sa.Column("delivered", sa.Boolean, nullable=False),
 )
+
+# Migration 7: HTTP ingestion jobs. Kept here, not in memory, so ``GET /v1/jobs/{id}`` answers after a
+# restart and from any API process. ``files`` is the per-file result list; ``user_id`` NULL: the admin key.
+JOB_STATES = ("queued", "running", "done", "failed")
+
+ingest_jobs = sa.Table(
+    "ingest_jobs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), index=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),
+    sa.Column("error", sa.String(1000)),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="ingest_job_status_known"),
+)

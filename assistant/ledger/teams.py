@@ -243,3 +243,57 @@ class Teams(Accounts):
         if member is None:
             raise forbidden_collection(collection)
         return dataclasses.replace(principal, team_id=owner.id, team_name=owner.name)
+
+    def authorize_collection_write(
+        self, principal: Principal, collection: str, *, exists: bool, team: str | None = None
+    ) -> str | None:
+        """The team owning ``collection`` once the principal may write to it (None: it stays unowned).
+
+        Any member of the owning team may write (a team's documents are its members' shared work; team
+        admins differ only in reading the team's usage). A collection that does not exist yet is claimed
+        for the caller's team: their only team, or ``team`` when they are in several. An existing unowned
+        collection, the default one included, is the operator's: CollectionForbidden for every key, with
+        the one message reads use. The system user (CLI, ``--no-auth``) writes everywhere.
+        """
+        if principal.key_id is None:
+            if team is not None:
+                self.claim_collection(collection, team)
+            return self.collection_owners().get(collection, team)
+        owner = self.collection_owners().get(collection)
+        teams_of = {m.team_name for m in self.memberships(principal)}
+        if owner is not None:
+            if owner not in teams_of or (team is not None and team != owner):
+                raise forbidden_collection(collection)
+            return owner
+        if exists or not teams_of:
+            raise forbidden_collection(collection)
+        if team is None:
+            if len(teams_of) > 1:
+                raise LedgerError(
+                    f"you are in several teams ({', '.join(sorted(teams_of))}): name the team that will "
+                    "own the new collection with the form field 'team'"
+                )
+            team = next(iter(teams_of))
+        if team not in teams_of:
+            raise forbidden_collection(collection)
+        self.claim_collection(collection, team)
+        return team
+
+    def claim_collection(self, collection: str, team_name: str) -> None:
+        """Give an unowned COLLECTION to TEAM; CollectionForbidden if another team got it first (never
+        moves a collection, unlike ``assign_collection``)."""
+        team = self.get_team(team_name)
+        try:
+            with self._write() as conn:
+                row = conn.execute(
+                    sa.select(collections.c.team_id).where(collections.c.name == collection).with_for_update()
+                ).first()
+                if row is None:
+                    conn.execute(
+                        collections.insert().values(name=collection, team_id=team.id, assigned_at=self._now())
+                    )
+                    return
+        except sa.exc.IntegrityError:  # claimed by a concurrent request between our read and insert
+            pass
+        if self.collection_owners().get(collection) != team.name:
+            raise forbidden_collection(collection)

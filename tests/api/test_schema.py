@@ -53,3 +53,5 @@ def test_no_server_errors_on_any_route(tmp_path, model_cache) -> None:  # type: 
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "/v1/chat/completions" in output  # the answering routes were exercised
+    for route in ("/v1/collections/{name}/documents", "/v1/jobs/{job_id}", "/documents/{source}"):
+        assert route in output  # and HTTP ingestion's (multipart upload included)

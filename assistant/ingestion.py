@@ -1,0 +1,87 @@
+"""HTTP ingestion's worker: one thread in the API process runs upload jobs, one at a time, in order.
+
+The API process owns the embedded Chroma index (its ``PersistentClient`` is single-process), so it must be
+the one writing: uploads are spooled under the data dir, queued here, and indexed by the same ``Ingester``
+``penny ingest`` uses. One job at a time because embedding is CPU-bound and competes with answering.
+Job state lives in the ledger, so a job's result outlives the process that ran it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assistant.service import Penny
+
+log = logging.getLogger("penny.ingest")
+
+_STOP = object()
+
+
+class IngestWorker:
+    def __init__(self, penny: Penny) -> None:
+        self.penny = penny
+        self.spool = penny.settings.ingest_spool_dir
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Fail jobs a previous process left unfinished, clear its spool, then start the thread."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            for job_id in self.penny.ledger.fail_unfinished_jobs():
+                log.warning("ingest job %s was interrupted by a restart; marked failed", job_id)
+            shutil.rmtree(self.spool, ignore_errors=True)
+            self._thread = threading.Thread(target=self._run, name="penny-ingest", daemon=True)
+            self._thread.start()
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.spool / job_id
+
+    def submit(self, job_id: str, files: list[tuple[Path, str]]) -> None:
+        """Queue a created job whose ``(spooled path, source name)`` files are already under its dir."""
+        self.start()
+        self._queue.put((job_id, files))
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the running job (never cut mid-write), then stop; queued jobs fail at the next start."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            job_id, files = item  # type: ignore[misc]
+            try:
+                self.run(job_id, files)
+            except Exception:  # the thread must outlive any one job
+                log.exception("ingest job %s crashed", job_id)
+
+    def run(self, job_id: str, files: list[tuple[Path, str]]) -> None:
+        ledger = self.penny.ledger
+        try:
+            job = ledger.job(job_id)
+            ledger.start_job(job_id)
+            results = self.penny.ingester(job.collection).ingest_files(files)
+            by_file = [
+                {"name": r.source, "status": r.status, "chunks": r.chunks, "error": r.error} for r in results
+            ]
+            ledger.finish_job(job_id, by_file)
+            log.info("ingest job %s into %s: %s", job_id, job.collection, [r.status for r in results])
+        except Exception as exc:
+            log.exception("ingest job %s failed", job_id)
+            ledger.fail_job(job_id, f"{type(exc).__name__}: {exc}")
+        finally:
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
