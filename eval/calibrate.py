@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.answering.features import EVIDENCE_FEATURES
 from eval.metrics import auroc
 from eval.report import (
     QUALITY_TOLERANCE_F1,
@@ -34,15 +35,6 @@ if TYPE_CHECKING:
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 ABSTAIN_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # price of an abstention / of a wrong answer
-# Whether the paid answer will be right depends on the question and the passages, not on what the local
-# model said: P(paid helps) reads only these (a few hundred local-wrong answers cannot support all).
-PAID_HELPS_FEATURES: tuple[str, ...] = (
-    "retrieval_top",
-    "retrieval_margin",
-    "dense_bm25_agree",
-    "question_support",
-    "question_sentence_cos",
-)
 HAS_ANS_TOLERANCE_F1 = 3.0  # the target: HasAns F1 no more than this below paid-only's
 COST_CAP = 0.30  # the target: at most this share of paid-only's cost
 LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
@@ -253,12 +245,16 @@ def choose_regularization(
     seed: int,
     names: Sequence[str] | None = None,
 ) -> float:
-    """The L2 strength C with the best out-of-fold AUROC: a few hundred answers and ten correlated features
-    overfit at sklearn's default C = 1 (ties go to the stronger regularisation)."""
-    scores = [
-        (auroc(labels, out_of_fold(features, labels, folds, seed, c, names)) or 0.0, -c) for c in C_GRID
-    ]
-    return -max(scores)[1]
+    """The L2 strength C with the least out-of-fold log loss: a few hundred answers and ten correlated
+    features overfit at sklearn's default C = 1. Log loss, not AUROC: the decision rule prices the
+    probabilities themselves, and AUROC cannot tell a sharp model from one squashed towards the base rate
+    (ties go to the stronger regularisation)."""
+    from sklearn.metrics import log_loss
+
+    def loss(c: float) -> float:
+        return float(log_loss(labels, out_of_fold(features, labels, folds, seed, c, names), labels=[0, 1]))
+
+    return min((loss(c), c) for c in C_GRID)[1]
 
 
 def rescored(
@@ -486,6 +482,7 @@ def calibrate(
         features,
         has_answer,
         **options,  # type: ignore[arg-type]
+        names=EVIDENCE_FEATURES,
     )
     gate_oof: list[float | None] | None = None
     if answerable_fit is not None:
@@ -501,7 +498,7 @@ def calibrate(
         [features[i] for i in wrong],
         [bool(paid_right[i]) for i in wrong],
         **options,  # type: ignore[arg-type]
-        names=PAID_HELPS_FEATURES,
+        names=EVIDENCE_FEATURES,
     )
     if helps_fit is not None:
         decisions.append(helps_fit[0])

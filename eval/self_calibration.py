@@ -218,6 +218,7 @@ def refit_from_ledger(
     agreement with the paid answer, "answerable" is the paid tier not abstaining. P(paid helps) has no
     such label (the paid answer is the reference), so it is kept from the current calibration."""
     from assistant.answering.calibration import Calibration, collection_calibration_path, fit
+    from assistant.answering.features import EVIDENCE_FEATURES
     from assistant.ledger import open_ledger
     from eval.calibrate import _training_set
     from eval.runs import load_records
@@ -253,20 +254,30 @@ def refit_from_ledger(
     model = fit(rows, correct, regularization_c=0.1, meta=meta)
     scores: dict[str, float | None] = {"local_correct": _oof_auroc(rows, correct, folds, seed)}
     if len(set(answerable)) == 2 and min(sum(answerable), len(answerable) - sum(answerable)) >= 3:
-        model.answerable = fit(rows, answerable, regularization_c=0.1, meta={"label": "paid tier answered"})
+        model.answerable = fit(
+            rows,
+            answerable,
+            names=EVIDENCE_FEATURES,
+            regularization_c=0.1,
+            meta={"label": "paid tier answered"},
+        )
         model.abstain_below = base.abstain_below
-        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed)
+        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, EVIDENCE_FEATURES)
     model.paid_helps = base.paid_helps
     model.save(target)
     return LedgerRefit(target, len(labels), synthetic, scores)
 
 
 def _oof_auroc(
-    rows: Sequence[dict[str, float]], labels: Sequence[bool], folds: int, seed: int
+    rows: Sequence[dict[str, float]],
+    labels: Sequence[bool],
+    folds: int,
+    seed: int,
+    names: Sequence[str] | None = None,
 ) -> float | None:
     from eval.calibrate import out_of_fold
     from eval.metrics import auroc
 
     if min(sum(labels), len(labels) - sum(labels)) < 2:
         return None
-    return auroc(labels, out_of_fold(rows, labels, folds, seed, 0.1))
+    return auroc(labels, out_of_fold(rows, labels, folds, seed, 0.1, names))

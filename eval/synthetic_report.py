@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.answering.features import EVIDENCE_FEATURES
 from eval.runs import Config, QuestionRecord
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ def compare_on_real(
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
     from eval.calibrate import (
-        PAID_HELPS_FEATURES,
         _fit_decision,
         _training_set,
         judged_by,
@@ -58,13 +58,13 @@ def compare_on_real(
     oof: dict[str, list[float]] = {}
     tasks = (
         ("local_correct", features, labels, synthetic, None),
-        ("answerable", features, has_answer, synthetic.answerable, None),
+        ("answerable", features, has_answer, synthetic.answerable, EVIDENCE_FEATURES),
         (
             "paid_helps",
             [features[i] for i in wrong],
             [bool(paid_right[i]) for i in wrong],
             synthetic.paid_helps,
-            PAID_HELPS_FEATURES,
+            EVIDENCE_FEATURES,
         ),
     )
     for name, rows, ys, model, names in tasks:

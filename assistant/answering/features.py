@@ -45,6 +45,18 @@ FEATURES: tuple[str, ...] = (
     "dense_bm25_agree",  # 1 if dense and BM25 retrieval rank the same passage first (hybrid only)
 )
 
+# What the question and the passages say before any answer is read. Whether the passages answer the question
+# (P(answerable)) and whether the paid tier will get it right (P(paid helps)) are properties of these, not of
+# the local model's answer: fitted on all features, both learn the local model's quirks and lose out of fold
+# (docs/eval/evaluator-signals.md, third probe).
+EVIDENCE_FEATURES: tuple[str, ...] = (
+    "retrieval_top",
+    "retrieval_margin",
+    "dense_bm25_agree",
+    "question_support",
+    "question_sentence_cos",
+)
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CITATION = re.compile(r"\[\d{1,2}\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
