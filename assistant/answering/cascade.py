@@ -17,6 +17,7 @@ the final answer is the degraded local one.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -287,8 +288,11 @@ class Cascade:
 
     def _expected_paid_cost_usd(self, messages: list[dict[str, str]]) -> float:
         """What escalating this prompt is expected to cost, from the price table: the prompt counted by
-        tiktoken and an answer of the policy's expected length. 0 without a ledger (no prices)."""
-        if self.paid is None or self.ledger is None:
+        tiktoken and an answer of the policy's expected length. 0 without a ledger (no prices); infinite
+        without a paid tier, so the expected-loss rule never picks an escalation that cannot happen."""
+        if self.paid is None:
+            return math.inf
+        if self.ledger is None:
             return 0.0
         from assistant.ledger import Usage
 

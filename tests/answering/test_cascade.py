@@ -235,6 +235,15 @@ def test_no_upstream_configured_degrades_instead_of_failing(penny, local) -> Non
     assert answer.reason.startswith("upstream_failed: not_configured")
 
 
+def test_without_a_paid_tier_the_expected_loss_rule_never_picks_escalation(penny, local) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, None, wrong_answer_usd=0.001, abstain_usd=0.002)
+    # These probabilities escalate when a paid tier exists (the budget-pressure test above).
+    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    answer = cascade.answer(QUESTION)
+    assert answer.action == "local" and answer.tier == "local" and not answer.degraded
+    assert answer.low_confidence and "escalate" not in answer.expected_loss_usd
+
+
 def test_retrieval_empty_abstains_without_running_the_local_model(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
     answer = build(penny, local, paid_server[1]).answer(OFF_TOPIC)
     assert answer.tier == "none" and answer.answer == ABSTAIN_PHRASE
