@@ -15,7 +15,7 @@ from assistant.answering.calibration import (
 )
 from assistant.answering.decision import Policy, decide
 from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import FEATURES, extract_features
+from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, extract_features
 from tests.conftest import REPO
 from tests.support.answering import PASSAGES, QUESTION, generation, synthetic
 
@@ -33,8 +33,11 @@ def test_default_calibration_has_all_three_models_fitted_out_of_fold() -> None:
     calibration = Calibration.load()
     # From `eval calibrate` on the 240-question run of the shared sample (docs/eval/squad-240).
     assert calibration.answerable is not None and calibration.paid_helps is not None
-    assert set(calibration.features) == set(FEATURES) == set(calibration.answerable.features)
-    assert set(calibration.paid_helps.features) < set(FEATURES)  # the question and passages only
+    assert set(calibration.features) == set(FEATURES)
+    # Whether the passages answer the question, and whether paying will help: the question and passages
+    # only, never the local answer.
+    assert calibration.answerable.features == list(EVIDENCE_FEATURES)
+    assert calibration.paid_helps.features == list(EVIDENCE_FEATURES)
     assert calibration.meta["auroc_out_of_fold"]["local_correct"] > 0.7
     assert calibration.meta["recommended_wrong_answer_usd"] > 0
 
