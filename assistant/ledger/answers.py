@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-import logging
+import threading
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from assistant.ledger.base import LedgerBase
+from assistant.ledger.group_commit import GroupCommit
 from assistant.ledger.records import AnswerRecord
 from assistant.ledger.schema import answers
 
-log = logging.getLogger("penny.ledger")
+_WRITER_LOCK = threading.Lock()
+
+
+def insert_answer(engine: sa.Engine) -> sa.Executable:
+    """INSERT that ignores a second record for the same request id (a retry): one statement, so it can be
+    batched, and no failed INSERT to abort a PostgreSQL transaction."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(answers).on_conflict_do_nothing(index_elements=[answers.c.request_id])
 
 
 class Answers(LedgerBase):
+    _answer_writer: GroupCommit | None = None
+
     def local_cost_micro_usd(self, worker_seconds: float) -> int:
         return self.prices.local_cost_micro_usd(worker_seconds, self.local_micro_usd_per_hour)
 
     def record_answer(self, record: AnswerRecord) -> None:
-        """Store one answer's record. A second record for the same request id is ignored (retries)."""
+        """Store one answer's record; returns once it is committed. A second record for the same request
+        id is ignored (retries). Concurrent answers share one commit (``group_commit``)."""
         values = {
             "request_id": record.request_id,
             "user_id": record.principal.user_id,
@@ -44,13 +56,19 @@ class Answers(LedgerBase):
             "price_version": self.prices.version,
             "created_at": self._now(),
         }
-        with self._write() as conn:
-            if conn.execute(
-                sa.select(answers.c.request_id).where(answers.c.request_id == record.request_id)
-            ).first():
-                log.info("answer %s already recorded", record.request_id)
-                return
-            conn.execute(answers.insert(), values)
+        if not self.group_commit:
+            with self._write() as conn:
+                conn.execute(insert_answer(self.engine), values)
+            return
+        if self._answer_writer is None:
+            with _WRITER_LOCK:
+                if self._answer_writer is None:
+                    self._answer_writer = GroupCommit(self.engine, insert_answer(self.engine))
+        self._answer_writer.write(values)
+
+    def _close_answers(self) -> None:
+        if self._answer_writer is not None:
+            self._answer_writer.close()
 
     def answer(self, request_id: str) -> dict[str, Any] | None:
         with self._read() as conn:

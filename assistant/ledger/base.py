@@ -33,12 +33,14 @@ class LedgerBase:
         reservation_ttl_s: int = DEFAULT_RESERVATION_TTL_S,
         local_micro_usd_per_hour: int | None = None,
         clock: Callable[[], datetime] = utcnow,
+        group_commit: bool = True,
     ) -> None:
         self.engine = engine
         self.prices = prices
         self.reservation_ttl_s = reservation_ttl_s
         self.local_micro_usd_per_hour = local_micro_usd_per_hour
         self.clock = clock
+        self.group_commit = group_commit
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
