@@ -63,7 +63,7 @@ class Answers(LedgerBase):
         if self._answer_writer is None:
             with _WRITER_LOCK:
                 if self._answer_writer is None:
-                    self._answer_writer = GroupCommit(self.engine, insert_answer(self.engine))
+                    self._answer_writer = GroupCommit(self._write, insert_answer(self.engine))
         self._answer_writer.write(values)
 
     def _close_answers(self) -> None:

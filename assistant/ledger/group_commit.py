@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,8 +27,14 @@ MAX_BATCH = 256
 
 
 class GroupCommit:
-    def __init__(self, engine: sa.Engine, statement: sa.Executable, *, max_batch: int = MAX_BATCH) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        transaction: Callable[[], AbstractContextManager[sa.Connection]],
+        statement: sa.Executable,
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.transaction = transaction
         self.statement = statement
         self.max_batch = max_batch
         self._queue: list[tuple[dict[str, Any], Future[None]]] = []
@@ -75,7 +83,7 @@ class GroupCommit:
 
     def _commit(self, batch: list[tuple[dict[str, Any], Future[None]]]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self.transaction() as conn:
                 conn.execute(self.statement, [values for values, _ in batch])
         except Exception as exc:  # isolate the failing row: the others must still commit
             if len(batch) == 1:

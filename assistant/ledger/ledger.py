@@ -40,7 +40,7 @@ class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, A
         reservation_ttl_s: int = DEFAULT_RESERVATION_TTL_S,
         local_micro_usd_per_hour: int | None = None,
         clock: Callable[[], datetime] = utcnow,
-        pool_size: int = 5,
+        pool_size: int = 32,
         sqlite_synchronous: SqliteSync = "FULL",
         group_commit: bool = True,
     ) -> Ledger:
