@@ -1,13 +1,16 @@
 """Ledger throughput: answers recorded per second at 1 / 8 / 32 concurrent clients, SQLite and PostgreSQL.
 
 An answer is what the cascade writes for it: a local answer is one ``record_answer``; a paid answer is
-``reserve`` + ``mark_sent`` + ``settle`` + ``record_answer``. Each client is its own budgeted user (the
-usual case: concurrent requests come from different people; one user's paid calls serialise on that
-user's budget lock by design). Every configuration runs twice in the same process, back to back:
-``baseline`` = the previous defaults (pool of 5 + 10 overflow, one write transaction per answer row), and
-``current`` = the defaults now (pool of 32 + 10 overflow, answer rows group-committed). The ``mixed`` run
-makes every fifth answer a paid one. Prints answers/s,
-median ms per answer, and the ratio current / baseline; the books are checked after each run.
+``reserve`` + ``mark_sent`` + ``settle`` + ``record_answer`` (baseline) or ``reserve`` + ``mark_sent`` +
+``settle(answer=...)`` (current: the answer is recorded in the settle's transaction); in the ``mixed`` run
+every fifth answer is paid. Each client is its own budgeted user (the usual case: concurrent requests come
+from different people; one user's paid calls serialise on that user's budget lock by design).
+
+Every configuration runs twice in the same process, back to back: ``baseline`` rebuilds the previous
+behaviour (pool of 5 + 10 overflow, one transaction per answer row, SQLite writers waiting in SQLite's busy
+handler), ``current`` is ``Ledger.open``'s defaults (pool of 32 + 10, group commit, in-process SQLite write
+queue). Prints answers/s, median ms per answer and the ratio current / baseline; the books are checked
+after each run.
 
     .venv/bin/python benchmarks/bench_ledger.py [--answers 320] [--clients 1,8,32] [--sqlite-sync FULL,NORMAL]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
@@ -38,31 +41,29 @@ CURRENT: dict[str, Any] = {}  # Ledger.open's defaults
 PAID_SHARE = 5  # in the mixed run, every 5th answer is paid
 
 
-def record(ledger: Ledger, principal: Principal, request_id: str, tier: str, paid_cost: int) -> None:
-    ledger.record_answer(
-        AnswerRecord(
-            request_id=request_id,
-            principal=principal,
-            tier=tier,  # type: ignore[arg-type]
-            escalated=tier == "paid",
-            reason="bench",
-            confidence=0.3,
-            local_prompt_tokens=700,
-            local_completion_tokens=60,
-            local_cost_micro_usd=ledger.local_cost_micro_usd(1.2),
-            paid_prompt_tokens=880 if paid_cost else 0,
-            paid_cached_prompt_tokens=256 if paid_cost else 0,
-            paid_completion_tokens=120 if paid_cost else 0,
-            paid_cost_micro_usd=paid_cost,
-            latency_ms=1500.0,
-            local_model="qwen2.5-0.5b",
-            paid_model=MODEL if paid_cost else None,
-        )
+def answer_record(ledger: Ledger, principal: Principal, request_id: str, paid_cost: int) -> AnswerRecord:
+    return AnswerRecord(
+        request_id=request_id,
+        principal=principal,
+        tier="paid" if paid_cost else "local",
+        escalated=bool(paid_cost),
+        reason="bench",
+        confidence=0.3,
+        local_prompt_tokens=700,
+        local_completion_tokens=60,
+        local_cost_micro_usd=ledger.local_cost_micro_usd(1.2),
+        paid_prompt_tokens=880 if paid_cost else 0,
+        paid_cached_prompt_tokens=256 if paid_cost else 0,
+        paid_completion_tokens=120 if paid_cost else 0,
+        paid_cost_micro_usd=paid_cost,
+        latency_ms=1500.0,
+        local_model="qwen2.5-0.5b",
+        paid_model=MODEL if paid_cost else None,
     )
 
 
 def local_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
-    record(ledger, principal, request_id, "local", 0)
+    ledger.record_answer(answer_record(ledger, principal, request_id, 0))
 
 
 def paid_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
@@ -70,8 +71,12 @@ def paid_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
         request_id=request_id, principal=principal, model=MODEL, prompt_tokens=900, max_completion_tokens=256
     )
     ledger.mark_sent(reservation)
-    cost = ledger.settle(reservation, Usage(880, 120, cached_prompt_tokens=256))
-    record(ledger, principal, request_id, "paid", cost)
+    usage = Usage(880, 120, cached_prompt_tokens=256)
+    if ledger.group_commit:  # the cascade now: the answer is recorded in the settle's transaction
+        ledger.settle(reservation, usage, answer=answer_record(ledger, principal, request_id, 1))
+        return
+    cost = ledger.settle(reservation, usage)  # before: settle, then record the answer
+    ledger.record_answer(answer_record(ledger, principal, request_id, cost))
 
 
 def mixed_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:

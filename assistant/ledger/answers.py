@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,34 @@ def insert_answer(engine: sa.Engine) -> sa.Executable:
     return dialect.insert(answers).on_conflict_do_nothing(index_elements=[answers.c.request_id])
 
 
+def answer_values(record: AnswerRecord, price_version: str, now: datetime) -> dict[str, Any]:
+    """The row of ``answers`` for one record."""
+    return {
+        "request_id": record.request_id,
+        "user_id": record.principal.user_id,
+        "key_id": record.principal.key_id,
+        "team_id": record.principal.team_id,
+        "collection": record.collection,
+        "tier": record.tier,
+        "escalated": record.escalated,
+        "reason": (record.reason or "")[:300] or None,
+        "confidence": record.confidence,
+        "local_prompt_tokens": record.local_prompt_tokens,
+        "local_completion_tokens": record.local_completion_tokens,
+        "paid_prompt_tokens": record.paid_prompt_tokens,
+        "paid_cached_prompt_tokens": record.paid_cached_prompt_tokens,
+        "paid_completion_tokens": record.paid_completion_tokens,
+        "paid_usage_estimated": record.paid_usage_estimated,
+        "local_cost_micro_usd": record.local_cost_micro_usd,
+        "paid_cost_micro_usd": record.paid_cost_micro_usd,
+        "latency_ms": record.latency_ms,
+        "local_model": record.local_model,
+        "paid_model": record.paid_model,
+        "price_version": price_version,
+        "created_at": now,
+    }
+
+
 class Answers(LedgerBase):
     _answer_writer: GroupCommit | None = None
 
@@ -32,30 +61,7 @@ class Answers(LedgerBase):
     def record_answer(self, record: AnswerRecord) -> None:
         """Store one answer's record; returns once it is committed. A second record for the same request
         id is ignored (retries). Concurrent answers share one commit (``group_commit``)."""
-        values = {
-            "request_id": record.request_id,
-            "user_id": record.principal.user_id,
-            "key_id": record.principal.key_id,
-            "team_id": record.principal.team_id,
-            "collection": record.collection,
-            "tier": record.tier,
-            "escalated": record.escalated,
-            "reason": (record.reason or "")[:300] or None,
-            "confidence": record.confidence,
-            "local_prompt_tokens": record.local_prompt_tokens,
-            "local_completion_tokens": record.local_completion_tokens,
-            "paid_prompt_tokens": record.paid_prompt_tokens,
-            "paid_cached_prompt_tokens": record.paid_cached_prompt_tokens,
-            "paid_completion_tokens": record.paid_completion_tokens,
-            "paid_usage_estimated": record.paid_usage_estimated,
-            "local_cost_micro_usd": record.local_cost_micro_usd,
-            "paid_cost_micro_usd": record.paid_cost_micro_usd,
-            "latency_ms": record.latency_ms,
-            "local_model": record.local_model,
-            "paid_model": record.paid_model,
-            "price_version": self.prices.version,
-            "created_at": self._now(),
-        }
+        values = answer_values(record, self.prices.version, self._now())
         if not self.group_commit:
             with self._write() as conn:
                 conn.execute(insert_answer(self.engine), values)

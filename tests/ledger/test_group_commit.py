@@ -1,14 +1,16 @@
-"""Group-committed answer rows: concurrent callers share a transaction, yet each gets its own outcome."""
+"""Answer rows: group-committed (concurrent callers share a transaction, yet each gets its own outcome),
+or recorded in the transaction that settles their paid call."""
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 
-from assistant.ledger import AnswerRecord, Ledger, LedgerError, Principal
+from assistant.ledger import AnswerRecord, Ledger, LedgerError, Principal, ReservationClosed, Usage
 from assistant.ledger.schema import answers
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
@@ -64,3 +66,27 @@ def test_closed_ledger_refuses_instead_of_queueing(ledger_url: str, prices: obje
     ledger.close()
     with pytest.raises(LedgerError, match="closed"):
         ledger.record_answer(AnswerRecord(request_id="after", principal=system, tier="local"))
+
+
+def test_settle_records_the_answer_in_its_transaction(ledger: Ledger) -> None:
+    ledger.add_user("ann")
+    ann = ledger.authenticate(ledger.create_key("ann")[1])
+    assert ann is not None
+    reservation = ledger.reserve(
+        request_id="p1", principal=ann, model="gpt-4o-mini", prompt_tokens=800, max_completion_tokens=200
+    )
+    ledger.mark_sent(reservation)
+    record = AnswerRecord(request_id="p1", principal=ann, tier="paid", escalated=True, paid_cost_micro_usd=1)
+    cost = ledger.settle(reservation, Usage(780, 120), answer=record)
+    assert ledger.settle(reservation, Usage(780, 120), answer=record) == cost  # a retry: charged once
+    stored = ledger.answer("p1")
+    assert stored is not None and stored["paid_cost_micro_usd"] == cost == 189  # the cost charged
+    assert ledger.check_balances() == []
+
+    released = ledger.reserve(
+        request_id="p2", principal=ann, model="gpt-4o-mini", prompt_tokens=800, max_completion_tokens=200
+    )
+    ledger.release(released, "upstream timeout")
+    with pytest.raises(ReservationClosed):
+        ledger.settle(released, Usage(780, 120), answer=replace(record, request_id="p2"))
+    assert ledger.answer("p2") is None  # no answer without its charge
