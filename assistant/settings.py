@@ -146,6 +146,12 @@ class LedgerSettings(BaseModel):
     recover_interval_s: int = Field(
         default=60, description="How often the server resolves stale reservations."
     )
+    pool_size: int = Field(
+        default=32,
+        ge=1,
+        description="Database connections kept per process (plus 10 overflow): size it to concurrent "
+        "requests; on PostgreSQL, max_connections must cover it times the processes.",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         default="FULL", description="FULL: commits survive power loss; NORMAL: only process crashes, faster."
     )

@@ -38,7 +38,7 @@ from assistant.paid.tokens import count_messages
 
 if TYPE_CHECKING:
     from assistant.answering.shadow import ShadowSampler
-    from assistant.ledger import Ledger, Principal, Reservation
+    from assistant.ledger import Ledger, Principal, Reservation, Usage
     from index.retrieval import Passage, Retriever
 
 Mode = Literal["cascade", "local", "paid"]
@@ -61,6 +61,7 @@ class _Request:
     local_max_tokens: int
     paid_max_tokens: int | None  # None without a paid tier
     messages: list[dict[str, str]] | None = None  # the grounded prompt, once built
+    unsettled: tuple[Reservation, Usage] | None = None  # a paid call settled with its answer's record
 
 
 class Cascade:
@@ -398,23 +399,31 @@ class Cascade:
         assert result is not None
         paid_cost = 0
         if reservation is not None and self.ledger is not None:
-            paid_cost = self.ledger.settle(reservation, ledger_usage(result))
-        answer = self._answer(
-            req,
-            text=result.text,
-            passages=passages,
-            tier="paid",
-            decision=decision,
-            generation=generation,
-            escalated=True,
-            paid=result,
-            paid_cost=paid_cost,
-        )
-        if req.stream:
-            yield from _attribution_tail(result.text, answer.answer)  # the rest was streamed live
-            yield self._finish(req, answer)
-        else:
-            yield from self._emit(req, answer)
+            # Charged in one transaction with the answer's record (``_record``); the cost is the one
+            # settle charges a fresh reservation.
+            usage = ledger_usage(result)
+            paid_cost = self.ledger.prices.cost_micro_usd(reservation.model, usage)
+            req.unsettled = (reservation, usage)
+        try:
+            answer = self._answer(
+                req,
+                text=result.text,
+                passages=passages,
+                tier="paid",
+                decision=decision,
+                generation=generation,
+                escalated=True,
+                paid=result,
+                paid_cost=paid_cost,
+            )
+            if req.stream:
+                yield from _attribution_tail(result.text, answer.answer)  # the rest was streamed live
+                yield self._finish(req, answer)
+            else:
+                yield from self._emit(req, answer)
+        finally:
+            if req.unsettled is not None and self.ledger is not None:  # never recorded (client gone): charge
+                self.ledger.settle(*req.unsettled)
 
     def _release(self, reservation: Reservation, reason: str) -> None:
         assert self.ledger is not None
@@ -583,28 +592,32 @@ class Cascade:
         assert self.ledger is not None and req.principal is not None
         local: Generation | None = answer.local_generation
         paid: PaidResult | None = answer.paid_generation
-        self.ledger.record_answer(
-            AnswerRecord(
-                request_id=req.request_id,
-                principal=req.principal,
-                tier=answer.tier,  # type: ignore[arg-type]
-                collection=req.collection,
-                escalated=answer.escalated,
-                reason=answer.reason,
-                confidence=answer.confidence,
-                local_prompt_tokens=local.prompt_tokens if local else 0,
-                local_completion_tokens=local.completion_tokens if local else 0,
-                paid_prompt_tokens=paid.usage.prompt_tokens if paid else 0,
-                paid_cached_prompt_tokens=paid.usage.cached_prompt_tokens if paid else 0,
-                paid_completion_tokens=paid.usage.completion_tokens if paid else 0,
-                paid_usage_estimated=paid.usage.estimated if paid else False,
-                local_cost_micro_usd=answer.local_cost_micro_usd,
-                paid_cost_micro_usd=answer.paid_cost_micro_usd,
-                latency_ms=answer.latency_ms,
-                local_model=answer.local_model,
-                paid_model=answer.paid_model,
-            )
+        record = AnswerRecord(
+            request_id=req.request_id,
+            principal=req.principal,
+            tier=answer.tier,  # type: ignore[arg-type]
+            collection=req.collection,
+            escalated=answer.escalated,
+            reason=answer.reason,
+            confidence=answer.confidence,
+            local_prompt_tokens=local.prompt_tokens if local else 0,
+            local_completion_tokens=local.completion_tokens if local else 0,
+            paid_prompt_tokens=paid.usage.prompt_tokens if paid else 0,
+            paid_cached_prompt_tokens=paid.usage.cached_prompt_tokens if paid else 0,
+            paid_completion_tokens=paid.usage.completion_tokens if paid else 0,
+            paid_usage_estimated=paid.usage.estimated if paid else False,
+            local_cost_micro_usd=answer.local_cost_micro_usd,
+            paid_cost_micro_usd=answer.paid_cost_micro_usd,
+            latency_ms=answer.latency_ms,
+            local_model=answer.local_model,
+            paid_model=answer.paid_model,
         )
+        if req.unsettled is None:
+            self.ledger.record_answer(record)
+            return
+        reservation, usage = req.unsettled
+        req.unsettled = None
+        self.ledger.settle(reservation, usage, answer=record)
 
     # ---------------------------------------------------------------------------------- cache
 

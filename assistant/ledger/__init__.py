@@ -82,6 +82,7 @@ def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = Non
         prices,
         reservation_ttl_s=settings.ledger.reservation_ttl_s,
         sqlite_synchronous=settings.ledger.sqlite_synchronous,
+        pool_size=settings.ledger.pool_size,
         local_micro_usd_per_hour=None
         if per_hour is None
         else usd_to_micro(per_hour, "local_instance_usd_per_hour"),

@@ -2,55 +2,79 @@
 
 from __future__ import annotations
 
-import logging
+import threading
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from assistant.ledger.base import LedgerBase
+from assistant.ledger.group_commit import GroupCommit
 from assistant.ledger.records import AnswerRecord
 from assistant.ledger.schema import answers
 
-log = logging.getLogger("penny.ledger")
+_WRITER_LOCK = threading.Lock()
+
+
+def insert_answer(engine: sa.Engine) -> sa.Executable:
+    """INSERT that ignores a second record for the same request id (a retry): one statement, so it can be
+    batched, and no failed INSERT to abort a PostgreSQL transaction."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(answers).on_conflict_do_nothing(index_elements=[answers.c.request_id])
+
+
+def answer_values(record: AnswerRecord, price_version: str, now: datetime) -> dict[str, Any]:
+    """The row of ``answers`` for one record."""
+    return {
+        "request_id": record.request_id,
+        "user_id": record.principal.user_id,
+        "key_id": record.principal.key_id,
+        "team_id": record.principal.team_id,
+        "collection": record.collection,
+        "tier": record.tier,
+        "escalated": record.escalated,
+        "reason": (record.reason or "")[:300] or None,
+        "confidence": record.confidence,
+        "local_prompt_tokens": record.local_prompt_tokens,
+        "local_completion_tokens": record.local_completion_tokens,
+        "paid_prompt_tokens": record.paid_prompt_tokens,
+        "paid_cached_prompt_tokens": record.paid_cached_prompt_tokens,
+        "paid_completion_tokens": record.paid_completion_tokens,
+        "paid_usage_estimated": record.paid_usage_estimated,
+        "local_cost_micro_usd": record.local_cost_micro_usd,
+        "paid_cost_micro_usd": record.paid_cost_micro_usd,
+        "latency_ms": record.latency_ms,
+        "local_model": record.local_model,
+        "paid_model": record.paid_model,
+        "price_version": price_version,
+        "created_at": now,
+    }
 
 
 class Answers(LedgerBase):
+    _answer_writer: GroupCommit | None = None
+
     def local_cost_micro_usd(self, worker_seconds: float) -> int:
         return self.prices.local_cost_micro_usd(worker_seconds, self.local_micro_usd_per_hour)
 
     def record_answer(self, record: AnswerRecord) -> None:
-        """Store one answer's record. A second record for the same request id is ignored (retries)."""
-        values = {
-            "request_id": record.request_id,
-            "user_id": record.principal.user_id,
-            "key_id": record.principal.key_id,
-            "team_id": record.principal.team_id,
-            "collection": record.collection,
-            "tier": record.tier,
-            "escalated": record.escalated,
-            "reason": (record.reason or "")[:300] or None,
-            "confidence": record.confidence,
-            "local_prompt_tokens": record.local_prompt_tokens,
-            "local_completion_tokens": record.local_completion_tokens,
-            "paid_prompt_tokens": record.paid_prompt_tokens,
-            "paid_cached_prompt_tokens": record.paid_cached_prompt_tokens,
-            "paid_completion_tokens": record.paid_completion_tokens,
-            "paid_usage_estimated": record.paid_usage_estimated,
-            "local_cost_micro_usd": record.local_cost_micro_usd,
-            "paid_cost_micro_usd": record.paid_cost_micro_usd,
-            "latency_ms": record.latency_ms,
-            "local_model": record.local_model,
-            "paid_model": record.paid_model,
-            "price_version": self.prices.version,
-            "created_at": self._now(),
-        }
-        with self._write() as conn:
-            if conn.execute(
-                sa.select(answers.c.request_id).where(answers.c.request_id == record.request_id)
-            ).first():
-                log.info("answer %s already recorded", record.request_id)
-                return
-            conn.execute(answers.insert(), values)
+        """Store one answer's record; returns once it is committed. A second record for the same request
+        id is ignored (retries). Concurrent answers share one commit (``group_commit``)."""
+        values = answer_values(record, self.prices.version, self._now())
+        if not self.group_commit:
+            with self._write() as conn:
+                conn.execute(insert_answer(self.engine), values)
+            return
+        if self._answer_writer is None:
+            with _WRITER_LOCK:
+                if self._answer_writer is None:
+                    self._answer_writer = GroupCommit(self._write, insert_answer(self.engine))
+        self._answer_writer.write(values)
+
+    def _close_answers(self) -> None:
+        if self._answer_writer is not None:
+            self._answer_writer.close()
 
     def answer(self, request_id: str) -> dict[str, Any] | None:
         with self._read() as conn:

@@ -3,8 +3,9 @@ shapes (a write that takes the lock up front, a read that never does)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -33,16 +34,23 @@ class LedgerBase:
         reservation_ttl_s: int = DEFAULT_RESERVATION_TTL_S,
         local_micro_usd_per_hour: int | None = None,
         clock: Callable[[], datetime] = utcnow,
+        group_commit: bool = True,
     ) -> None:
         self.engine = engine
         self.prices = prices
         self.reservation_ttl_s = reservation_ttl_s
         self.local_micro_usd_per_hour = local_micro_usd_per_hour
         self.clock = clock
+        self.group_commit = group_commit
+        # SQLite has one writer at a time; threads of this process queue on a lock and are woken as soon
+        # as it is free, where SQLite's busy handler would have them sleep and retry (up to 100 ms a turn).
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with self.engine.begin() as conn:
+        with self._write_lock, self.engine.begin() as conn:
             yield conn
 
     def _read(self) -> AbstractContextManager[sa.Connection]:

@@ -26,7 +26,7 @@ SqliteSync = Literal["FULL", "NORMAL"]
 
 
 def create_ledger_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 10, sqlite_synchronous: SqliteSync = "FULL"
+    url: str, *, pool_size: int = 32, max_overflow: int = 10, sqlite_synchronous: SqliteSync = "FULL"
 ) -> sa.Engine:
     """``sqlite_synchronous``: FULL survives power loss; NORMAL only process crashes, but skips an fsync
     per commit (see benchmarks/bench_ledger.py for the difference)."""

@@ -40,10 +40,12 @@ class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, A
         reservation_ttl_s: int = DEFAULT_RESERVATION_TTL_S,
         local_micro_usd_per_hour: int | None = None,
         clock: Callable[[], datetime] = utcnow,
-        pool_size: int = 5,
+        pool_size: int = 32,
         sqlite_synchronous: SqliteSync = "FULL",
+        group_commit: bool = True,
     ) -> Ledger:
-        """Connect and bring the schema up to date."""
+        """Connect and bring the schema up to date. ``group_commit``: concurrent answer records share one
+        transaction (each caller still returns only once its row is committed)."""
         engine = create_ledger_engine(url, pool_size=pool_size, sqlite_synchronous=sqlite_synchronous)
         migrations.migrate(engine)
         return cls(
@@ -52,6 +54,7 @@ class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, A
             reservation_ttl_s=reservation_ttl_s,
             local_micro_usd_per_hour=local_micro_usd_per_hour,
             clock=clock,
+            group_commit=group_commit,
         )
 
     def ping(self) -> None:
@@ -60,4 +63,5 @@ class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, RateLimits, A
             conn.execute(sa.text("SELECT 1"))
 
     def close(self) -> None:
+        self._close_answers()
         self.engine.dispose()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -20,9 +21,10 @@ import sqlalchemy as sa
 from assistant.ledger import keys
 from assistant.ledger.accounts import committed_micro_usd
 from assistant.ledger.alerts import check_crossing, record_alert
+from assistant.ledger.answers import answer_values, insert_answer
 from assistant.ledger.errors import AlreadyExists, BudgetExceeded, NotFound, ReservationClosed
 from assistant.ledger.prices import format_usd
-from assistant.ledger.records import BudgetScope, Principal, Reservation, Usage
+from assistant.ledger.records import AnswerRecord, BudgetScope, Principal, Reservation, Usage
 from assistant.ledger.schema import budgets, ledger_entries, reservations, team_budgets, teams
 from assistant.ledger.teams import Teams, team_committed_micro_usd
 from assistant.ledger.windows import window_bounds
@@ -172,51 +174,63 @@ class Spend(Teams):
                 "already settled); do not call the upstream, reserve again"
             )
 
-    def settle(self, reservation: Reservation, usage: Usage) -> int:
-        """Charge the actual usage; returns the cost in micro-USD. Safe to call twice: charges once."""
+    def settle(self, reservation: Reservation, usage: Usage, *, answer: AnswerRecord | None = None) -> int:
+        """Charge the actual usage; returns the cost in micro-USD. Safe to call twice: charges once.
+
+        ``answer``: also record this answer, at the cost charged, in the same transaction: the paid flow's
+        last two writes become one commit (and the answer exists exactly when the charge does)."""
         cost = self.prices.cost_micro_usd(reservation.model, usage)
         now = self._now()
         with self._write() as conn:
-            budget, team_budget = self._lock_budgets(conn, reservation.user_id, reservation.team_id)
-            row = self._lock_reservation(conn, reservation.request_id)
-            if row.state == "released":
-                raise ReservationClosed(
-                    f"reservation {reservation.request_id!r} was released ({row.note}); nothing to settle"
-                )
-            if row.state == "settled":
-                if not row.needs_reconciliation or row.note != RECOVERED_NOTE:
-                    return int(row.cost_micro_usd)
-                # Recovery charged the worst case while this call was still running: correct it once.
-                self._entry(
-                    conn,
-                    reservation,
-                    "adjust",
-                    cost - row.worst_case_micro_usd,
-                    now,
-                    usage,
-                    note="late settle after recovery",
-                )
-                conn.execute(
-                    reservations.update()
-                    .where(reservations.c.request_id == reservation.request_id)
-                    .values(cost_micro_usd=cost, note="recovered, then settled late", resolved_at=now)
-                )
-                return cost
-            if cost > row.worst_case_micro_usd:
-                log.warning(
-                    "request %s cost %d micro-USD, above its reserved worst case %d (prompt estimate low?)",
-                    reservation.request_id,
-                    cost,
-                    row.worst_case_micro_usd,
-                )
-            self._entry(conn, reservation, "settle", cost - row.worst_case_micro_usd, now, usage)
+            charged = self._settle(conn, reservation, usage, cost, now)
+            if answer is not None:
+                row = answer_values(replace(answer, paid_cost_micro_usd=charged), self.prices.version, now)
+                conn.execute(insert_answer(self.engine), row)
+        return charged
+
+    def _settle(
+        self, conn: sa.Connection, reservation: Reservation, usage: Usage, cost: int, now: datetime
+    ) -> int:
+        budget, team_budget = self._lock_budgets(conn, reservation.user_id, reservation.team_id)
+        row = self._lock_reservation(conn, reservation.request_id)
+        if row.state == "released":
+            raise ReservationClosed(
+                f"reservation {reservation.request_id!r} was released ({row.note}); nothing to settle"
+            )
+        if row.state == "settled":
+            if not row.needs_reconciliation or row.note != RECOVERED_NOTE:
+                return int(row.cost_micro_usd)
+            # Recovery charged the worst case while this call was still running: correct it once.
+            self._entry(
+                conn,
+                reservation,
+                "adjust",
+                cost - row.worst_case_micro_usd,
+                now,
+                usage,
+                note="late settle after recovery",
+            )
             conn.execute(
                 reservations.update()
                 .where(reservations.c.request_id == reservation.request_id)
-                .values(state="settled", cost_micro_usd=cost, resolved_at=now)
+                .values(cost_micro_usd=cost, note="recovered, then settled late", resolved_at=now)
             )
-            # The actual cost may exceed the worst case held, so settling can cross a threshold too.
-            _check_settled(conn, reservation, budget, team_budget, now)
+            return cost
+        if cost > row.worst_case_micro_usd:
+            log.warning(
+                "request %s cost %d micro-USD, above its reserved worst case %d (prompt estimate low?)",
+                reservation.request_id,
+                cost,
+                row.worst_case_micro_usd,
+            )
+        self._entry(conn, reservation, "settle", cost - row.worst_case_micro_usd, now, usage)
+        conn.execute(
+            reservations.update()
+            .where(reservations.c.request_id == reservation.request_id)
+            .values(state="settled", cost_micro_usd=cost, resolved_at=now)
+        )
+        # The actual cost may exceed the worst case held, so settling can cross a threshold too.
+        _check_settled(conn, reservation, budget, team_budget, now)
         return cost
 
     def release(self, reservation: Reservation, reason: str) -> None:

@@ -570,3 +570,36 @@ def test_a_shadow_check_never_changes_delays_or_bills_the_users_answer(
         assert shadow_spend.committed_micro_usd == label.paid_cost_micro_usd > 0
     else:
         assert labels == [] and shadow_spend.committed_micro_usd == 0
+
+
+def test_paid_answer_is_charged_and_recorded_in_one_go_even_if_the_client_leaves(
+    penny, local, fake, paid_server, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlalchemy as sa
+
+    from assistant.ledger.schema import reservations
+
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
+    cascade = build(penny, local, paid_server[1], ledger=ledger)
+    fake.default = Reply(text="in France")  # uncited: its attribution is a tail after the paid stream
+    try:
+        answer = cascade.answer(QUESTION, threshold=1.0, request_id="whole")
+        stream = cascade.stream(QUESTION, threshold=1.0, request_id="left")
+        text = ""
+        while text != "in France":
+            text += next(stream)  # type: ignore[operator]
+        assert str(next(stream)).startswith(" [")  # the paid stream is over: this is the attribution tail
+        stream.close()  # the client goes before the final answer
+        with ledger.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(reservations.c.request_id, reservations.c.state, reservations.c.cost_micro_usd)
+            )
+            held = {row.request_id: (row.state, row.cost_micro_usd) for row in rows}
+        recorded = ledger.answer("whole")
+        assert ledger.check_balances() == []
+        assert ledger.answer("left") is None  # never finished, never recorded ...
+    finally:
+        ledger.close()
+    assert held["whole"] == ("settled", answer.paid_cost_micro_usd) and answer.paid_cost_micro_usd > 0
+    assert recorded is not None and recorded["paid_cost_micro_usd"] == answer.paid_cost_micro_usd
+    assert held["left"][0] == "settled"  # ... but the paid call it made is charged, not left held
