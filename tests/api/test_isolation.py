@@ -12,6 +12,7 @@ revoked while it runs finishes (its answer was authorised and its spend reserved
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import pytest
 from assistant.service import Penny
 from tests.conftest import REPO
 from tests.support.fake_paid import FakePaid, Reply
+from tests.support.ledger import PgSchema
 from tests.support.servers import running_server, wait_for
 
 ADMIN_KEY = "admin-isolation-key-0123456789"
@@ -52,8 +54,17 @@ class World:
         return httpx.Client(base_url=self.base, timeout=300, headers=headers)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory, model_cache, paid_server) -> Iterator[World]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory, model_cache, paid_server) -> Iterator[World]:  # type: ignore[no-untyped-def]
+    """The whole matrix once per ledger backend: the access checks are SQL, on both databases."""
+    with contextlib.ExitStack() as stack:
+        ledger = {}
+        if request.param == "postgresql":
+            ledger = {"db_url": stack.enter_context(PgSchema())}
+        yield from _world(tmp_path_factory, model_cache, paid_server, ledger)
+
+
+def _world(tmp_path_factory, model_cache, paid_server, ledger_settings) -> Iterator[World]:  # type: ignore[no-untyped-def]
     from assistant.api import create_app
     from assistant.settings import Settings
 
@@ -62,6 +73,7 @@ def world(tmp_path_factory, model_cache, paid_server) -> Iterator[World]:  # typ
     root = tmp_path_factory.mktemp("isolation")
     settings = Settings(
         data_dir=root / "data",
+        ledger=ledger_settings,
         models={"local": "smollm2-135m", "cache_dir": model_cache, "n_ctx": 2048, "max_tokens": 8},
         paid={"base_url": paid_url, "model": "gpt-4o-mini", "max_retries": 0},
         cascade={"shadow_rate": 0.0, "retrieval_floor": 2.0, "on_empty_retrieval": "escalate"},
