@@ -86,9 +86,17 @@ class Embedder:
                 show_progress_bar=False,
             )
 
+    @cached_property
+    def _counting_tokenizer(self) -> PreTrainedTokenizerBase:
+        """A tokenizer of its own for counting: ingest chunks on one thread while the model encodes on
+        another, and a fast tokenizer shared across threads fails ("Already borrowed")."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_path(self.name))
+
     def count_tokens(self, text: str) -> int:
         # verbose=False: counting a long paragraph (to decide where to split it) is not an error.
-        return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))
+        return len(self._counting_tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
 
 _shared: dict[str, Embedder] = {}
