@@ -32,12 +32,12 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+# This tree, not whichever checkout the venv's editable install points at.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from assistant.service import Penny
 from assistant.settings import Settings
 from index.loaders import load
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from tests.support.index import CountingEmbedder
 
 PYDOC = Path("/usr/share/doc/python3.11/html")
@@ -164,6 +164,7 @@ def main() -> int:
     skip = set(args.skip.split(","))
 
     scratch = Path(tempfile.mkdtemp(prefix="penny-bench-index-"))
+    print(f"code: {Path(sys.modules['index.loaders'].__file__ or '').parent}")
     penny = Penny(Settings(data_dir=scratch / "data"))
     ingester = penny.ingester("bench")
     files = python_docs()
