@@ -76,7 +76,14 @@ class IngestWorker:
             ledger.start_job(job_id)
             results = self.penny.ingester(job.collection).ingest_files(files)
             by_file = [
-                {"name": r.source, "status": r.status, "chunks": r.chunks, "error": r.error} for r in results
+                {
+                    "name": r.source,
+                    "status": r.status,
+                    "chunks": r.chunks,
+                    "error": r.error,
+                    "duplicate_of": r.duplicate_of,
+                }
+                for r in results
             ]
             ledger.finish_job(job_id, by_file)
             log.info("ingest job %s into %s: %s", job_id, job.collection, [r.status for r in results])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.local.registry import ModelRegistry
 from assistant.settings import Settings
+from index.bm25 import Bm25Store
 from index.chunking import Chunker
 from index.embedding import get_embedder
 from index.ingest import Ingester
@@ -15,6 +16,7 @@ from index.store import get_collection, max_batch_size, open_client
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
 
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
@@ -51,16 +53,22 @@ class Penny:
             self._retrievers[name] = self._new_retriever(name)
         return self._retrievers[name]
 
+    def bm25_store(self, collection: Collection) -> Bm25Store:
+        """Where this collection's BM25 index is saved: ingest updates it, retrievers load it."""
+        return Bm25Store(self.settings.bm25_path / str(collection.id))
+
     def _new_retriever(self, name: str) -> Retriever:
         index = self.settings.index
+        collection = get_collection(self.chroma, name)
         return Retriever(
-            get_collection(self.chroma, name),
+            collection,
             self.embedder,
             top_k=index.top_k,
             client=self.chroma,
             mode=index.retrieval_mode,
             weights=FusionWeights(dense=index.dense_weight, bm25=index.bm25_weight, rrf_k=index.rrf_k),
             candidates=index.fusion_candidates,
+            bm25_store=self.bm25_store(collection),
         )
 
     def ingester(self, collection: str | None = None) -> Ingester:
@@ -70,12 +78,15 @@ class Penny:
             max_tokens=min(self.settings.index.chunk_tokens, self.embedder.max_tokens - 2),
             overlap_tokens=self.settings.index.chunk_overlap,
         )
+        collection = get_collection(self.chroma, name)
         return Ingester(
-            get_collection(self.chroma, name),
+            collection,
             self.embedder,
             chunker,
             write_batch=max_batch_size(self.chroma),
             embed_batch_chunks=self.settings.index.embed_batch_chunks,
+            bm25_store=self.bm25_store(collection),
+            client=self.chroma,
         )
 
     @cached_property

@@ -329,6 +329,11 @@ class Settings(BaseSettings):
         return self.data_dir / "chroma"
 
     @property
+    def bm25_path(self) -> Path:
+        """Persisted BM25 indexes, one folder per Chroma collection id (so a recreated name starts fresh)."""
+        return self.data_dir / "bm25"
+
+    @property
     def calibration_dir(self) -> Path:
         return self.cascade.calibration_dir or self.data_dir / "calibrations"
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+SINGLE_THREAD_TEXTS = 4
 
 
 def model_path(name: str = DEFAULT_MODEL) -> str:
@@ -77,18 +78,36 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        import torch
+
         with self._lock:  # torch on 2 cores: one encode at a time beats contention
-            return self.model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            # A query or two is too small to split across threads: the parallel region then waits for
+            # whichever core is busy elsewhere, and its latency tail grows tenfold on a loaded machine.
+            threads = torch.get_num_threads()
+            if len(texts) <= SINGLE_THREAD_TEXTS and threads > 1:
+                torch.set_num_threads(1)
+            try:
+                return self.model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            finally:
+                torch.set_num_threads(threads)
+
+    @cached_property
+    def _counting_tokenizer(self) -> PreTrainedTokenizerBase:
+        """A tokenizer of its own for counting: ingest chunks on one thread while the model encodes on
+        another, and a fast tokenizer shared across threads fails ("Already borrowed")."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_path(self.name))
 
     def count_tokens(self, text: str) -> int:
         # verbose=False: counting a long paragraph (to decide where to split it) is not an error.
-        return len(self.tokenizer.encode(text, add_special_tokens=False, verbose=False))
+        return len(self._counting_tokenizer.encode(text, add_special_tokens=False, verbose=False))
 
 
 _shared: dict[str, Embedder] = {}

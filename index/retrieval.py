@@ -9,10 +9,14 @@ Three modes share one call, ``Retriever.search(query, k=None, where=None, mode=N
   is why it is used instead of mixing raw scores. The per-system scores and ranks stay in
   ``metadata`` (``dense_score``, ``bm25_score``, ``dense_rank``, ``bm25_rank``).
 
-The BM25 index lives in memory and is rebuilt lazily whenever the collection's revision stamp (bumped by
-every ingest write, see ``index.store``) differs from the one it was built at, so it follows writes made
-by other processes through a Chroma server too. ``where`` filters use Chroma's own filter language; for
-BM25 Chroma resolves the filter to ids, so both modes filter identically.
+The BM25 index is loaded from its persisted state (``index.bm25``: saved and updated by ingest) and
+reloaded whenever the collection's revision stamp (bumped by every ingest write, see ``index.store``)
+differs from the one it holds, so it follows writes made by other processes too. ``where`` filters use
+Chroma's own filter language; for BM25 Chroma resolves the filter to ids, so both modes filter identically.
+
+Candidates are ranked on ids and scores alone; texts and metadata are fetched from Chroma only for the
+``k`` passages returned, in one call. In hybrid mode the BM25 lookup runs on a worker thread while the
+query is embedded.
 """
 
 from __future__ import annotations
@@ -20,15 +24,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from index.bm25 import Bm25Index, Bm25Store
 from index.embedding import Embedder
-from index.store import iter_records, revision
+from index.store import revision
 
 if TYPE_CHECKING:
-    import numpy as np
-    from bm25s import BM25
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
@@ -56,62 +60,6 @@ class FusionWeights:
     rrf_k: int = 60
 
 
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-class Bm25Index:
-    """An in-memory BM25 index over every chunk of a collection at one revision."""
-
-    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]], stamp: str) -> None:
-        import bm25s
-
-        self.ids = ids
-        self.texts = texts
-        self.metadatas = metadatas
-        self.stamp = stamp
-        self.position = {pid: i for i, pid in enumerate(ids)}
-        self._stemmer = _stemmer()
-        self.model: BM25 | None = None
-        if ids:
-            tokens = bm25s.tokenize(texts, stemmer=self._stemmer, show_progress=False)
-            self.model = bm25s.BM25()
-            self.model.index(tokens, show_progress=False)
-
-    @classmethod
-    def build(cls, collection: Collection, stamp: str) -> Bm25Index:
-        ids, texts, metadatas = [], [], []
-        for pid, text, meta in iter_records(collection, include=("documents", "metadatas")):
-            ids.append(pid)
-            texts.append(text or "")
-            metadatas.append(meta)
-        return cls(ids, texts, metadatas, stamp)
-
-    def top(self, query: str, n: int, allowed: set[str] | None = None) -> list[tuple[int, float]]:
-        """(position, score) of the best ``n`` chunks with a positive score, optionally among ``allowed``."""
-        import bm25s
-        import numpy as np
-
-        if self.model is None or n <= 0:
-            return []
-        [tokens] = bm25s.tokenize([query], stemmer=self._stemmer, return_ids=False, show_progress=False)
-        vocabulary = self.model.vocab_dict
-        tokens = [t for t in tokens if t in vocabulary]
-        if not tokens:
-            return []
-        scores: np.ndarray = self.model.get_scores(tokens)
-        if allowed is not None:
-            mask = np.zeros(len(self.ids), dtype=bool)
-            mask[[self.position[pid] for pid in allowed if pid in self.position]] = True
-            scores = np.where(mask, scores, 0.0)
-        n = min(n, len(scores))
-        best = np.argpartition(-scores, n - 1)[:n]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        return [(int(i), float(scores[i])) for i in best if scores[i] > 0]
-
-
 class Retriever:
     def __init__(
         self,
@@ -123,6 +71,7 @@ class Retriever:
         mode: Mode = "hybrid",
         weights: FusionWeights | None = None,
         candidates: int = 50,
+        bm25_store: Bm25Store | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -133,7 +82,9 @@ class Retriever:
         self.mode: Mode = mode
         self.weights = weights or FusionWeights()
         self.candidates = candidates
+        self.bm25_store = bm25_store or Bm25Store(None)
         self._bm25: Bm25Index | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="penny-bm25")
         self._bm25_lock = threading.Lock()
         self._filter_cache: dict[tuple[str, str], set[str]] = {}
 
@@ -155,59 +106,74 @@ class Retriever:
         if mode == "bm25":
             return self.bm25(query, k, where)
         depth = max(self.candidates, k)
-        dense, lexical = self.dense(query, depth, where), self.bm25(query, depth, where)
-        return fuse(dense, lexical, k, weights or self.weights)
+        lexical_job = self._pool.submit(self._bm25_ranked, query, depth, where)
+        dense = self._dense_ranked(query, depth, where)
+        lexical = lexical_job.result()
+        weights = weights or self.weights
+        fused: dict[str, float] = {}
+        details: dict[str, dict[str, Any]] = {}
+        for name, ranked, weight in (("dense", dense, weights.dense), ("bm25", lexical, weights.bm25)):
+            for rank, (pid, score) in enumerate(ranked, start=1):
+                fused[pid] = fused.get(pid, 0.0) + weight / (weights.rrf_k + rank)
+                details.setdefault(pid, {}).update({f"{name}_rank": rank, f"{name}_score": round(score, 6)})
+        order = sorted(fused, key=lambda pid: -fused[pid])[:k]  # stable: ties keep dense order first
+        return self._passages([(pid, fused[pid]) for pid in order], details)
 
     def dense(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[Passage]:
-        if self.collection.count() == 0:
+        return self._passages(self._dense_ranked(query, n, where))
+
+    def bm25(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[Passage]:
+        return self._passages(self._bm25_ranked(query, n, where))
+
+    def _dense_ranked(self, query: str, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        [vector] = self.embedder.embed_array([query])
+        try:
+            result = self.collection.query(
+                query_embeddings=[vector], n_results=n, where=where, include=["distances"]
+            )
+        except Exception:
+            if self.collection.count() == 0:  # Chroma refuses a query on an empty collection
+                return []
+            raise
+        distances = (result["distances"] or [[]])[0]
+        return [(pid, 1.0 - float(d)) for pid, d in zip(result["ids"][0], distances, strict=True)]
+
+    def _bm25_ranked(self, query: str, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
+        index = self.bm25_index()
+        allowed = self._matching_ids(where, index.stamp) if where else None
+        return index.top(query, n, allowed)
+
+    def _passages(
+        self, ranked: list[tuple[str, float]], details: dict[str, dict[str, Any]] | None = None
+    ) -> list[Passage]:
+        """Passages for ranked (id, score) pairs: texts and metadata read from Chroma in one call."""
+        if not ranked:
             return []
-        [vector] = self.embedder.embed([query])
-        result = self.collection.query(
-            query_embeddings=[vector],
-            n_results=n,
-            where=where,
-            include=["documents", "metadatas", "distances"],
-        )
+        found = self.collection.get(ids=[pid for pid, _ in ranked], include=["documents", "metadatas"])
+        rows = {
+            pid: (text or "", dict(meta or {}))
+            for pid, text, meta in zip(
+                found["ids"], found["documents"] or [], found["metadatas"] or [], strict=True
+            )
+        }
         passages = []
-        for pid, text, meta, distance in zip(
-            result["ids"][0],
-            (result["documents"] or [[]])[0],
-            (result["metadatas"] or [[]])[0],
-            (result["distances"] or [[]])[0],
-            strict=True,
-        ):
-            meta = dict(meta or {})
+        for pid, score in ranked:
+            if pid not in rows:  # deleted between ranking and reading
+                continue
+            text, meta = rows[pid]
+            if details:
+                meta.update(details.get(pid, {}))
             passages.append(
-                Passage(
-                    id=pid,
-                    source=str(meta.get("source", "")),
-                    text=text or "",
-                    score=1.0 - distance,
-                    metadata=meta,
-                )
+                Passage(id=pid, source=str(meta.get("source", "")), text=text, score=score, metadata=meta)
             )
         return passages
 
-    def bm25(self, query: str, n: int, where: dict[str, Any] | None = None) -> list[Passage]:
-        index = self.bm25_index()
-        allowed = self._matching_ids(where, index.stamp) if where else None
-        return [
-            Passage(
-                id=index.ids[i],
-                source=str(index.metadatas[i].get("source", "")),
-                text=index.texts[i],
-                score=score,
-                metadata=dict(index.metadatas[i]),
-            )
-            for i, score in index.top(query, n, allowed)
-        ]
-
     def bm25_index(self) -> Bm25Index:
-        """The BM25 index at the collection's current revision, rebuilt if another write happened."""
+        """The BM25 index at the collection's current revision: loaded from disk, or rebuilt if stale."""
         stamp = self._stamp()
         with self._bm25_lock:
             if self._bm25 is None or self._bm25.stamp != stamp:
-                self._bm25 = Bm25Index.build(self.collection, stamp)
+                self._bm25 = self.bm25_store.current(self.collection, stamp)
                 self._filter_cache = {}
             return self._bm25
 
@@ -218,12 +184,14 @@ class Retriever:
 
     def _matching_ids(self, where: dict[str, Any], stamp: str) -> set[str]:
         key = (stamp, json.dumps(where, sort_keys=True, default=str))
-        cached = self._filter_cache.get(key)
+        with self._bm25_lock:
+            cached = self._filter_cache.get(key)
         if cached is None:
             cached = set(self.collection.get(where=where, include=[])["ids"])
-            if len(self._filter_cache) > 256:
-                self._filter_cache.clear()
-            self._filter_cache[key] = cached
+            with self._bm25_lock:
+                if len(self._filter_cache) > 256:
+                    self._filter_cache.clear()
+                self._filter_cache[key] = cached
         return cached
 
 

@@ -108,12 +108,15 @@ def collections_delete(name: str, yes: bool) -> None:
     from assistant.service import Penny
     from index.store import CollectionNotFound, get_collection
 
-    client = Penny(get_settings()).chroma
+    penny = Penny(get_settings())
+    client = penny.chroma
     try:
-        count = get_collection(client, name, create=False).count()
+        collection = get_collection(client, name, create=False)
     except CollectionNotFound as exc:
         raise click.ClickException(str(exc)) from exc
+    count = collection.count()
     if not yes:
         click.confirm(f"Delete collection {name!r} ({count} chunks)?", abort=True)
     client.delete_collection(name)
+    penny.bm25_store(collection).remove()
     click.echo(f"deleted collection {name} ({count} chunks)")

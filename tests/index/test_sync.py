@@ -94,14 +94,17 @@ def test_sync_deletes_vanished_files_only_under_given_roots(settings, tree: Path
     assert set(by_source(ingester)) == {"alpha.md", "beta.txt", "keep.txt"}
 
 
-def test_same_content_at_two_paths_are_two_files(settings, tree: Path) -> None:  # type: ignore[no-untyped-def]
+def test_same_content_at_two_paths_is_indexed_once(settings, tree: Path) -> None:  # type: ignore[no-untyped-def]
     (tree / "copy.txt").write_bytes((tree / "team" / "gamma.txt").read_bytes())
     ingester = Penny(settings).ingester()
-    assert ingester.ingest([tree]).added == 4
+    first = ingester.ingest([tree])
+    assert (first.added, len(first.duplicates)) == (3, 1)
+    [(skipped, original)] = first.duplicates.items()
+    assert {Path(skipped).name, Path(original).name} == {"copy.txt", "gamma.txt"}
+    assert "duplicates skipped 1" in first.line()
     again = ingester.ingest([tree])
-    assert (again.unchanged, again.chunks_written) == (4, 0)
-    sources = by_source(ingester)
-    assert sources["copy.txt"].isdisjoint(sources["gamma.txt"])
+    assert (again.unchanged, len(again.duplicates), again.chunks_written) == (3, 1, 0)
+    assert Path(skipped).name not in by_source(ingester)
 
 
 def test_writes_are_split_within_max_batch_size(settings, tree: Path) -> None:  # type: ignore[no-untyped-def]
