@@ -28,6 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from chromadb.errors import InternalError
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 from index.bm25 import Bm25Index, Bm25Store
 from index.embedding import Embedder
 from index.store import revision
@@ -127,14 +130,24 @@ class Retriever:
 
     def _dense_ranked(self, query: str, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
         [vector] = self.embedder.embed_array([query])
-        try:
-            result = self.collection.query(
-                query_embeddings=[vector], n_results=n, where=where, include=["distances"]
-            )
-        except Exception:
-            if self.collection.count() == 0:  # Chroma refuses a query on an empty collection
-                return []
-            raise
+        # Chroma refuses a query on an empty collection, and while a collection's first write is still
+        # reaching its vector segment it reports "Nothing found on disk": empty is no hits, the other is
+        # asked again shortly.
+        for attempt in Retrying(
+            retry=retry_if_exception_type(InternalError),
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.05, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                try:
+                    result = self.collection.query(
+                        query_embeddings=[vector], n_results=n, where=where, include=["distances"]
+                    )
+                except Exception:
+                    if self.collection.count() == 0:
+                        return []
+                    raise
         distances = (result["distances"] or [[]])[0]
         return [(pid, 1.0 - float(d)) for pid, d in zip(result["ids"][0], distances, strict=True)]
 
