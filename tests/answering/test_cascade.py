@@ -236,9 +236,7 @@ def test_no_upstream_configured_degrades_instead_of_failing(penny, local) -> Non
 
 
 def test_without_a_paid_tier_the_expected_loss_rule_never_picks_escalation(penny, local) -> None:  # type: ignore[no-untyped-def]
-    cascade = build(penny, local, None, wrong_answer_usd=0.001, abstain_usd=0.002)
-    # These probabilities escalate when a paid tier exists (the budget-pressure test above).
-    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    cascade = _escalating(penny, local, None)  # escalates when a paid tier exists (the tests above)
     answer = cascade.answer(QUESTION)
     assert answer.action == "local" and answer.tier == "local" and not answer.degraded
     assert answer.low_confidence and "escalate" not in answer.expected_loss_usd
@@ -452,6 +450,14 @@ def _constant_calibration(p_correct: float, p_answerable: float, p_paid_helps: f
     return calibration
 
 
+def _escalating(penny, local, paid_url: str | None, ledger: Ledger | None = None) -> Cascade:  # type: ignore[no-untyped-def]
+    """A cascade whose evaluator says: the local answer is likely wrong (0.05), the question answerable
+    (0.95), and paying likely helps (0.9): with a paid tier and no budget pressure, it escalates."""
+    cascade = build(penny, local, paid_url, ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
+    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    return cascade
+
+
 def test_expected_loss_escalates_when_paying_helps_and_less_near_the_budget_limit(
     penny, local, fake, paid_server, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -459,8 +465,7 @@ def test_expected_loss_escalates_when_paying_helps_and_less_near_the_budget_limi
     from assistant.paid.tokens import count_messages
 
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
-    cascade = build(penny, local, paid_server[1], ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
-    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    cascade = _escalating(penny, local, paid_server[1], ledger)
     try:
         user = ledger.add_user("alice")
         alice = Principal(user.id, user.name)
@@ -501,8 +506,7 @@ def test_a_team_budget_near_its_limit_presses_like_the_users_own(
     from assistant.ledger import Principal
 
     ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", PriceTable.load())
-    cascade = build(penny, local, paid_server[1], ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
-    cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
+    cascade = _escalating(penny, local, paid_server[1], ledger)
     try:
         user = ledger.add_user("alice")
         team = ledger.create_team("research")
