@@ -340,30 +340,23 @@ def _check_settled(
     now: datetime,
 ) -> None:
     """Thresholds reached by a settle, in the window the request is charged to (its reservation's)."""
+    subjects = []
     if budget is not None:
-        start, _ = window_bounds(budget.window, reservation.created_at)
-        spend = committed_micro_usd(conn, reservation.user_id, start)
-        check_crossing(
-            conn,
-            scope="user",
-            subject_id=reservation.user_id,
-            subject_name=None,
-            budget=budget,
-            window_start=start,
-            spend_micro_usd=spend,
-            now=now,
-        )
+        subjects.append(("user", reservation.user_id, None, budget, committed_micro_usd))
     if team_budget is not None:
-        start, _ = window_bounds(team_budget.window, reservation.created_at)
-        spend = team_committed_micro_usd(conn, team_budget.team_id, start)
+        subjects.append(
+            ("team", team_budget.team_id, team_budget.team_name, team_budget, team_committed_micro_usd)
+        )
+    for scope, subject_id, subject_name, row, committed in subjects:
+        start, _ = window_bounds(row.window, reservation.created_at)
         check_crossing(
             conn,
-            scope="team",
-            subject_id=team_budget.team_id,
-            subject_name=team_budget.team_name,
-            budget=team_budget,
+            scope=scope,
+            subject_id=subject_id,
+            subject_name=subject_name,
+            budget=row,
             window_start=start,
-            spend_micro_usd=spend,
+            spend_micro_usd=committed(conn, subject_id, start),
             now=now,
         )
 
