@@ -62,6 +62,13 @@ class CascadeSettings(BaseModel):
         default="concise",
         description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
     )
+    transcript_window_turns: int = Field(
+        default=4,
+        ge=1,
+        description="Follow-up turns keep the sources of earlier turns in the local prompt, so llama.cpp "
+        "reuses the previous turn's KV cache; the transcript restarts every this many turns to bound the "
+        "prompt. 1: every turn carries only its own sources.",
+    )
     wrong_answer_usd: float | None = Field(
         default=0.005,
         ge=0,

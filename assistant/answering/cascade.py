@@ -32,6 +32,7 @@ from assistant.answering.decision import Decision, Policy, decide, route
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import ensure_citation, retrieval_features
 from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
+from assistant.answering.transcript import Transcript, TurnSources, renumber_citations, transcript_messages
 from assistant.local.backend import Generation, LocalBackend, final_generation
 from assistant.paid import PaidClient, PaidError, PaidResult, describe
 from assistant.paid.tokens import count_messages
@@ -61,6 +62,7 @@ class _Request:
     local_max_tokens: int
     paid_max_tokens: int | None  # None without a paid tier
     messages: list[dict[str, str]] | None = None  # the grounded prompt, once built
+    local_prompt: Transcript | None = None  # the local tier's prompt and its sources (transcript.py)
     unsettled: tuple[Reservation, Usage] | None = None  # a paid call settled with its answer's record
 
 
@@ -81,6 +83,8 @@ class Cascade:
         max_tokens: int = 256,
         budget_policy: Literal["local_only", "refuse"] = "local_only",
         answer_style: AnswerStyle = "concise",
+        transcript_window_turns: int = 4,
+        local_context_tokens: int = 4096,
     ) -> None:
         self.retriever = retriever
         self.local = local
@@ -95,6 +99,9 @@ class Cascade:
         self.max_tokens = max_tokens
         self.budget_policy = budget_policy
         self.answer_style = answer_style
+        self.transcript_window_turns = transcript_window_turns
+        self.local_context_tokens = local_context_tokens
+        self.turn_sources = TurnSources()
         self._retrievers: dict[str, Retriever] = {}
         self._retrievers_lock = threading.Lock()
 
@@ -234,7 +241,9 @@ class Cascade:
                     yield self._finish(req, hit)
                     return
             passages = retriever.search(req.question)
+        self.turn_sources.remember(req.collection, req.question, passages)
         messages = req.messages = self._messages(req, passages)
+        req.local_prompt = self._local_prompt(req, passages)
 
         if req.mode == "paid":  # the caller chose the tier: nothing to decide
             yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
@@ -250,7 +259,7 @@ class Cascade:
 
         generation: Generation | None = None
         streamed: list[str] = []
-        local_stream = self.local.stream_chat(messages, max_tokens=req.local_max_tokens)
+        local_stream = self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
         try:
             for item in local_stream:
                 if isinstance(item, Generation):
@@ -261,10 +270,11 @@ class Cascade:
         except GeneratorExit:
             # The client hung up mid-stream: stop generating, and still account for what was produced.
             local_stream.close()
-            self._record_disconnect(req, passages, messages, streamed)
+            self._record_disconnect(req, passages, req.local_prompt.messages, streamed)
             raise
         if generation is None:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
+        generation = self._in_turn_numbering(req, passages, generation)
 
         judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
         decision = decide(
@@ -326,6 +336,40 @@ class Cascade:
         """The grounded prompt, with earlier turns of the conversation between system and question."""
         system, *rest = grounded_messages(req.question, passages, self.answer_style)
         return [system, *req.history, *rest]
+
+    def _local_prompt(self, req: _Request, passages: Sequence[Passage]) -> Transcript:
+        """The local tier's prompt: a follow-up turn begins with the previous turn's prompt, so llama.cpp
+        reuses its KV cache (transcript.py). Compact when that would crowd the context window."""
+        compact = Transcript(req.messages or self._messages(req, passages), list(passages))
+        if not req.history or self.transcript_window_turns <= 1:
+            return compact
+
+        def sources_of(question: str) -> Sequence[Passage]:
+            remembered = self.turn_sources.recall(req.collection, question)
+            if remembered is not None:
+                return remembered
+            return self._retriever(req.collection).search(question)
+
+        transcript = transcript_messages(
+            req.question,
+            passages,
+            req.history,
+            style=self.answer_style,
+            sources_of=sources_of,
+            window_turns=self.transcript_window_turns,
+        )
+        # tiktoken's count stands in for the local tokenizer's, hence the quarter held back.
+        if count_messages(transcript.messages) + req.local_max_tokens > 0.75 * self.local_context_tokens:
+            return compact
+        return transcript
+
+    @staticmethod
+    def _in_turn_numbering(req: _Request, passages: Sequence[Passage], generation: Generation) -> Generation:
+        """The local answer with its ``[n]`` numbered as this turn's sources, not the transcript's."""
+        shown = req.local_prompt.sources if req.local_prompt is not None else passages
+        if [p.id for p in shown] == [p.id for p in passages]:
+            return generation
+        return replace(generation, text=renumber_citations(generation.text, shown, passages))
 
     def _emit(self, req: _Request, answer: CascadeAnswer) -> Iterator[str | CascadeAnswer]:
         if req.stream and answer.answer:
@@ -443,7 +487,11 @@ class Cascade:
         reason = f"{failure} (escalation: {decision.reason})"
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
-            generation = final_generation(self.local.stream_chat(messages, max_tokens=req.local_max_tokens))
+            prompt = req.local_prompt or Transcript(messages, list(passages))
+            generation = final_generation(
+                self.local.stream_chat(prompt.messages, max_tokens=req.local_max_tokens)
+            )
+            generation = self._in_turn_numbering(req, passages, generation)
         fallback = replace(decision, reason=reason)
         if generation is None:
             answer = self._abstain(req, passages, fallback)

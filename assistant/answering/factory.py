@@ -81,4 +81,6 @@ def build_cascade(
         max_tokens=settings.models.max_tokens,
         budget_policy=settings.ledger.over_budget_policy,
         answer_style=settings.cascade.answer_style,
+        transcript_window_turns=settings.cascade.transcript_window_turns,
+        local_context_tokens=settings.models.n_ctx,
     )

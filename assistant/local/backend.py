@@ -19,6 +19,7 @@ class Generation:
     token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"
     seconds: float = 0.0
+    cached_prompt_tokens: int = 0  # the prompt's leading tokens whose KV the model reused, not prefilled
 
     @property
     def mean_logprob(self) -> float:

@@ -22,17 +22,32 @@ from assistant.local.backend import Generation, final_generation
 class _LogprobRecorder:
     """Logits processor that records the log-probability of the greedy choice at each step."""
 
-    def __init__(self) -> None:
+    def __init__(self, cached: np.ndarray) -> None:
         self.logprobs: list[float] = []
         self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0
+        self._cached = cached  # the tokens whose KV the model held before this call
 
     def __call__(self, input_ids: Any, scores: np.ndarray) -> np.ndarray:
         if not self.logprobs:
             self.prompt_tokens = len(input_ids)  # at the first step the context is exactly the prompt
+            self.cached_prompt_tokens = _common_prefix(self._cached, np.asarray(input_ids))
         top = float(np.max(scores))
         log_z = top + float(np.log(np.sum(np.exp(scores - top))))
         self.logprobs.append(top - log_z)
         return scores
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading tokens two sequences share: what llama.cpp keeps of its KV cache for a prompt.
+
+    llama-cpp-python evaluates at least the prompt's last token again, so a prompt identical to the cached
+    one reuses all but that one.
+    """
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    shared = int(differ[0]) if differ.size else n
+    return min(shared, max(len(b) - 1, 0))
 
 
 class LocalModel:
@@ -76,9 +91,9 @@ class LocalModel:
         """
         from llama_cpp import LogitsProcessorList
 
-        recorder = _LogprobRecorder()
         started = time.perf_counter()
         with self._lock:
+            recorder = _LogprobRecorder(self._llama.input_ids[: self._llama.n_tokens].copy())
             stream = self._llama.create_chat_completion(
                 messages=list(messages),
                 max_tokens=max_tokens,
@@ -109,4 +124,5 @@ class LocalModel:
             token_logprobs=recorder.logprobs,
             finish_reason=finish_reason,
             seconds=time.perf_counter() - started,
+            cached_prompt_tokens=recorder.cached_prompt_tokens,
         )

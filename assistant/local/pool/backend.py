@@ -202,6 +202,7 @@ class _Reply:
             token_logprobs=self.logprobs,
             finish_reason=self.finish_reason or "stop",
             seconds=total_ms / 1000 if total_ms is not None else elapsed_s,
+            cached_prompt_tokens=self.usage.cached_prompt_tokens if self.usage else 0,
         )
 
 

@@ -44,6 +44,7 @@ from assistant.openai_wire import (
     ChoiceLogprobs,
     ChunkChoice,
     Delta,
+    PromptTokensDetails,
     Timings,
     Usage,
     completion_id,
@@ -150,7 +151,9 @@ def _logprobs(generation: Generation, wanted: bool) -> ChoiceLogprobs | None:
 
 
 def _usage(generation: Generation) -> Usage:
-    return Usage.of(generation.prompt_tokens, generation.completion_tokens)
+    usage = Usage.of(generation.prompt_tokens, generation.completion_tokens)
+    usage.prompt_tokens_details = PromptTokensDetails(cached_tokens=generation.cached_prompt_tokens)
+    return usage
 
 
 def _timings(generation: Generation) -> Timings:
