@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -39,10 +40,13 @@ def model_path(name: str = DEFAULT_MODEL) -> str:
 class Embedder:
     """Normalised embeddings (cosine = dot product) plus the tokenizer that bounds chunk sizes."""
 
-    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 64) -> None:
+    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 64, memo_size: int = 20_000) -> None:
         self.name = name
         self.batch_size = batch_size
+        self.memo_size = memo_size
         self._lock = threading.Lock()
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_lock = threading.Lock()
 
     @cached_property
     def model(self) -> SentenceTransformer:
@@ -96,6 +100,36 @@ class Embedder:
                 )
             finally:
                 torch.set_num_threads(threads)
+
+    def embed_memo(self, texts: Sequence[str]) -> np.ndarray:
+        """``embed_array`` for the texts of one answer (question, passages, their sentences, the answer),
+        each of which the retriever, the prompt and the evaluator all need: a text embedded lately, or
+        whose vector retrieval read from the index (:meth:`remember`), is not encoded again."""
+        import numpy as np
+
+        with self._memo_lock:
+            found = {text: self._memo[text] for text in texts if text in self._memo}
+            for text in found:
+                self._memo.move_to_end(text)
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        if missing:
+            vectors = self.embed_array(missing)
+            self.remember(missing, vectors)
+            found.update(zip(missing, vectors, strict=True))
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[text] for text in texts])
+
+    def remember(self, texts: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """Keep these texts' vectors (e.g. read back from the index) for :meth:`embed_memo`."""
+        import numpy as np
+
+        with self._memo_lock:
+            for text, vector in zip(texts, vectors, strict=True):
+                self._memo[text] = np.asarray(vector, dtype=np.float32)
+                self._memo.move_to_end(text)
+            while len(self._memo) > self.memo_size:
+                self._memo.popitem(last=False)
 
     @cached_property
     def _counting_tokenizer(self) -> PreTrainedTokenizerBase:

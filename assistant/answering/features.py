@@ -183,7 +183,7 @@ def embedding_support(answer: str, passages: Sequence[Passage], embedder: Embedd
     text = _CITATION.sub(" ", answer).strip()
     if not text or not passages:
         return 0.0
-    vectors = embedder.embed_array([text, *(p.text for p in passages)])
+    vectors = embedder.embed_memo([text, *(p.text for p in passages)])
     return float((vectors[1:] @ vectors[0]).max())  # normalised vectors: dot product = cosine
 
 
@@ -202,7 +202,7 @@ def sentence_cosines(
     text = _CITATION.sub(" ", answer).strip()
     if not units:
         return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
-    vectors = embedder.embed_array([question, text or question, *units])
+    vectors = embedder.embed_memo([question, text or question, *units])
     cosines = vectors[2:] @ vectors[:2].T  # normalised vectors: dot product = cosine
     return {
         "question_sentence_cos": float(cosines[:, 0].max()),

@@ -107,3 +107,31 @@ def test_empty_collection_and_bad_mode(settings) -> None:  # type: ignore[no-unt
         assert retriever.search("anything", mode=mode) == []
     with pytest.raises(ValueError, match="unknown retrieval mode"):
         retriever.search("x", mode="fuzzy")  # type: ignore[arg-type]
+
+
+def test_the_embedding_memo_serves_retrieved_passages_and_questions_without_encoding(penny: Penny) -> None:
+    import numpy as np
+
+    embedder = penny.embedder
+    embedder._memo.clear()
+    question = "who approves expense reports"
+    [passage, *_] = penny.retriever().search(question, k=2)
+    encoded: list[str] = []
+    original = embedder.embed_array
+    embedder.embed_array = lambda texts: encoded.extend(texts) or original(texts)  # type: ignore[method-assign]
+    try:
+        vectors = embedder.embed_memo([question, passage.text])
+    finally:
+        embedder.embed_array = original  # type: ignore[method-assign]
+    assert encoded == []  # the question was embedded by retrieval, the passage's vector read from Chroma
+    assert np.allclose(vectors, original([question, passage.text]), atol=1e-4)
+
+
+def test_the_embedding_memo_is_bounded(embedder) -> None:  # type: ignore[no-untyped-def]
+    from index.embedding import Embedder
+
+    small = Embedder(memo_size=2)
+    small.__dict__["model"] = embedder.model  # share the loaded model
+    small.embed_memo(["one", "two", "three"])
+    assert list(small._memo) == ["two", "three"]
+    assert small.embed_memo([]).shape == (0, embedder.dimension)

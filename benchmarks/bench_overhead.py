@@ -1,0 +1,135 @@
+"""Service overhead: a local answer through Penny's HTTP API vs raw llama.cpp on the very same prompt.
+
+For each question, Penny answers it once through ``/v1/chat/completions`` (model ``penny-local``: retrieval,
+prompt, generation, evaluator features, ledger write, HTTP and JSON), and the same llama.cpp instance
+answers the exact prompt Penny sent it, called directly (``Llama.create_chat_completion``, greedy, same
+``max_tokens``). Both start with the KV cache cleared, and pairs alternate which side goes first, so drift
+and load favour neither. The difference is what Penny adds on top of the model.
+
+Two cases: *cold*, where the embedding memo is cleared before each Penny request, as for a question on
+passages no recent question touched (the evaluator then embeds every passage sentence); and *warm*, the
+same questions again with the memo kept (popular passages).
+
+    .venv/bin/python benchmarks/bench_overhead.py [--model qwen2.5-0.5b] [--questions 12]
+
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from assistant.api import create_app  # noqa: E402
+from assistant.service import Penny  # noqa: E402
+from assistant.settings import Settings  # noqa: E402
+from tests.support.servers import running_server  # noqa: E402
+
+
+class PromptRecorder:
+    """The local model as the cascade sees it, remembering the last prompt it was sent."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.last: list[dict[str, str]] = []
+
+    def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
+        self.last = list(messages)
+        return self.model.stream_chat(messages, max_tokens=max_tokens)
+
+    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Any:
+        self.last = list(messages)
+        return self.model.chat(messages, max_tokens=max_tokens)
+
+
+def questions(limit: int) -> list[str]:
+    data = json.loads((REPO / "tests/data/squad2-mini.json").read_text())
+    found = [qa["question"] for article in data["data"] for p in article["paragraphs"] for qa in p["qas"]]
+    return found[:limit]
+
+
+def ms(values: list[float]) -> str:
+    values = sorted(values)
+    p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
+    return f"p50 {statistics.median(values) * 1000:8.1f} ms  p95 {p95 * 1000:8.1f} ms"
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="qwen2.5-0.5b")
+    parser.add_argument("--questions", type=int, default=12)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    args = parser.parse_args()
+    settings = Settings(
+        data_dir=Path(tempfile.mkdtemp(prefix="penny-bench-overhead-")),
+        models={"local": args.model, "cache_dir": REPO / ".penny" / "models", "max_tokens": args.max_tokens},
+    )
+    penny = Penny(settings)
+    penny.ingester().ingest([REPO / "samples"])
+    penny.warm_up()
+    recorder = PromptRecorder(penny.local_model)
+    penny.cascade.local = recorder
+    llama = penny.local_model._llama
+    asked = questions(args.questions)
+
+    with running_server(create_app(settings, penny, auth=False, warm_up=False)) as base:
+        client = httpx.Client(base_url=base, timeout=600)
+
+        def through_penny(question: str, cold: bool) -> float:
+            if cold:
+                penny.embedder._memo.clear()
+            penny.local_model.forget_prompt_cache()
+            body = {"model": "penny-local", "messages": [{"role": "user", "content": question}]}
+            started = time.perf_counter()
+            client.post("/v1/chat/completions", json=body).raise_for_status()
+            return time.perf_counter() - started
+
+        def raw(prompt: list[dict[str, str]]) -> float:
+            penny.local_model.forget_prompt_cache()
+            started = time.perf_counter()
+            llama.create_chat_completion(
+                messages=prompt, max_tokens=args.max_tokens, temperature=0.0, repeat_penalty=1.0
+            )
+            return time.perf_counter() - started
+
+        prompts = {}
+        for question in asked:  # Penny's prompt for each question, and both paths warmed
+            through_penny(question, cold=True)
+            prompts[question] = recorder.last
+        raw(prompts[asked[0]])
+
+        print(f"model {args.model}, max_tokens {args.max_tokens}, {len(asked)} questions; 2-core machine")
+        for case, cold in (("cold (embedding memo cleared)", True), ("warm (memo kept)", False)):
+            direct: list[float] = []
+            served: list[float] = []
+            for i, question in enumerate(asked):
+                if i % 2 == 0:
+                    direct.append(raw(prompts[question]))
+                    served.append(through_penny(question, cold))
+                else:
+                    served.append(through_penny(question, cold))
+                    direct.append(raw(prompts[question]))
+            overhead = [b - a for a, b in zip(direct, served, strict=True)]
+            ratio = statistics.median(b / a for a, b in zip(direct, served, strict=True))
+            print(f"\n[{case}] {len(asked)} pairs")
+            print(f"  raw llama.cpp : {ms(direct)}")
+            print(f"  through Penny : {ms(served)}")
+            print(f"  overhead      : p50 {statistics.median(overhead) * 1000:7.1f} ms, ratio {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
