@@ -53,6 +53,7 @@ from assistant.openai_wire import (
     Delta,
     ModelCard,
     ModelList,
+    PromptTokensDetails,
     Usage,
     completion_id,
     encode_sse,
@@ -89,6 +90,16 @@ class PennyChunk(ChatCompletionChunk, kw_only=True):
 def penny_extras(answer: CascadeAnswer) -> dict[str, Any]:
     """What makes Penny different, attached to every response as ``penny``."""
     return answer.penny_block()
+
+
+def answer_usage(answer: CascadeAnswer) -> Usage:
+    """The answering tier's tokens; for a local answer, the prompt tokens llama.cpp reused from its KV
+    cache (a follow-up turn's shared prefix) as OpenAI's ``prompt_tokens_details.cached_tokens``."""
+    usage = Usage.of(answer.prompt_tokens, answer.completion_tokens)
+    local = answer.local_generation
+    if answer.tier == "local" and local is not None and local.cached_prompt_tokens:
+        usage.prompt_tokens_details = PromptTokensDetails(cached_tokens=local.cached_prompt_tokens)
+    return usage
 
 
 def split_conversation(request: PennyChatRequest) -> tuple[str, list[dict[str, str]]]:
@@ -208,7 +219,7 @@ async def _complete(
             created=int(time.time()),
             model=data.model,
             choices=[Choice(message=AssistantMessage(content=answer.answer), finish_reason="stop")],
-            usage=Usage.of(answer.prompt_tokens, answer.completion_tokens),
+            usage=answer_usage(answer),
             penny=penny_extras(answer),
         )
         return msgspec.to_builtins(completion)  # a dict, as the idempotency store keeps JSON
@@ -253,7 +264,7 @@ async def _sse_events(
             state.metrics.observe_answer(answer)
             yield chunk([ChunkChoice(finish_reason="stop")], penny=penny_extras(answer))
             if include_usage:
-                yield chunk([], usage=Usage.of(answer.prompt_tokens, answer.completion_tokens))
+                yield chunk([], usage=answer_usage(answer))
         yield SSE_DONE
     except ApiError as exc:
         paid_tokens = 0

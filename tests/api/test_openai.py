@@ -94,6 +94,26 @@ def test_multi_turn_uses_the_last_user_turn(client: openai.OpenAI) -> None:
     assert any(s["source"].endswith("computational-complexity-theory.md") for s in sources)
 
 
+def test_a_follow_up_turn_reuses_the_previous_turns_prompt(client: openai.OpenAI) -> None:
+    question = "Who ruled the duchy of Normandy?"
+    first = client.chat.completions.create(
+        model="penny-local", messages=[{"role": "user", "content": question}]
+    )
+    follow_up = client.chat.completions.create(
+        model="penny-local",
+        messages=[
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": first.choices[0].message.content or ""},
+            {"role": "user", "content": "Who ruled the duchy of Normandy, and when?"},
+        ],
+    )
+    assert first.usage is not None and follow_up.usage is not None
+    details = follow_up.usage.prompt_tokens_details
+    # Its prompt begins with the first turn's sources block, which llama.cpp still holds.
+    assert details is not None and details.cached_tokens > first.usage.prompt_tokens // 2
+    assert follow_up.usage.prompt_tokens > details.cached_tokens
+
+
 def test_models_lists_profiles(client: openai.OpenAI) -> None:
     assert {m.id for m in client.models.list()} == {"penny", "penny-local", "penny-paid"}
 
