@@ -167,13 +167,17 @@ class PoolBase:
             return [w for w in self._workers if not states or w.state in states]
 
     # -- requests --------------------------------------------------------------------------------------
-    def acquire(self, deadline: float, avoid: Hashable | None = None) -> Lease:
+    def acquire(
+        self, deadline: float, avoid: Hashable | None = None, affinity: Hashable | None = None
+    ) -> Lease:
         """A slot on a ready worker before ``deadline`` (monotonic), or :class:`PoolDeadlineExceeded`.
 
-        ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot.
+        ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot;
+        ``affinity`` prefers the worker that last served that key (see :class:`Dispatcher`).
         """
         try:
-            return self.dispatcher.acquire(max(0.0, deadline - time.monotonic()), avoid=avoid)
+            timeout_s = max(0.0, deadline - time.monotonic())
+            return self.dispatcher.acquire(timeout_s, avoid=avoid, affinity=affinity)
         except QueueTimeout as exc:
             raise PoolDeadlineExceeded(f"the local tier is saturated: {exc}; {self.SATURATED_HINT}") from exc
 
