@@ -66,6 +66,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_ledger.py
 	$(BIN)/python benchmarks/bench_logprobs.py
 	$(BIN)/python benchmarks/bench_pool.py
+	$(BIN)/python benchmarks/bench_pool_overhead.py
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_retrieval_scale.py
 	$(BIN)/python benchmarks/bench_evaluator.py

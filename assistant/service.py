@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 
 class Penny:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, serving: bool = False) -> None:
+        """``serving``: this is the HTTP service (``penny serve``), whose local tier defaults to the pool."""
         self.settings = settings
+        self.serving = serving
         self.registry = ModelRegistry(settings.model_cache_dir)
 
     @cached_property
@@ -130,24 +132,37 @@ class Penny:
                 checks["ledger"] = f"unreachable: {type(exc).__name__}"
         return checks
 
+    @property
+    def pool_enabled(self) -> bool:
+        """``pool.enabled``, or when unset (None), whether this is the service.
+
+        The service's promise is an autoscaled pool; a CLI command, an eval run or a test answers in one
+        process, where spawning a worker would only add its start-up to the model load.
+        """
+        enabled = self.settings.pool.enabled
+        return self.serving if enabled is None else enabled
+
     @cached_property
     def pool(self) -> PoolBase | None:
-        """Workers serving the local tier, when ``pool.enabled``; None runs it in-process.
+        """Workers serving the local tier when :attr:`pool_enabled`; None runs it in-process.
 
         Spawned worker processes with the autoscaler, or, with ``pool.remote_urls`` (Kubernetes), the given
         URLs: scaling those is KEDA's or the HPA's job, so nothing is spawned.
         """
-        pool_settings = self.settings.pool
-        if not pool_settings.enabled:
+        if not self.pool_enabled:
             return None
+        pool_settings = self.settings.pool.model_copy(update={"enabled": True})  # as GET /v1/pool shows it
         if pool_settings.remote_urls:
             from assistant.local.pool.remote import RemotePool
 
             return RemotePool(pool_settings.remote_urls, pool_settings).start()
         from assistant.local.pool.manager import WorkerPool
+        from assistant.local.pool.sizing import sized
 
         models = self.settings.models
         path = self.registry.path(models.local)
+        # Each HTTP process runs its own pool, so they share the host's room for workers.
+        pool_settings = sized(pool_settings, processes=self.settings.server.workers)
         return WorkerPool(path, pool_settings, n_ctx=models.n_ctx, model_name=models.local).start()
 
     @property

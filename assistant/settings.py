@@ -250,9 +250,19 @@ class PoolSettings(BaseModel):
     Defaults come from ``python -m assistant.local.pool.simulate`` on the bundled traces (see
     assistant/local/pool/README.md): the cheapest settings that keep p95 queue wait at or under 2 s."""
 
-    enabled: bool = Field(default=False, description="Serve the local tier from worker processes.")
+    enabled: bool | None = Field(
+        default=None,
+        description="Serve the local tier from worker processes. None: yes in `penny serve` (the service), "
+        "no in the CLI, eval and library use of Penny(settings) (one process, no spawn); true/false: always.",
+    )
     min_workers: int = Field(default=1, ge=0)
-    max_workers: int = Field(default=4, ge=1)
+    max_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="None: cores / threads_per_worker, and memory (the lower of memory_limit_bytes and "
+        "what is available) / worker_memory_estimate_bytes, whichever is less, split among server.workers; "
+        "at least 1 and min_workers. Read at start-up and logged.",
+    )
     threads_per_worker: int = Field(default=1, ge=1, description="llama.cpp n_threads in each worker.")
     slots_per_worker: int = Field(default=1, ge=1, description="Concurrent sequences per worker.")
     target_utilisation: float = Field(default=1.0, gt=0, le=1)

@@ -31,8 +31,9 @@ from assistant.settings import PoolSettings, Settings  # noqa: E402
 from index.retrieval import Passage  # noqa: E402
 
 
-def prompts() -> list[list[dict[str, str]]]:
-    """Grounded prompts shaped like the cascade's: numbered passages, then the question.
+def prompts(questions: int | None = 4, shift: int = 1) -> list[list[dict[str, str]]]:
+    """Grounded prompts shaped like the cascade's: numbered passages, then the question (``questions``
+    questions of each paragraph, None: all; the second passage is the paragraph ``shift`` places on).
 
     Interleaved across paragraphs, so consecutive requests never share their passages: llama.cpp reuses
     the KV cache of a shared prompt prefix, which would flatter whichever run happens to repeat one.
@@ -41,12 +42,14 @@ def prompts() -> list[list[dict[str, str]]]:
     paragraphs = [p for article in data["data"] for p in article["paragraphs"]]
     per_paragraph = []
     for i, paragraph in enumerate(paragraphs):
-        other = paragraphs[(i + 1) % len(paragraphs)]
+        other = paragraphs[(i + shift) % len(paragraphs)]
         passages = [
             Passage(f"p{i}", "squad", paragraph["context"], 0.8, {"title": "Normans"}),
-            Passage(f"p{i + 1}", "squad", other["context"], 0.5, {"title": "Normans"}),
+            Passage(f"p{i + shift}", "squad", other["context"], 0.5, {"title": "Normans"}),
         ]
-        per_paragraph.append([grounded_messages(qa["question"], passages) for qa in paragraph["qas"][:4]])
+        per_paragraph.append(
+            [grounded_messages(qa["question"], passages) for qa in paragraph["qas"][:questions]]
+        )
     return [m for group in itertools.zip_longest(*per_paragraph) for m in group if m is not None]
 
 

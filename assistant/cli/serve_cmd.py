@@ -12,8 +12,10 @@ from assistant.settings import Settings, get_settings
 def app_from_env():  # type: ignore[no-untyped-def]
     """Factory for uvicorn worker processes: settings come from the environment the parent set."""
     from assistant.api import create_app
+    from assistant.service import Penny
 
-    return create_app(Settings(), auth=Settings().server.auth)
+    settings = Settings()
+    return create_app(settings, Penny(settings, serving=True), auth=settings.server.auth)
 
 
 def _key_hint(settings: Settings) -> str:
@@ -47,6 +49,7 @@ def serve(host: str | None, port: int | None, workers: int | None, no_auth: bool
     )
     if workers > 1:
         os.environ["PENNY_SERVER__AUTH"] = "true" if auth else "false"
+        os.environ["PENNY_SERVER__WORKERS"] = str(workers)  # each process's pool sizes itself to its share
         click.echo(f"Penny starting {workers} workers on http://{host}:{port}. Try:\n{example}")
         uvicorn.run(
             "assistant.cli.serve_cmd:app_from_env",
@@ -59,11 +62,20 @@ def serve(host: str | None, port: int | None, workers: int | None, no_auth: bool
         return
 
     from assistant.api import create_app
+    from assistant.service import Penny
 
-    app = create_app(settings, auth=auth)
+    penny = Penny(settings, serving=True)  # the service: the local tier runs in the worker pool by default
+    app = create_app(settings, penny, auth=auth)
 
     def announce(_: object) -> None:
-        ready = f"Penny ready on http://{host}:{port} (local model: {settings.models.local})."
+        pool = penny.pool
+        if pool is None:
+            where = "in-process"
+        elif pool.KIND == "remote":
+            where = f"remote workers at {len(pool.workers())} URL(s)"
+        else:
+            where = f"worker pool of {len(pool.workers())}, up to {pool.settings.max_workers}"
+        ready = f"Penny ready on http://{host}:{port} (local model: {settings.models.local}, {where})."
         click.echo(f"{ready} Try:\n{example}")
 
     app.on_startup.append(announce)

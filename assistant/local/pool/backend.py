@@ -5,6 +5,9 @@ dispatcher's queue for a slot, then streams from that worker over the OpenAI wir
 even for ``chat`` so that giving up (deadline, caller gone) closes the connection and the worker stops at
 its next token instead of generating into the void.
 
+Requests of one conversation prefer the worker that served its previous turn (:func:`affinity_key`), so
+llama.cpp can reuse the KV cache of the prompt prefix they share instead of evaluating it again.
+
 A worker that dies mid-request costs the caller nothing but time: the request is retried once on another
 worker. Decoding is greedy (``temperature`` 0 for servers that sample by default), so the retry reproduces
 the same text; what the caller already received is skipped, and a retry that would contradict it fails
@@ -19,6 +22,8 @@ no logprobs still works: the Generation has none (the evaluator then sees a mean
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -49,6 +54,18 @@ log = logging.getLogger("penny.pool")
 TRANSPORT_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
+def affinity_key(messages: Sequence[dict[str, str]]) -> str:
+    """A stable key for the conversation ``messages`` belong to: a hash of its first two messages.
+
+    The leading messages (the system prompt and the first user turn) are what a conversation's turns have
+    in common, while the last message changes every turn, so they name it. A cryptographic hash rather than
+    ``hash()``: the same in every process, and no collisions in practice.
+    """
+    leading = [[m.get("role", ""), m.get("content", "")] for m in messages[:2]]
+    digest = hashlib.blake2b(json.dumps(leading).encode("utf-8"), digest_size=16)
+    return digest.hexdigest()
+
+
 class _WorkerFailed(Exception):
     """The worker answered with a server error (5xx) or a malformed stream."""
 
@@ -76,8 +93,9 @@ class PoolBackend:
         sent = ""  # text the caller already has, so a retry does not repeat it
         last_error: BaseException | None = None
         failed_on: PoolWorker | None = None
+        key = affinity_key(messages)
         for attempt in range(1, self.max_attempts + 1):
-            lease = self.pool.acquire(deadline, avoid=failed_on)
+            lease = self.pool.acquire(deadline, avoid=failed_on, affinity=key)
             worker = cast(PoolWorker, lease.worker)
             produced = ""
             try:

@@ -26,6 +26,25 @@ from assistant.settings import PoolSettings
 log = logging.getLogger("penny.pool")
 
 MAX_EVENTS = 200
+HEALTH_PATHS = ("/healthz", "/v1/models")  # Penny's worker; llama-server and vLLM
+
+
+class _QuietHealthChecks(logging.Filter):
+    """Drops httpx's INFO line of a passing health check, which every worker gets every
+    ``pool.health_interval_s`` and would drown the service's log; a failing check is still logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 4 and str(record.msg).startswith("HTTP Request"):
+            method, url, _, status = args[:4]
+            return not (method == "GET" and status == 200 and getattr(url, "path", "") in HEALTH_PATHS)
+        return True
+
+
+def _quiet_health_checks() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, _QuietHealthChecks) for f in httpx_log.filters):
+        httpx_log.addFilter(_QuietHealthChecks())
 
 
 class PoolError(PennyError, RuntimeError):
@@ -107,6 +126,7 @@ class PoolBase:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))  # health checks
+        _quiet_health_checks()
 
     # -- what subclasses provide -----------------------------------------------------------------------
     def tick(self) -> None:
@@ -167,13 +187,17 @@ class PoolBase:
             return [w for w in self._workers if not states or w.state in states]
 
     # -- requests --------------------------------------------------------------------------------------
-    def acquire(self, deadline: float, avoid: Hashable | None = None) -> Lease:
+    def acquire(
+        self, deadline: float, avoid: Hashable | None = None, affinity: Hashable | None = None
+    ) -> Lease:
         """A slot on a ready worker before ``deadline`` (monotonic), or :class:`PoolDeadlineExceeded`.
 
-        ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot.
+        ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot;
+        ``affinity`` prefers the worker that last served that key (see :class:`Dispatcher`).
         """
         try:
-            return self.dispatcher.acquire(max(0.0, deadline - time.monotonic()), avoid=avoid)
+            timeout_s = max(0.0, deadline - time.monotonic())
+            return self.dispatcher.acquire(timeout_s, avoid=avoid, affinity=affinity)
         except QueueTimeout as exc:
             raise PoolDeadlineExceeded(f"the local tier is saturated: {exc}; {self.SATURATED_HINT}") from exc
 

@@ -4,15 +4,23 @@ Thread-safe rather than asyncio because its callers are synchronous (the cascade
 threads, the CLI and eval call it directly). It knows nothing about processes or HTTP: workers are opaque
 hashable handles with a slot count, added when ready and withdrawn when draining or dead. Each lease
 measures its queue wait (the time "waiting for prefill" that the autoscaler tracks) and service time.
+
+Prefix affinity: a request may carry a key (``PoolBackend`` derives it from the leading messages a
+conversation's turns share). It goes to the worker that last served that key when that worker has a free
+slot, because llama.cpp reuses the KV cache of the prompt prefix it evaluated last; otherwise to the least
+loaded worker, as without a key. Affinity never makes a request wait or jump the queue: it only picks among
+free slots. The map from key to worker is a bounded LRU and forgets a worker when it is withdrawn.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+
+AFFINITY_KEYS = 4096  # conversations remembered; a forgotten one only loses its cached prefix
 
 
 class QueueTimeout(TimeoutError):
@@ -30,13 +38,19 @@ class Lease:
 
 
 class Dispatcher:
-    def __init__(self, on_done: Callable[[float, float], None] | None = None) -> None:
+    def __init__(
+        self, on_done: Callable[[float, float], None] | None = None, affinity_keys: int = AFFINITY_KEYS
+    ) -> None:
         self._cond = threading.Condition()
         self._capacity: dict[Hashable, int] = {}  # workers accepting new requests
         self._busy: dict[Hashable, int] = {}  # in-flight per worker, including withdrawn ones
         self._waiting: deque[object] = deque()
         self._on_done = on_done  # (queue wait s, service s) for metrics
         self._arrivals = 0  # requests ever queued: the policy's arrival rate (a retry counts again)
+        self._affinity: OrderedDict[Hashable, Hashable] = OrderedDict()  # key -> worker that last served it
+        self._affinity_max = affinity_keys
+        self.affinity_hits = 0  # a known key went to its worker
+        self.affinity_misses = 0  # a known key's worker was busy (or being avoided): it went elsewhere
 
     # -- workers ---------------------------------------------------------------------------------------
     def add_worker(self, worker: Hashable, slots: int) -> None:
@@ -51,17 +65,22 @@ class Dispatcher:
             self._capacity.pop(worker, None)
             if not self._busy.get(worker):
                 self._busy.pop(worker, None)
+            for key in [k for k, w in self._affinity.items() if w is worker]:
+                del self._affinity[key]
 
     def in_flight_on(self, worker: Hashable) -> int:
         with self._cond:
             return self._busy.get(worker, 0)
 
     # -- requests --------------------------------------------------------------------------------------
-    def acquire(self, timeout_s: float, avoid: Hashable | None = None) -> Lease:
+    def acquire(
+        self, timeout_s: float, avoid: Hashable | None = None, affinity: Hashable | None = None
+    ) -> Lease:
         """Wait in line for a free slot; the least busy accepting worker gets the request.
 
-        ``avoid`` gets it only if no other worker has a free slot (a retry should land elsewhere, but a
-        single URL behind a load balancer must still be usable for it).
+        ``affinity`` prefers the worker that last served that key, if it has a free slot. ``avoid`` gets
+        the request only if no other worker has a free slot (a retry should land elsewhere, but a single
+        URL behind a load balancer must still be usable for it); it wins over ``affinity``.
         """
         ticket = object()
         enqueued = time.monotonic()
@@ -72,10 +91,13 @@ class Dispatcher:
             try:
                 while True:
                     if self._waiting[0] is ticket:
-                        worker = self._free_worker(avoid)
+                        worker = self._preferred(affinity, avoid)
+                        if worker is None:
+                            worker = self._free_worker(avoid)
                         if worker is not None:
                             self._busy[worker] += 1
                             self._waiting.popleft()
+                            self._remember(affinity, worker)
                             self._cond.notify_all()  # the next in line may have a slot too
                             return Lease(worker, queued_s=time.monotonic() - enqueued)
                     remaining = deadline - time.monotonic()
@@ -102,6 +124,27 @@ class Dispatcher:
         if self._on_done is not None:
             self._on_done(lease.queued_s, service_s)
         return service_s
+
+    def _preferred(self, affinity: Hashable | None, avoid: Hashable | None) -> Hashable | None:
+        """The worker that last served ``affinity``, if it can take the request now."""
+        worker = self._affinity.get(affinity) if affinity is not None else None
+        if worker is None or worker is avoid:
+            return None
+        return worker if self._capacity.get(worker, 0) > self._busy.get(worker, 0) else None
+
+    def _remember(self, affinity: Hashable | None, worker: Hashable) -> None:
+        """Record who serves ``affinity`` now; a known key counts as a hit or a miss."""
+        if affinity is None:
+            return
+        previous = self._affinity.get(affinity)
+        if previous is worker:
+            self.affinity_hits += 1
+        elif previous is not None:
+            self.affinity_misses += 1
+        self._affinity[affinity] = worker
+        self._affinity.move_to_end(affinity)
+        while len(self._affinity) > self._affinity_max:
+            self._affinity.popitem(last=False)
 
     def _free_worker(self, avoid: Hashable | None = None) -> Hashable | None:
         best, best_free = None, 0

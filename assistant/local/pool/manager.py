@@ -35,6 +35,7 @@ from assistant.local.pool.base import (
 )
 from assistant.local.pool.memory import process_rss_bytes
 from assistant.local.pool.policy import AutoscalePolicy, PoolSignals
+from assistant.local.pool.sizing import sized
 from assistant.settings import PoolSettings
 
 __all__ = [
@@ -109,11 +110,11 @@ class WorkerPool(PoolBase):
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(sized(settings), clock)  # max_workers None: as many as this host holds
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.model_name = model_name or self.model_path.stem
-        self.policy = AutoscalePolicy(settings)
+        self.policy = AutoscalePolicy(self.settings)
         self.log_dir = log_dir or Path(tempfile.mkdtemp(prefix="penny-pool-"))
         self._next_id = 1
         self._spawn_backoff_until = 0.0
@@ -130,9 +131,14 @@ class WorkerPool(PoolBase):
         return self.start()
 
     def _release(self) -> None:
-        for worker in self.workers():
-            if worker.state is not WorkerState.STOPPED:
-                self._terminate(worker, "pool stopped")
+        """Stop every worker: all are signalled first, so shutdown waits for the slowest, not the sum."""
+        workers = [w for w in self.workers() if w.state is not WorkerState.STOPPED]
+        for worker in workers:
+            self.dispatcher.withdraw_worker(worker)
+            if worker.alive:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in workers:
+            self._terminate(worker, "pool stopped", signalled=True)
 
     # -- queries ---------------------------------------------------------------------------------------
     def workers(self, *states: WorkerState) -> list[Worker]:
@@ -236,7 +242,11 @@ class WorkerPool(PoolBase):
             str(os.getpid()),
         ]
         with log_path.open("ab") as log_file:
-            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file)
+            # A process group of its own: Ctrl-C in a terminal signals the whole foreground group, and a
+            # worker that shut itself down would look crashed and be replaced while the API drains. The API
+            # stops its workers itself; a worker whose API died exits by itself (--parent-pid). The same
+            # session, so the workers share the API's CPU share under the scheduler's autogroups.
+            process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, process_group=0)
         worker = Worker(worker_id, port, process, log_path, spawned_at=self.clock(), model=self.model_name)
         with self._lock:
             self._workers.append(worker)
@@ -270,12 +280,13 @@ class WorkerPool(PoolBase):
         if self.dispatcher.in_flight_on(worker) == 0:
             self._terminate(worker, "drained")
 
-    def _terminate(self, worker: Worker, reason: str) -> None:
+    def _terminate(self, worker: Worker, reason: str, signalled: bool = False) -> None:
         self.dispatcher.withdraw_worker(worker)
         worker.state = WorkerState.STOPPED
         worker.stopped_at = self.clock()
         if worker.alive:
-            worker.process.send_signal(signal.SIGTERM)
+            if not signalled:  # a second SIGTERM would make uvicorn skip its graceful shutdown
+                worker.process.send_signal(signal.SIGTERM)
             try:
                 worker.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -302,7 +313,7 @@ class WorkerPool(PoolBase):
         with self._lock:  # one step: the control loop never sees the pool without both
             if worker in self._workers:
                 self._workers.remove(worker)
-            if was is WorkerState.READY:
+            if was is WorkerState.READY and not self._stop.is_set():  # a stopping pool replaces nothing
                 self._spawn()
                 self._event("replace", f"worker {worker.id} {reason}")
                 return

@@ -15,6 +15,7 @@ Metric names (the KEDA/HPA manifests in deploy/kubernetes/ scale on the same one
 | ``penny_pool_scale_events_total{direction}`` | counter | up, down, replace (a lost worker) |
 | ``penny_pool_cold_start_seconds`` | gauge | spawn-to-ready time of the last worker that started |
 | ``penny_pool_queue_wait_seconds`` / ``penny_pool_service_seconds`` | histogram | per request |
+| ``penny_pool_affinity_total{outcome}`` | counter | a known conversation to its last worker, or not |
 
 A ``RemotePool`` (``pool.remote_urls``) measures no memory (its workers are pods with their own limits and
 ``penny_worker_memory_bytes``): ``memory_bytes`` and each worker's ``rss_bytes`` read 0 and ``pid`` is null;
@@ -85,6 +86,7 @@ def pool_status(pool: PoolBase) -> dict[str, Any]:
             "queue_wait_s": {f"p{q}": _percentile(waits, q) for q in (50, 95, 99)},
             "service_s": {f"p{q}": _percentile(services, q) for q in (50, 95, 99)},
         },
+        "affinity": {"hits": pool.dispatcher.affinity_hits, "misses": pool.dispatcher.affinity_misses},
         "scale_events_total": dict(pool.event_counts),
         "scale_events": [
             {"at": e.at, "direction": e.direction, "workers": e.workers, "reason": e.reason}
@@ -135,6 +137,14 @@ class PoolCollector(Collector):
         for direction in ("up", "down", "replace"):
             events.add_metric([direction], status["scale_events_total"].get(direction, 0))
         yield events
+        affinity = CounterMetricFamily(
+            "penny_pool_affinity",
+            "Requests of a known conversation by whether the worker of its last turn took them",
+            labels=["outcome"],
+        )
+        affinity.add_metric(["hit"], status["affinity"]["hits"])
+        affinity.add_metric(["miss"], status["affinity"]["misses"])
+        yield affinity
         if status["last_cold_start_s"] is not None:
             yield GaugeMetricFamily(
                 "penny_pool_cold_start_seconds",

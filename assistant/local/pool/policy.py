@@ -66,10 +66,13 @@ class AutoscalePolicy:
     """Decides the next step from :class:`PoolSignals`. Holds only its own windows' history."""
 
     def __init__(self, settings: PoolSettings) -> None:
-        if settings.min_workers > settings.max_workers:
-            raise ValueError("pool.min_workers must not exceed pool.max_workers")
         if settings.min_workers == 0 and not settings.scale_to_zero:
             raise ValueError("pool.min_workers = 0 needs pool.scale_to_zero = true")
+        if settings.max_workers is None:  # auto: depends on the host, which this pure object never reads
+            raise ValueError("pool.max_workers is None (auto): size it first with pool.sizing.sized()")
+        if settings.min_workers > settings.max_workers:
+            raise ValueError("pool.min_workers must not exceed pool.max_workers")
+        self.max_workers = settings.max_workers
         self.settings = settings
         self._up_since: float | None = None
         self._started: float | None = None  # first decide(): the window is full one window later
@@ -86,10 +89,9 @@ class AutoscalePolicy:
         return math.ceil(busy_slots / (s.slots_per_worker * s.target_utilisation) - 1e-9) if busy_slots else 0
 
     def desired(self, signals: PoolSignals) -> int:
-        s = self.settings
         raw = self._workers_for(signals.in_flight + signals.queued)
         raw = max(raw, self.staffed(signals))
-        return max(self.floor, min(s.max_workers, raw))
+        return max(self.floor, min(self.max_workers, raw))
 
     def staffed(self, signals: PoolSignals) -> int:
         """Workers for the offered load: Little's law R = arrival rate × mean service time busy slots, plus

@@ -23,13 +23,11 @@ from typing import Any, cast
 
 import httpx
 
-from assistant.local.pool.base import PoolBase, PoolWorker, WorkerState
+from assistant.local.pool.base import HEALTH_PATHS, PoolBase, PoolWorker, WorkerState
 from assistant.local.pool.policy import PoolSignals
 from assistant.settings import PoolSettings
 
 log = logging.getLogger("penny.pool")
-
-HEALTH_PATHS = ("/healthz", "/v1/models")
 
 
 @dataclass(eq=False)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.local.pool.policy import AutoscalePolicy, PoolSignals
+from assistant.local.pool.sizing import sized
 from assistant.settings import PoolSettings, get_settings
 
 TRACES = resources.files("assistant") / "data" / "traces"
@@ -401,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if (value := getattr(args, key)) is not None
     }
-    settings = get_settings().pool.model_copy(update={"tick_s": 1.0, **overrides})
+    settings = sized(get_settings().pool.model_copy(update={"tick_s": 1.0, **overrides}))
     service, cold, model = load_service_sample(args.service)
     if args.service_scale <= 0:
         parser.error("--service-scale must be positive")

@@ -56,6 +56,8 @@ def make_pool(tiny_model_path: Path, tmp_path: Path) -> Iterator[Callable[..., W
 def test_load_scales_up_and_quiet_scales_back_down(make_pool: Callable[..., WorkerPool]) -> None:
     pool = make_pool()
     pool.wait_ready(1, timeout_s=60)
+    # A group of its own: Ctrl-C in a terminal signals the API's process group, never the workers directly.
+    assert os.getpgid(pool.workers()[0].process.pid) != os.getpgid(0)
     backend = PoolBackend(pool)
     # 8 requests from 4 clients on 1 single-slot worker: 3 wait in the queue, which is the scale-up signal.
     with ThreadPoolExecutor(max_workers=4) as clients:

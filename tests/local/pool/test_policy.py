@@ -113,6 +113,8 @@ def test_inconsistent_settings_are_rejected_with_the_fix() -> None:
         AutoscalePolicy(PoolSettings(min_workers=0))
     with pytest.raises(ValueError, match="max_workers"):
         AutoscalePolicy(PoolSettings(min_workers=5, max_workers=2))
+    with pytest.raises(ValueError, match="sized"):  # auto must be resolved for a host first
+        AutoscalePolicy(PoolSettings())
 
 
 # -- HPA-style stabilisation: hold the window's peak, then release one worker per step ----------------------
@@ -215,7 +217,9 @@ def test_without_arrival_signals_the_offered_load_term_is_off() -> None:
 
 
 def test_knobs_come_from_settings() -> None:
-    settings = PoolSettings().model_copy(update={"scale_down_step_s": 30.0, "staffing_beta": 0.5})
+    settings = PoolSettings(max_workers=4).model_copy(
+        update={"scale_down_step_s": 30.0, "staffing_beta": 0.5}
+    )
     from_settings = AutoscalePolicy(settings)
     assert from_settings.settings.scale_down_step_s == 30.0 and from_settings.settings.staffing_beta == 0.5
     stepped = AutoscalePolicy(settings.model_copy(update={"scale_down_step_s": 7.0}))

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from litestar import Litestar, get, post
@@ -159,6 +159,31 @@ def test_requests_go_to_live_urls_and_a_dead_one_gets_none_until_it_recovers(
         revived.wait(timeout=10)
         wait_for(lambda: states(pool)[dead] is WorkerState.UNHEALTHY, 10, "the stopped URL to leave rotation")
         assert pool.dispatcher.slots_total == 2
+    finally:
+        pool.stop()
+
+
+def test_a_conversations_next_turn_goes_to_the_worker_of_its_first(
+    workers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefix affinity through PoolBackend: the follow-up lands where its shared prefix is cached."""
+    pool = remote_pool(workers)
+    try:
+        chosen = record_choices(pool, monkeypatch)
+        backend = PoolBackend(pool)
+        hold = pool.dispatcher.acquire(5.0)  # the first worker busy, so turn 1 goes to the second
+        first_turn = [{"role": "system", "content": "Be brief."}, *QUESTION]
+        reply = backend.chat(first_turn, max_tokens=8)
+        pool.dispatcher.release(hold)
+        # Both free now: without affinity the first worker would take it (equal load, first wins).
+        follow_up = [*first_turn, {"role": "assistant", "content": reply.text}, *QUESTION]
+        assert backend.chat(follow_up, max_tokens=8).completion_tokens > 0
+        assert chosen[-2] == chosen[-1] != cast(RemoteWorker, hold.worker).url
+        status = pool_status(pool)
+        assert status["affinity"] == {"hits": 1, "misses": 0}
+        assert (
+            'penny_pool_affinity_total{outcome="hit"} 1.0' in render_metrics(pool_registry(pool))[0].decode()
+        )
     finally:
         pool.stop()
 
