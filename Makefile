@@ -71,6 +71,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_retrieval_scale.py
 	$(BIN)/python benchmarks/bench_evaluator.py
 	$(BIN)/python benchmarks/bench_limits.py
+	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -117,6 +117,20 @@ class CascadeSettings(BaseModel):
     )
     cache_enabled: bool = False
     cache_min_similarity: float = Field(default=0.95, description="Question cosine needed for a cache hit.")
+    prompt_diet: bool = Field(
+        default=True,
+        description="The local prompt keeps only the passage sentences that matter to the question "
+        "(answering/compression.py); sources and the paid prompt stay whole. docs/eval/prompt-diet.md.",
+    )
+    prompt_diet_budget_tokens: int = Field(
+        default=300, ge=1, description="Most passage text the local prompt keeps, in estimated tokens."
+    )
+    prompt_diet_keep_within: float = Field(
+        default=0.5, ge=0, description="Keep sentences scoring at least the best one's score minus this."
+    )
+    prompt_diet_neighbours: int = Field(
+        default=2, ge=0, description="Sentences kept on each side of the best hit (pronouns, next clause)."
+    )
 
 
 class PaidSettings(BaseModel):

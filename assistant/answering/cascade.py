@@ -4,6 +4,8 @@ One request goes: semantic cache (optional) -> retrieval (or the caller's passag
 routing (nothing relevant retrieved: abstain or go straight to the paid tier, without local compute) ->
 local answer -> evaluator's judgement -> serve locally, abstain, or escalate with the SAME sources and
 prompt. What to do at each fork is :mod:`assistant.answering.decision`'s; this module carries it out.
+With ``diet`` (``cascade.prompt_diet``) the local prompt keeps only the sentences that matter
+(:mod:`assistant.answering.compression`); the sources, the evaluator and the paid tier see whole passages.
 
 The cascade never raises to its caller for a paid-tier problem: a failed escalation serves the local answer
 marked ``degraded`` with the reason. The only exception that escapes is the ledger's ``BudgetExceeded`` when
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Literal
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
 from assistant.answering.charged import ledger_usage
+from assistant.answering.compression import Diet, compress
 from assistant.answering.decision import Decision, Policy, decide, route
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import ensure_citation, retrieval_features
@@ -85,6 +88,7 @@ class Cascade:
         answer_style: AnswerStyle = "concise",
         transcript_window_turns: int = 4,
         local_context_tokens: int = 4096,
+        diet: Diet | None = None,
     ) -> None:
         self.retriever = retriever
         self.local = local
@@ -101,6 +105,7 @@ class Cascade:
         self.answer_style = answer_style
         self.transcript_window_turns = transcript_window_turns
         self.local_context_tokens = local_context_tokens
+        self.diet = diet
         self.turn_sources = TurnSources()
         self._retrievers: dict[str, Retriever] = {}
         self._retrievers_lock = threading.Lock()
@@ -243,7 +248,6 @@ class Cascade:
             passages = retriever.search(req.question)
         self.turn_sources.remember(req.collection, req.question, passages)
         messages = req.messages = self._messages(req, passages)
-        req.local_prompt = self._local_prompt(req, passages)
 
         if req.mode == "paid":  # the caller chose the tier: nothing to decide
             yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
@@ -259,6 +263,7 @@ class Cascade:
 
         generation: Generation | None = None
         streamed: list[str] = []
+        req.local_prompt = self._local_prompt(req, passages)  # here: the diet embeds, routing need not wait
         local_stream = self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
         try:
             for item in local_stream:
@@ -339,20 +344,23 @@ class Cascade:
 
     def _local_prompt(self, req: _Request, passages: Sequence[Passage]) -> Transcript:
         """The local tier's prompt: a follow-up turn begins with the previous turn's prompt, so llama.cpp
-        reuses its KV cache (transcript.py). Compact when that would crowd the context window."""
-        compact = Transcript(req.messages or self._messages(req, passages), list(passages))
+        reuses its KV cache (transcript.py). Compact when that would crowd the context window. With the
+        prompt diet each turn's passages show the sentences that matter to that turn's question; an earlier
+        turn's are compressed again the same way, so its prompt is still a prefix."""
+        shown = self._on_diet(req.question, passages)
+        compact = Transcript(self._messages(req, shown), shown)
         if not req.history or self.transcript_window_turns <= 1:
             return compact
 
         def sources_of(question: str) -> Sequence[Passage]:
             remembered = self.turn_sources.recall(req.collection, question)
-            if remembered is not None:
-                return remembered
-            return self._retriever(req.collection).search(question)
+            if remembered is None:
+                remembered = self._retriever(req.collection).search(question)
+            return self._on_diet(question, remembered)
 
         transcript = transcript_messages(
             req.question,
-            passages,
+            shown,
             req.history,
             style=self.answer_style,
             sources_of=sources_of,
@@ -362,6 +370,10 @@ class Cascade:
         if count_messages(transcript.messages) + req.local_max_tokens > 0.75 * self.local_context_tokens:
             return compact
         return transcript
+
+    def _on_diet(self, question: str, passages: Sequence[Passage]) -> list[Passage]:
+        """The passages as the local prompt shows them: only the sentences that matter, with ``diet``."""
+        return compress(question, passages, self.evaluator.embedder, self.diet)
 
     @staticmethod
     def _in_turn_numbering(req: _Request, passages: Sequence[Passage], generation: Generation) -> Generation:
@@ -389,9 +401,7 @@ class Cascade:
         if self.paid is None:
             yield from self._emit(
                 req,
-                self._fallback(
-                    req, passages, messages, decision, generation, "upstream_failed: not_configured"
-                ),
+                self._fallback(req, passages, decision, generation, "upstream_failed: not_configured"),
             )
             return
         reservation = None
@@ -410,7 +420,7 @@ class Cascade:
                 if self.budget_policy == "refuse":
                     raise
                 yield from self._emit(
-                    req, self._fallback(req, passages, messages, decision, generation, "budget_exhausted")
+                    req, self._fallback(req, passages, decision, generation, "budget_exhausted")
                 )
                 return
             self.ledger.mark_sent(reservation)
@@ -430,7 +440,7 @@ class Cascade:
         except PaidError as exc:
             if reservation is not None:
                 self._release(reservation, exc.reason)
-            failed = self._fallback(req, passages, messages, decision, generation, describe(exc))
+            failed = self._fallback(req, passages, decision, generation, describe(exc))
             if streamed:  # part of a paid answer is out: the final answer says what to keep
                 yield self._finish(req, failed)
             else:
@@ -477,7 +487,6 @@ class Cascade:
         self,
         req: _Request,
         passages: Sequence[Passage],
-        messages: list[dict[str, str]],
         decision: Decision,
         generation: Generation | None,
         failure: str,
@@ -487,9 +496,9 @@ class Cascade:
         reason = f"{failure} (escalation: {decision.reason})"
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
-            prompt = req.local_prompt or Transcript(messages, list(passages))
+            req.local_prompt = req.local_prompt or self._local_prompt(req, passages)
             generation = final_generation(
-                self.local.stream_chat(prompt.messages, max_tokens=req.local_max_tokens)
+                self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
             )
             generation = self._in_turn_numbering(req, passages, generation)
         fallback = replace(decision, reason=reason)

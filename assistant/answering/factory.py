@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from assistant.answering.cache import SemanticCache
 from assistant.answering.calibration import Calibration, Calibrations
 from assistant.answering.cascade import Cascade
+from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.shadow import ShadowSampler
@@ -62,7 +63,7 @@ def build_cascade(
     cache: SemanticCache | None = None,
     shadow: ShadowSampler | None = None,
 ) -> Cascade:
-    """A :class:`Cascade` with the configured evaluator, policy, token limits and answer style.
+    """A :class:`Cascade` with the configured evaluator, policy, token limits, answer style and prompt diet.
 
     The parts that own resources (retriever, local backend, ledger, paid client, cache) are the caller's,
     so a process shares them and eval can leave out what would blur its numbers (the cache).
@@ -83,4 +84,5 @@ def build_cascade(
         answer_style=settings.cascade.answer_style,
         transcript_window_turns=settings.cascade.transcript_window_turns,
         local_context_tokens=settings.models.n_ctx,
+        diet=Diet.from_settings(settings.cascade),
     )

@@ -10,7 +10,8 @@ turns::
     system | user: Sources [1]..[m] + first question | assistant | user: question | ... | user: question
 
 A follow-up turn appends the passages it retrieved that the conversation has not seen to the sources
-block, and its question to the end. When retrieval finds nothing new (a follow-up on the same topic), the
+block (on the prompt diet, also a seen passage whose sentences kept for this question differ), and its
+question to the end. When retrieval finds nothing new (a follow-up on the same topic), the
 whole previous prompt and answer are a shared prefix and only the new question is prefilled; otherwise
 prefill starts at the first new passage, which the compact layout would have prefilled as well.
 
@@ -89,11 +90,12 @@ def transcript_messages(
     earlier = [history[i]["content"] for i in user_turns[start:]]
 
     sources: list[Passage] = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for retrieved in [*(sources_of(q) for q in earlier), passages]:
         for passage in retrieved:
-            if passage.id not in seen:
-                seen.add(passage.id)
+            # By text too: on the prompt diet a later turn may show other sentences of a passage.
+            if (passage.id, passage.text) not in seen:
+                seen.add((passage.id, passage.text))
                 sources.append(passage)
 
     opening = {"role": "user", "content": f"Sources:\n{format_sources(sources)}\n\nQuestion: {earlier[0]}"}

@@ -21,6 +21,7 @@ from assistant.answering.answer import CascadeAnswer
 from assistant.answering.cache import SemanticCache
 from assistant.answering.calibration import Calibration
 from assistant.answering.cascade import Cascade
+from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import FEATURES
@@ -41,16 +42,18 @@ POLICY = Policy.from_settings(CascadeSettings())
 
 
 class CountingBackend:
-    """The real local model, counting how often the cascade runs it and with which token limit."""
+    """The real local model, counting how often the cascade runs it, with which prompt and token limit."""
 
     def __init__(self, model: LocalModel) -> None:
         self.model = model
         self.calls = 0
         self.max_tokens: list[int] = []
+        self.prompts: list[Sequence[dict[str, str]]] = []
 
     def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
         self.calls += 1
         self.max_tokens.append(max_tokens)
+        self.prompts.append(messages)
         return self.model.stream_chat(messages, max_tokens=max_tokens)
 
 
@@ -334,6 +337,40 @@ def test_given_passages_replace_retrieval(penny, local, fake, paid_server) -> No
     assert [s.id for s in answer.sources] == [given[0].id] != [p.id for p in retrieved]
     [seen] = fake.requests  # escalated with the same given sources
     assert seen.body["messages"] == grounded_messages(QUESTION, given)
+
+
+def test_the_prompt_diet_shortens_only_the_local_prompt(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
+    passages = penny.retriever().search(QUESTION)
+    whole = grounded_messages(QUESTION, passages)
+    cascade = build(penny, local, paid_server[1])
+    cascade.diet = Diet(budget_tokens=60)
+    answer = cascade.answer(QUESTION, threshold=1.0)  # judged, then escalated
+    [local_prompt] = local.prompts
+    assert local_prompt[0] == whole[0] and local_prompt[-1]["content"].endswith(f"Question: {QUESTION}")
+    assert len(local_prompt[-1]["content"]) < 0.6 * len(whole[-1]["content"])
+    assert answer.local_generation is not None and set(answer.judgement.features) == set(FEATURES)
+    [seen] = fake.requests  # the paid tier, the backstop, reads the whole passages
+    assert seen.body["messages"] == whole
+    assert [(s.id, s.text) for s in answer.sources] == [(p.id, p.text) for p in passages]
+
+    local_only = cascade.answer(QUESTION, mode="local")  # and a local answer's sources are whole too
+    assert [(s.id, s.text) for s in local_only.sources] == [(p.id, p.text) for p in passages]
+    cascade.diet = None
+    assert cascade.answer(QUESTION, mode="local").prompt_tokens > local_only.prompt_tokens
+    assert local.prompts[-1] == whole
+
+
+def test_on_the_diet_a_follow_up_still_begins_with_the_previous_turns_prompt(penny, local) -> None:  # type: ignore[no-untyped-def]
+    cascade = build(penny, local, None)
+    cascade.diet = Diet(budget_tokens=60)
+    first = cascade.answer(QUESTION, mode="local")
+    history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": first.answer}]
+    cascade.answer("Who was the duke in the battle of Hastings?", mode="local", history=history)
+    opening, follow_up = local.prompts
+    sources = opening[1]["content"].split("\n\nQuestion:")[0]
+    assert follow_up[0] == opening[0] and follow_up[1]["content"].startswith(sources)
+    whole = grounded_messages(QUESTION, penny.retriever().search(QUESTION))
+    assert len(sources) < 0.6 * len(whole[1]["content"])
 
 
 def test_route_before_generation_off_always_judges_the_local_answer(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]

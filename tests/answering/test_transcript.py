@@ -73,6 +73,19 @@ def test_each_passage_is_shown_once_numbered_across_the_conversation() -> None:
     assert all("Sources:" not in message["content"] for message in third[2:])
 
 
+def test_a_passage_shown_with_other_sentences_is_shown_again_after_the_earlier_prompt() -> None:
+    # On the prompt diet each turn shows the sentences of a passage that matter to its own question.
+    first = [passage("a", "Rollo ruled Normandy.")]
+    later = [passage("a", "Rollo ruled from 911.")]
+    history = [{"role": "user", "content": "Who?"}, {"role": "assistant", "content": "Rollo"}]
+    shown = transcript_messages(
+        "When?", later, history, style="concise", sources_of=lambda q: first, window_turns=4
+    )
+    assert shown.messages[1]["content"].startswith("Sources:\n[1] Doc\nRollo ruled Normandy.\n\n[2] Doc\n")
+    assert [p.id for p in shown.sources] == ["a", "a"]
+    assert renumber_citations("911 [2]", shown.sources, later) == "911 [1]"
+
+
 def test_the_window_restarts_with_earlier_turns_as_plain_text() -> None:
     third = conversation(window=2)[2]
     compact = grounded_messages("Where is it?", RETRIEVED["Where is it?"])
