@@ -72,6 +72,8 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_evaluator.py
 	$(BIN)/python benchmarks/bench_limits.py
 	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
+	$(BIN)/python benchmarks/bench_prefix_reuse.py
+	$(BIN)/python benchmarks/bench_overhead.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

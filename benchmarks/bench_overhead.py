@@ -91,7 +91,7 @@ def main() -> None:
 
         def through_penny(question: str, cold: bool) -> float:
             if cold:
-                penny.embedder._memo.clear()
+                penny.embedder.forget_memo()
             penny.local_model.forget_prompt_cache()
             body = {"model": "penny-local", "messages": [{"role": "user", "content": question}]}
             started = time.perf_counter()

@@ -131,6 +131,11 @@ class Embedder:
             while len(self._memo) > self.memo_size:
                 self._memo.popitem(last=False)
 
+    def forget_memo(self) -> None:
+        """Drop every remembered vector (benchmarks measure the cold path)."""
+        with self._memo_lock:
+            self._memo.clear()
+
     @cached_property
     def _counting_tokenizer(self) -> PreTrainedTokenizerBase:
         """A tokenizer of its own for counting: ingest chunks on one thread while the model encodes on

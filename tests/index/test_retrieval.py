@@ -113,7 +113,7 @@ def test_the_embedding_memo_serves_retrieved_passages_and_questions_without_enco
     import numpy as np
 
     embedder = penny.embedder
-    embedder._memo.clear()
+    embedder.forget_memo()
     question = "who approves expense reports"
     [passage, *_] = penny.retriever().search(question, k=2)
     encoded: list[str] = []
