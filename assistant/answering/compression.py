@@ -4,12 +4,13 @@ The local tier is bound by prefill on a 2-core machine, so every prompt token co
 question is usually answered by one sentence, and the few sentences around it; the rest of the top
 passages is read and ignored. :func:`compress` scores each sentence by its cosine with the question (from
 the embedding model already loaded for retrieval, through its memo: the evaluator's sentence cosines then
-find these vectors and embed only the answer) plus the
-share of the question's words it holds, each word weighted by its BM25 IDF over this question's sentences
-(stemmed, so "conquered" finds "conquest"; a word every sentence holds weighs little), and keeps:
+find these vectors and embed only the answer) plus the share of the question's words it holds, each word
+weighted by its BM25 IDF over this question's sentences (stemmed, so "defending" finds "defended"; a word
+every sentence holds weighs little), and keeps:
 
 - the top passage's best sentence always, and the best sentence overall when it fits;
-- the sentences next to the best hit (its subject is often a pronoun, or the answer is in the next one);
+- the sentences next to those two (a sentence's subject is often a pronoun, or the answer is in the
+  next one);
 - then the rest by score, until the score drops too far below the best or the budget is spent, so a
   question one sentence answers gets a short prompt and a vaguer one a longer prompt;
 - sentences in their passage's order, gaps marked with an ellipsis; every passage keeps its place (one
