@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.answering.features import EVIDENCE_FEATURES
+from eval.distributions import SignFlip, auroc_by_group, consistent_features, distinct
 from eval.metrics import auroc
 from eval.report import (
     QUALITY_TOLERANCE_F1,
@@ -53,16 +54,27 @@ class DecisionFit:
     auroc_trees: float | None = None  # gradient-boosted trees on the same features, out of fold
     auroc_has_ans: float | None = None  # local_correct only: on the answerable questions
     features: tuple[str, ...] = ()
+    auroc_by_distribution: dict[str, float | None] = field(default_factory=dict)  # out of fold, per run
+    sign_flips: tuple[SignFlip, ...] = ()  # features left out: they change sign between distributions
 
     def line(self) -> str:
         def fmt(value: float | None) -> str:
             return "–" if value is None else f"{value:.3f}"
 
         extra = f", HasAns only {fmt(self.auroc_has_ans)}" if self.name == "local_correct" else ""
-        return (
+        line = (
             f"  {self.name:<13} AUROC {fmt(self.auroc)} (trees {fmt(self.auroc_trees)}{extra}) on {self.n} "
             f"questions, {self.positives} positive, C={self.regularization_c:g} — {self.label}"
         )
+        if self.auroc_by_distribution:
+            line += "\n    per distribution: " + ", ".join(
+                f"{g} {fmt(v)}" for g, v in self.auroc_by_distribution.items()
+            )
+        if self.sign_flips:
+            line += "\n    left out, sign changes between distributions: " + "; ".join(
+                f.describe() for f in self.sign_flips
+            )
+        return line
 
 
 @dataclass
@@ -330,15 +342,22 @@ def _fit_decision(
     seed: int,
     regularization_c: float | None,
     names: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
 ) -> tuple[DecisionFit, list[float], Calibration] | None:
     """Choose C, score out of fold, and fit on all rows (on ``names``, default all features); None when a
-    label has fewer than 3 examples."""
+    label has fewer than 3 examples. With rows from two or more distributions (``groups``), a feature
+    whose sign differs between them is left out, and AUROC is also given per distribution."""
     from assistant.answering.calibration import fit
     from assistant.answering.features import FEATURES
 
     names = list(FEATURES if names is None else names)
     if sum(labels) < 3 or len(labels) - sum(labels) < 3:
         return None
+    flips: list[SignFlip] = []
+    grouped = groups if groups is not None and len(distinct(groups)) > 1 else None
+    if grouped is not None:
+        c = regularization_c or choose_regularization(features, labels, folds, seed, names)
+        names, flips = consistent_features(features, labels, grouped, names, c)
     c = regularization_c or choose_regularization(features, labels, folds, seed, names)
     oof = out_of_fold(features, labels, folds, seed, c, names)
     model = fit(features, labels, regularization_c=c, meta={"label": label}, names=names)
@@ -351,6 +370,8 @@ def _fit_decision(
         auroc=auroc(labels, oof),
         auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed, names)),
         features=tuple(names),
+        auroc_by_distribution=auroc_by_group(labels, oof, grouped) if grouped is not None else {},
+        sign_flips=tuple(flips),
     )
     return summary, oof, model
 
@@ -399,7 +420,7 @@ def choose_price(
 
 
 def calibrate(
-    results: Path,
+    results: Path | Sequence[Path],
     *,
     out: Path | None = None,
     test_fraction: float = 0.3,
@@ -414,6 +435,9 @@ def calibrate(
     """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
     results.jsonl), and choose the price of a wrong answer.
 
+    Several runs are several distributions (say a dataset's real questions and synthetic ones from another
+    corpus): they are fitted together, features that change sign between them are left out
+    (:mod:`eval.distributions`), and each AUROC is also reported per run. Outputs go to the first run.
     ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`) per model.
     ``ablate`` also measures the out-of-fold AUROC each feature adds to each model (:func:`ablation`).
     ``refresh`` fills in features the run's records lack (:func:`refresh_features`). ``cost_cap`` is the
@@ -421,19 +445,15 @@ def calibrate(
     """
     from assistant.answering.calibration import fit
 
-    run_dir = Path(results) if Path(results).is_dir() else Path(results).parent
-    calls = run_dir / "calls.jsonl"
-    if not calls.exists():
-        raise RunError(f"{calls} not found: pass the --out directory of an `eval run` (or its results.jsonl)")
-    records = [r for r in load_records(calls) if r.complete]
-    # A question re-asked after a partial record appears twice: keep its last complete record.
-    records = list({r.id: r for r in records}.values())
-    if refresh:
-        import json
-
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        records = refresh_features(records, meta["collection"])
-    usable, labels = _training_set(records)
+    run_dirs = [results] if isinstance(results, (str, Path)) else list(results)
+    run_dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in run_dirs]
+    run_dir, calls = run_dirs[0], run_dirs[0] / "calls.jsonl"
+    usable, labels, groups = [], [], []
+    for directory in run_dirs:
+        rows, ys = _run_records(directory, refresh)
+        usable += rows
+        labels += ys
+        groups += [directory.name] * len(rows)
     if len(usable) < 10 or sum(labels) < 3 or len(labels) - sum(labels) < 3:
         raise RunError(
             f"{calls}: {len(usable)} usable questions with {sum(labels)} correct local answers; calibration "
@@ -457,7 +477,7 @@ def calibrate(
     held_out_model = fit(train_x, train_y, regularization_c=held_out_c)
     after = auroc([labels[i] for i in test], [held_out_model.probability(features[i]) for i in test])
 
-    options = {"folds": folds, "seed": seed, "regularization_c": regularization_c}
+    options = {"folds": folds, "seed": seed, "regularization_c": regularization_c, "groups": groups}
     local_fit = _fit_decision(
         "local_correct",
         LOCAL_CORRECT_LABEL,
@@ -497,7 +517,7 @@ def calibrate(
         "the paid answer is right, on questions where the local one is wrong",
         [features[i] for i in wrong],
         [bool(paid_right[i]) for i in wrong],
-        **options,  # type: ignore[arg-type]
+        **(options | {"groups": [groups[i] for i in wrong]}),  # type: ignore[arg-type]
         names=EVIDENCE_FEATURES,
     )
     if helps_fit is not None:
@@ -526,7 +546,7 @@ def calibrate(
     pick = chosen or best
     final.meta = {
         **final.meta,
-        "source": f"python -m eval calibrate {run_dir}",
+        "source": "python -m eval calibrate " + " ".join(str(d) for d in run_dirs),
         "label": LOCAL_CORRECT_LABEL,
         "auroc_held_out_before": before,
         "auroc_held_out_after": after,
@@ -559,6 +579,22 @@ def calibrate(
         ablations=ablations,
         cost_cap=cost_cap,
     )
+
+
+def _run_records(run_dir: Path, refresh: bool) -> tuple[list[QuestionRecord], list[bool]]:
+    """One run's complete, judged records and their "local correct" labels."""
+    calls = run_dir / "calls.jsonl"
+    if not calls.exists():
+        raise RunError(f"{calls} not found: pass the --out directory of an `eval run` (or its results.jsonl)")
+    records = [r for r in load_records(calls) if r.complete]
+    # A question re-asked after a partial record appears twice: keep its last complete record.
+    records = list({r.id: r for r in records}.values())
+    if refresh:
+        import json
+
+        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        records = refresh_features(records, meta["collection"])
+    return _training_set(records)
 
 
 def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:

@@ -80,6 +80,12 @@ def eval_group() -> None:
 @click.option(
     "--synthetic-questions", type=int, default=300, show_default=True, help="With --calibration synthetic."
 )
+@click.option(
+    "--paid-from",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="An earlier run directory: reuse its paid answer wherever a question retrieves the same passages.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     dataset_path: Path,
@@ -91,13 +97,14 @@ def run_command(
     collection: str | None,
     calibration: str,
     synthetic_questions: int,
+    paid_from: Path | None,
     quiet: bool,
 ) -> None:
     """Ask every question once per tier and write results.jsonl, report.md and frontier.png."""
     from assistant.settings import get_settings
     from eval.datasets import DatasetError, load_dataset
     from eval.report import write_report
-    from eval.runs import EvalRun, RunError, parse_configs
+    from eval.runs import EvalRun, RunError, load_records, parse_configs
 
     settings = get_settings()
     max_cost_micro_usd = _micro_usd(max_cost_usd)
@@ -128,6 +135,7 @@ def run_command(
             max_cost_micro_usd=max_cost_micro_usd,
             progress=not quiet,
             meta=meta,
+            paid_from=load_records(paid_from / "calls.jsonl") if paid_from else (),
         ).run()
     except (DatasetError, RunError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -196,7 +204,7 @@ def _synthetic_calibration(
 
 
 @eval_group.command("calibrate")
-@click.argument("results", type=click.Path(exists=True, path_type=Path))
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -228,7 +236,7 @@ def _synthetic_calibration(
     help="Compute features the run lacks (added since it ran) from its stored answers, without generating.",
 )
 def calibrate_command(
-    results: Path,
+    results: tuple[Path, ...],
     out: Path | None,
     test_fraction: float,
     seed: int,
@@ -237,8 +245,9 @@ def calibrate_command(
     ablation: bool,
     refresh_features: bool,
 ) -> None:
-    """Fit the evaluator's three models on RESULTS (a run directory or its results.jsonl) and pick the
-    price of a wrong answer."""
+    """Fit the evaluator's three models on RESULTS (run directories or their results.jsonl) and pick the
+    price of a wrong answer. Several runs are fitted together as distinct distributions: a feature whose
+    sign differs between them is left out, and AUROC is reported per run."""
     from eval.calibrate import calibrate
     from eval.runs import RunError
 

@@ -375,8 +375,12 @@ class EvalRun:
         max_cost_micro_usd: int | None = None,
         progress: bool = True,
         meta: dict[str, Any] | None = None,
+        paid_from: Sequence[QuestionRecord] = (),
     ) -> None:
         self.questions = list(questions)
+        # Paid answers of an earlier run, reused for a question retrieved to the same passages: the paid
+        # tier sees whole passages, so a change to the local tier or the evaluator need not pay again.
+        self.paid_from = {r.id: r for r in paid_from if r.paid is not None}
         self.answerer = answerer
         self.out_dir = Path(out_dir)
         self.configs = list(configs)
@@ -451,7 +455,10 @@ class EvalRun:
                 question.question, passages, _request_id(question, "local")
             )
             record.policy = self.answerer.policy
-        if need_paid:
+        earlier = self.paid_from.get(question.id)
+        if need_paid and earlier is not None and earlier.retrieved_ids == record.retrieved_ids:
+            record.paid = earlier.paid
+        elif need_paid:
             if self.max_cost_micro_usd is not None:
                 worst = self.answerer.paid_worst_case_micro_usd(question.question, passages)
                 so_far = spent + record.spent_micro_usd

@@ -43,6 +43,7 @@ FEATURES: tuple[str, ...] = (
     "answer_sentence_question_cos",  # cosine of the question with the sentence the answer came from
     "type_match",  # answer type fits the question type: 1 yes, 0 no, 0.5 untyped question
     "dense_bm25_agree",  # 1 if dense and BM25 retrieval rank the same passage first (hybrid only)
+    "question_names_missing",  # share of the question's names and numbers that no passage holds
 )
 
 # What the question and the passages say before any answer is read. Whether the passages answer the question
@@ -55,6 +56,7 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "dense_bm25_agree",
     "question_support",
     "question_sentence_cos",
+    "question_names_missing",
 )
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -126,6 +128,26 @@ def question_support(question: str, passages: Sequence[Passage]) -> float:
     (SQuAD 2.0's adversarial questions): the swapped word is then missing from every passage.
     """
     return max((question_coverage(question, p.text) for p in passages), default=0.0)
+
+
+def question_names(question: str) -> set[str]:
+    """The question's names and numbers, lowercased: its capitalised words past the first, and figures."""
+    tokens = _WORD.findall(question)
+    return {t.lower() for i, t in enumerate(tokens) if t.isdigit() or (i > 0 and t[0].isupper() and t != "I")}
+
+
+def question_names_missing(question: str, passages: Sequence[Passage]) -> float:
+    """Share of the question's names and numbers that no passage contains (0 for a question with none).
+
+    A question about a person, place, year or amount the documents never mention cannot be answered from
+    them, however close the rest of its wording is. That holds for a user's question, a swapped probe and
+    SQuAD 2.0's adversarial questions alike, unlike plain word overlap (docs/eval/evaluator-signals.md).
+    """
+    names = question_names(question)
+    if not names or not passages:
+        return 0.0
+    words = {w for p in passages for w in _WORD.findall(p.text.lower())}
+    return len(names - words) / len(names)
 
 
 def normalize(text: str) -> str:
@@ -258,6 +280,7 @@ def text_features(
         "abstained": 1.0 if abstained else 0.0,
         "n_citations": float(n_citations),
         "question_support": question_support(question, passages),
+        "question_names_missing": question_names_missing(question, passages),
         "answer_verbatim_rank": answer_verbatim_rank(text, passages),
         "answer_sentence_qcov": answer_sentence_qcov(question, source),
         "type_match": type_match(question, text) if text else 0.5,

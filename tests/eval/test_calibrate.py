@@ -228,3 +228,52 @@ def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_a
     (run / "calls.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(RunError, match=r"lack features type_match.*--refresh-features"):
         calibrate(run)
+
+
+def _gate_run(path: Path, seed: int, support_sign: float) -> None:
+    """Half answerable; ``retrieval_top`` says so in the same direction everywhere, ``question_support``
+    in the direction ``support_sign`` (SQuAD 2.0's quirk is -1: its unanswerable questions copy words)."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(120):
+        has_answer = i % 2 == 0
+        features = _features(rng, has_answer)
+        features["retrieval_top"] = (0.7 if has_answer else 0.5) + rng.gauss(0.0, 0.1)
+        features["question_support"] = 0.6 + support_sign * (0.2 if has_answer else -0.2) + rng.gauss(0, 0.1)
+        records.append(
+            QuestionRecord(
+                id=f"{path.name}-q{i}",
+                question=f"question {i}?",
+                answers=[f"answer {i}"] if has_answer else [],
+                context_id=f"ctx-{i}",
+                retrieved_ids=[f"ctx-{i}"],
+                retrieval_ms=5.0,
+                local=TierCall(f"answer {i}" if has_answer else "a guess", f"l{i}", "local", 20, 800.0),
+                judgement=Judgement(p_correct=rng.random(), features=features),
+                paid=TierCall(f"answer {i}", f"p{i}", "paid", 300, 1500.0),
+                policy=POLICY,
+            )
+        )
+    path.mkdir(parents=True)
+    (path / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    (path / "run.json").write_text(json.dumps({"dataset": path.name, "paid_model": "p", "local_model": "l"}))
+
+
+def test_two_distributions_drop_the_feature_whose_sign_flips_and_report_auroc_per_run(tmp_path: Path) -> None:
+    _gate_run(tmp_path / "squad", seed=1, support_sign=-1.0)
+    _gate_run(tmp_path / "docs", seed=2, support_sign=+1.0)
+
+    outcome = calibrate([tmp_path / "squad", tmp_path / "docs"], seed=0, cost_cap=0.6)
+
+    gate = next(d for d in outcome.decisions if d.name == "answerable")
+    assert [f.feature for f in gate.sign_flips] == ["question_support"]
+    flip = gate.sign_flips[0].coef
+    assert flip["squad"] < 0 < flip["docs"]
+    assert "question_support" not in gate.features and "retrieval_top" in gate.features
+    assert set(gate.auroc_by_distribution) == {"squad", "docs"}
+    assert all(v is not None and v > 0.8 for v in gate.auroc_by_distribution.values())
+    loaded = Calibration.load(outcome.path)
+    assert loaded.answerable is not None and "question_support" not in loaded.answerable.features
+    assert outcome.path.parent == tmp_path / "squad"  # outputs go to the first run
+    text = "\n".join(outcome.lines())
+    assert "per distribution: docs" in text and "question_support (docs +" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +269,24 @@ def test_report_and_frontier_are_written(complete_run: Any) -> None:
     assert "recall@2" in text  # top_k=2 in these settings
     assert frontier is not None and frontier.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert frontier.stat().st_size > 10_000
+
+
+def test_paid_answers_are_reused_from_an_earlier_run_where_retrieval_matches(
+    answerer: Any, complete_run: Any, tmp_path: Path
+) -> None:
+    """``--paid-from``: a rerun after a local-tier change asks only the local tier again, and asks the
+    paid tier where a question now retrieves other passages."""
+    earlier = load_records(complete_run.out_dir / "calls.jsonl")
+    moved = earlier[0].id
+    stale = [r if r.id != moved else replace(r, retrieved_ids=["elsewhere"]) for r in earlier]
+    recording = Recording(answerer)
+    questions = [q for q in load_dataset(MINI).questions if q.id in {r.id for r in earlier}]
+    outcome = _run(questions, recording, tmp_path / "again", paid_from=stale)
+
+    assert sorted(recording.local_asked) == sorted(q.question for q in questions)
+    moved_question = next(q.question for q in questions if q.id == moved)
+    assert recording.paid_asked == [moved_question]
+    by_id = {r.id: r for r in outcome.records}
+    for r in earlier:
+        if r.id != moved:
+            assert by_id[r.id].paid == r.paid
