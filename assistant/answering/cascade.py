@@ -4,8 +4,8 @@ One request goes: semantic cache (optional) -> retrieval (or the caller's passag
 routing (nothing relevant retrieved: abstain or go straight to the paid tier, without local compute) ->
 local answer -> evaluator's judgement -> serve locally, abstain, or escalate with the SAME sources and
 prompt. What to do at each fork is :mod:`assistant.answering.decision`'s; this module carries it out.
-With ``diet`` (``cascade.prompt_diet``) the local prompt keeps only the sentences that matter
-(:mod:`assistant.answering.compression`); the sources, the evaluator and the paid tier see whole passages.
+What the local model reads (transcript layout, prompt diet) is :mod:`assistant.answering.local_prompt`'s;
+the sources, the evaluator and the paid tier see whole passages.
 
 The cascade never raises to its caller for a paid-tier problem: a failed escalation serves the local answer
 marked ``degraded`` with the reason. The only exception that escapes is the ledger's ``BudgetExceeded`` when
@@ -23,19 +23,20 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
 from assistant.answering.charged import ledger_usage
-from assistant.answering.compression import Diet, compress
+from assistant.answering.compression import Diet
 from assistant.answering.decision import Decision, Policy, decide, route
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import ensure_citation, retrieval_features
-from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, grounded_messages, is_abstention
-from assistant.answering.transcript import Transcript, TurnSources, renumber_citations, transcript_messages
+from assistant.answering.local_prompt import LocalPromptBuilder
+from assistant.answering.prompts import ABSTAIN_PHRASE, AnswerStyle, is_abstention
+from assistant.answering.transcript import Transcript
 from assistant.local.backend import Generation, LocalBackend, final_generation
 from assistant.paid import PaidClient, PaidError, PaidResult, describe
 from assistant.paid.tokens import count_messages
@@ -65,7 +66,7 @@ class _Request:
     local_max_tokens: int
     paid_max_tokens: int | None  # None without a paid tier
     messages: list[dict[str, str]] | None = None  # the grounded prompt, once built
-    local_prompt: Transcript | None = None  # the local tier's prompt and its sources (transcript.py)
+    local_prompt: Transcript | None = None  # the local tier's prompt and its sources (local_prompt.py)
     unsettled: tuple[Reservation, Usage] | None = None  # a paid call settled with its answer's record
 
 
@@ -102,13 +103,44 @@ class Cascade:
         self.local_model_name = local_model_name
         self.max_tokens = max_tokens
         self.budget_policy = budget_policy
-        self.answer_style = answer_style
-        self.transcript_window_turns = transcript_window_turns
-        self.local_context_tokens = local_context_tokens
-        self.diet = diet
-        self.turn_sources = TurnSources()
         self._retrievers: dict[str, Retriever] = {}
         self._retrievers_lock = threading.Lock()
+        self.prompt_builder = LocalPromptBuilder(
+            retriever=self._retriever,
+            embedder=lambda: self.evaluator.embedder,
+            answer_style=answer_style,
+            transcript_window_turns=transcript_window_turns,
+            context_tokens=local_context_tokens,
+            diet=diet,
+        )
+
+    # ---------------------------------------------------------------------------- prompt settings
+    # Kept on the prompt builder, and still settable here: tests, eval and benchmarks switch them on a
+    # built cascade, where a plain attribute would silently change nothing.
+
+    @property
+    def answer_style(self) -> AnswerStyle:
+        return self.prompt_builder.answer_style
+
+    @answer_style.setter
+    def answer_style(self, style: AnswerStyle) -> None:
+        self.prompt_builder.answer_style = style
+
+    @property
+    def transcript_window_turns(self) -> int:
+        return self.prompt_builder.transcript_window_turns
+
+    @transcript_window_turns.setter
+    def transcript_window_turns(self, turns: int) -> None:
+        self.prompt_builder.transcript_window_turns = turns
+
+    @property
+    def diet(self) -> Diet | None:
+        return self.prompt_builder.diet
+
+    @diet.setter
+    def diet(self, diet: Diet | None) -> None:
+        self.prompt_builder.diet = diet
 
     # ------------------------------------------------------------------------------------ public
 
@@ -246,8 +278,8 @@ class Cascade:
                     yield self._finish(req, hit)
                     return
             passages = retriever.search(req.question)
-        self.turn_sources.remember(req.collection, req.question, passages)
-        messages = req.messages = self._messages(req, passages)
+        self.prompt_builder.remember(req.collection, req.question, passages)
+        messages = req.messages = self.prompt_builder.grounded(req.question, passages, req.history)
 
         if req.mode == "paid":  # the caller chose the tier: nothing to decide
             yield from self._escalate(req, passages, messages, Decision("escalate", "mode=paid"), None)
@@ -263,8 +295,7 @@ class Cascade:
 
         generation: Generation | None = None
         streamed: list[str] = []
-        req.local_prompt = self._local_prompt(req, passages)  # here: the diet embeds, routing need not wait
-        local_stream = self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
+        local_stream = self._generate_locally(req, passages)  # here: the diet embeds, routing need not wait
         try:
             for item in local_stream:
                 if isinstance(item, Generation):
@@ -275,11 +306,11 @@ class Cascade:
         except GeneratorExit:
             # The client hung up mid-stream: stop generating, and still account for what was produced.
             local_stream.close()
+            assert req.local_prompt is not None  # built before the first delta
             self._record_disconnect(req, passages, req.local_prompt.messages, streamed)
             raise
         if generation is None:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
-        generation = self._in_turn_numbering(req, passages, generation)
 
         judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
         decision = decide(
@@ -337,51 +368,30 @@ class Cascade:
         )
         return None if routed is None else replace(routed, features=retrieval)
 
-    def _messages(self, req: _Request, passages: Sequence[Passage]) -> list[dict[str, str]]:
-        """The grounded prompt, with earlier turns of the conversation between system and question."""
-        system, *rest = grounded_messages(req.question, passages, self.answer_style)
-        return [system, *req.history, *rest]
-
-    def _local_prompt(self, req: _Request, passages: Sequence[Passage]) -> Transcript:
-        """The local tier's prompt: a follow-up turn begins with the previous turn's prompt, so llama.cpp
-        reuses its KV cache (transcript.py). Compact when that would crowd the context window. With the
-        prompt diet each turn's passages show the sentences that matter to that turn's question; an earlier
-        turn's are compressed again the same way, so its prompt is still a prefix."""
-        shown = self._on_diet(req.question, passages)
-        compact = Transcript(self._messages(req, shown), shown)
-        if not req.history or self.transcript_window_turns <= 1:
-            return compact
-
-        def sources_of(question: str) -> Sequence[Passage]:
-            remembered = self.turn_sources.recall(req.collection, question)
-            if remembered is None:
-                remembered = self._retriever(req.collection).search(question)
-            return self._on_diet(question, remembered)
-
-        transcript = transcript_messages(
-            req.question,
-            shown,
-            req.history,
-            style=self.answer_style,
-            sources_of=sources_of,
-            window_turns=self.transcript_window_turns,
-        )
-        # tiktoken's count stands in for the local tokenizer's, hence the quarter held back.
-        if count_messages(transcript.messages) + req.local_max_tokens > 0.75 * self.local_context_tokens:
-            return compact
-        return transcript
-
-    def _on_diet(self, question: str, passages: Sequence[Passage]) -> list[Passage]:
-        """The passages as the local prompt shows them: only the sentences that matter, with ``diet``."""
-        return compress(question, passages, self.evaluator.embedder, self.diet)
-
-    @staticmethod
-    def _in_turn_numbering(req: _Request, passages: Sequence[Passage], generation: Generation) -> Generation:
-        """The local answer with its ``[n]`` numbered as this turn's sources, not the transcript's."""
-        shown = req.local_prompt.sources if req.local_prompt is not None else passages
-        if [p.id for p in shown] == [p.id for p in passages]:
-            return generation
-        return replace(generation, text=renumber_citations(generation.text, shown, passages))
+    def _generate_locally(
+        self, req: _Request, passages: Sequence[Passage]
+    ) -> Generator[str | Generation, None, None]:
+        """The local tier's answer: text deltas, then the :class:`Generation`, its ``[n]`` numbered as this
+        turn's sources. The prompt is built once per request and kept on ``req`` (the disconnect record
+        counts it); one home, so a live answer and a fallback one are asked and numbered alike."""
+        if req.local_prompt is None:
+            req.local_prompt = self.prompt_builder.build(
+                req.question,
+                passages,
+                req.history,
+                collection=req.collection,
+                max_tokens=req.local_max_tokens,
+            )
+        backend_stream = self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
+        try:
+            for item in backend_stream:
+                if isinstance(item, Generation):
+                    yield self.prompt_builder.in_turn_numbering(req.local_prompt, passages, item)
+                else:
+                    yield item
+        except GeneratorExit:
+            backend_stream.close()  # type: ignore[attr-defined]  # the caller hung up: stop generating
+            raise
 
     def _emit(self, req: _Request, answer: CascadeAnswer) -> Iterator[str | CascadeAnswer]:
         if req.stream and answer.answer:
@@ -496,11 +506,7 @@ class Cascade:
         reason = f"{failure} (escalation: {decision.reason})"
         retrieval_empty = decision.reason.startswith("retrieval_empty")
         if generation is None and not retrieval_empty:
-            req.local_prompt = req.local_prompt or self._local_prompt(req, passages)
-            generation = final_generation(
-                self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
-            )
-            generation = self._in_turn_numbering(req, passages, generation)
+            generation = final_generation(self._generate_locally(req, passages))
         fallback = replace(decision, reason=reason)
         if generation is None:
             answer = self._abstain(req, passages, fallback)
