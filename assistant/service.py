@@ -182,8 +182,8 @@ class Penny:
     def close(self) -> None:
         """Stop worker processes (or a remote pool's health checks); the rest goes with the process."""
         cascade = self.__dict__.get("cascade")
-        if cascade is not None and cascade.shadow is not None:
-            cascade.shadow.close(wait=False)  # a pending check is dropped, never half-recorded
+        if cascade is not None and cascade.delivery.shadow is not None:
+            cascade.delivery.shadow.close(wait=False)  # a pending check is dropped, never half-recorded
         backend = self.__dict__.get("_pool_backend")
         if backend is not None:
             backend.close()

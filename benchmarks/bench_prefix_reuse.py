@@ -71,7 +71,7 @@ def main() -> None:
     chats = conversations(args.dataset, args.conversations, args.turns)
     for chat in chats:
         for layout, turns_per_window in (("compact", 1), ("transcript", window)):
-            cascade.transcript_window_turns = turns_per_window
+            cascade.prompt_builder.transcript_window_turns = turns_per_window
             penny.local_model.forget_prompt_cache()
             history: list[dict[str, str]] = []
             for turn, (question, golds) in enumerate(chat):

@@ -224,7 +224,7 @@ def generate(args, settings, penny, dataset, collection, retrieved, count) -> No
             embedder=penny.embedder,
             paid=None,
         )
-        cascade.diet = SETTINGS[name]
+        cascade.prompt_builder.diet = SETTINGS[name]
         cascades[name] = cascade
     out = args.out or Path(settings.data_dir) / "prompt-diet-answers.jsonl"
     done: dict[tuple[str, str], dict] = {}

@@ -73,7 +73,7 @@ class CascadeAnswerer:
     def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int:
         if self.paid is None:
             return 0
-        messages = grounded_messages(question, passages, self.cascade.answer_style)
+        messages = grounded_messages(question, passages, self.cascade.prompt_builder.answer_style)
         prompt_tokens = self.paid.estimate_prompt_tokens(messages)
         return self.ledger.prices.worst_case_micro_usd(self.paid.model, prompt_tokens, self.paid.max_tokens)
 

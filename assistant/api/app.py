@@ -148,7 +148,7 @@ def create_app(
             from assistant.local.pool.metrics import pool_registry
 
             pool_registry(penny.pool, service_metrics.registry)  # queue, slots, memory on /metrics
-        shadow = penny.cascade.shadow
+        shadow = penny.cascade.delivery.shadow
         if shadow is not None:
             service_metrics.watch_shadow(shadow)  # live precision estimate on /metrics
         if warm_up:

@@ -294,7 +294,7 @@ def test_modes_local_and_paid(penny, local, fake, paid_server) -> None:  # type:
 def test_answer_style_sets_the_prompt_the_paid_tier_gets(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
     cascade = build(penny, local, paid_server[1])
     cascade.answer(QUESTION, mode="paid")
-    cascade.answer_style = "sentence"
+    cascade.prompt_builder.answer_style = "sentence"
     cascade.answer(QUESTION, mode="paid")
     concise, sentence = (seen.body["messages"][0]["content"] for seen in fake.requests)
     assert "shortest exact phrase" in concise and "[1]" not in concise  # a bare "[1]" answer otherwise
@@ -343,7 +343,7 @@ def test_the_prompt_diet_shortens_only_the_local_prompt(penny, local, fake, paid
     passages = penny.retriever().search(QUESTION)
     whole = grounded_messages(QUESTION, passages)
     cascade = build(penny, local, paid_server[1])
-    cascade.diet = Diet(budget_tokens=60)
+    cascade.prompt_builder.diet = Diet(budget_tokens=60)
     answer = cascade.answer(QUESTION, threshold=1.0)  # judged, then escalated
     [local_prompt] = local.prompts
     assert local_prompt[0] == whole[0] and local_prompt[-1]["content"].endswith(f"Question: {QUESTION}")
@@ -355,14 +355,14 @@ def test_the_prompt_diet_shortens_only_the_local_prompt(penny, local, fake, paid
 
     local_only = cascade.answer(QUESTION, mode="local")  # and a local answer's sources are whole too
     assert [(s.id, s.text) for s in local_only.sources] == [(p.id, p.text) for p in passages]
-    cascade.diet = None
+    cascade.prompt_builder.diet = None
     assert cascade.answer(QUESTION, mode="local").prompt_tokens > local_only.prompt_tokens
     assert local.prompts[-1] == whole
 
 
 def test_on_the_diet_a_follow_up_still_begins_with_the_previous_turns_prompt(penny, local) -> None:  # type: ignore[no-untyped-def]
     cascade = build(penny, local, None)
-    cascade.diet = Diet(budget_tokens=60)
+    cascade.prompt_builder.diet = Diet(budget_tokens=60)
     first = cascade.answer(QUESTION, mode="local")
     history = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": first.answer}]
     cascade.answer("Who was the duke in the battle of Hastings?", mode="local", history=history)
@@ -508,7 +508,7 @@ def test_expected_loss_escalates_when_paying_helps_and_less_near_the_budget_limi
         alice = Principal(user.id, user.name)
         paid = cascade.answer(QUESTION, principal=alice, request_id="no-budget")
         passages = penny.retriever("default").search(QUESTION)
-        tokens = count_messages(grounded_messages(QUESTION, passages, cascade.answer_style))
+        tokens = count_messages(grounded_messages(QUESTION, passages, cascade.prompt_builder.answer_style))
         expected = ledger.prices.cost_micro_usd("gpt-4o-mini", Usage(tokens, 32)) / 1e6
 
         # A budget with ~5 % left: the paid call's cost weighs 20× more, and a wrong local answer at
@@ -586,14 +586,14 @@ def test_a_shadow_check_never_changes_delays_or_bills_the_users_answer(
     if failure is not None:
         fake.queue(replace(failure, delay_s=1.5))
     assert cascade.paid is not None
-    cascade.shadow = ShadowSampler(cascade.paid, ledger, rate=1.0, budget_usd=1.0)
+    cascade.delivery.shadow = ShadowSampler(cascade.paid, ledger, rate=1.0, budget_usd=1.0)
     try:
         user = ledger.add_user("alice")
         alice = Principal(user.id, user.name)
         ledger.set_budget("alice", 10**6, "day")
         answer = cascade.answer(QUESTION, threshold=0.0, principal=alice, request_id="shadowed")
         pending = ledger.shadow_labels()  # the paid tier takes 1.5 s: the answer came back before it
-        cascade.shadow.close(wait=True)  # let the background check finish
+        cascade.delivery.shadow.close(wait=True)  # let the background check finish
         labels = ledger.shadow_labels()
         shadow_spend = ledger.budget_status(ledger.system_account(SHADOW_ACCOUNT))
         alice_spend = ledger.budget_status(alice)
