@@ -431,6 +431,7 @@ def calibrate(
     ablate: bool = False,
     refresh: bool = False,
     cost_cap: float = COST_CAP,
+    features_of: Calibration | None = None,
 ) -> CalibrationOutcome:
     """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
     results.jsonl), and choose the price of a wrong answer.
@@ -441,10 +442,13 @@ def calibrate(
     ``regularization_c`` None picks C by cross-validation (:func:`choose_regularization`) per model.
     ``ablate`` also measures the out-of-fold AUROC each feature adds to each model (:func:`ablation`).
     ``refresh`` fills in features the run's records lack (:func:`refresh_features`). ``cost_cap`` is the
-    target's largest share of paid-only's cost.
+    target's largest share of paid-only's cost. ``features_of`` restricts each model to the features the
+    same model of that calibration reads: a collection's synthetic questions are one distribution and
+    cannot tell a dataset's artefact from a signal, so its fit keeps to what the default kept.
     """
     from assistant.answering.calibration import fit
 
+    names_of = _feature_sets(features_of)
     run_dirs = [results] if isinstance(results, (str, Path)) else list(results)
     run_dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in run_dirs]
     run_dir, calls = run_dirs[0], run_dirs[0] / "calls.jsonl"
@@ -484,6 +488,7 @@ def calibrate(
         features,
         labels,
         **options,  # type: ignore[arg-type]
+        names=names_of["local_correct"],
     )
     assert local_fit is not None  # checked above: both outcomes have ≥ 3 examples
     local_summary, oof, final = local_fit
@@ -502,7 +507,7 @@ def calibrate(
         features,
         has_answer,
         **options,  # type: ignore[arg-type]
-        names=EVIDENCE_FEATURES,
+        names=names_of["answerable"],
     )
     gate_oof: list[float | None] | None = None
     if answerable_fit is not None:
@@ -518,7 +523,7 @@ def calibrate(
         [features[i] for i in wrong],
         [bool(paid_right[i]) for i in wrong],
         **(options | {"groups": [groups[i] for i in wrong]}),  # type: ignore[arg-type]
-        names=EVIDENCE_FEATURES,
+        names=names_of["paid_helps"],
     )
     if helps_fit is not None:
         decisions.append(helps_fit[0])
@@ -579,6 +584,22 @@ def calibrate(
         ablations=ablations,
         cost_cap=cost_cap,
     )
+
+
+def _feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | None]:
+    """Each decision's features: ``calibration``'s model's where it has one, else the default set (None
+    is every feature for P(local correct); the other two read the question and passages only)."""
+    sets: dict[str, Sequence[str] | None] = {
+        "local_correct": None,
+        "answerable": EVIDENCE_FEATURES,
+        "paid_helps": EVIDENCE_FEATURES,
+    }
+    if calibration is not None:
+        sets["local_correct"] = calibration.features
+        for name, model in (("answerable", calibration.answerable), ("paid_helps", calibration.paid_helps)):
+            if model is not None:
+                sets[name] = model.features
+    return sets
 
 
 def _run_records(run_dir: Path, refresh: bool) -> tuple[list[QuestionRecord], list[bool]]:

@@ -94,7 +94,7 @@ def calibrate_collection(
     synthetic gate scored AUROC 0.52 on real questions and abstained on most of them; see
     docs/eval/synthetic-squad). Shadow labels (``--from-ledger``) refit the gate from real traffic.
     """
-    from assistant.answering.calibration import collection_calibration_path
+    from assistant.answering.calibration import Calibration, collection_calibration_path
     from assistant.ledger import open_ledger
     from assistant.paid import PaidClient
     from assistant.service import Penny
@@ -159,7 +159,8 @@ def calibrate_collection(
         result.stopped = run.stopped
         return result
     try:
-        result.fit = calibrate(work / "run", out=target, seed=seed)
+        default = Calibration.load(settings.cascade.calibration_file)
+        result.fit = calibrate(work / "run", out=target, seed=seed, features_of=default)
     except RunError as exc:
         raise RunError(
             f"collection {collection}: cannot fit the evaluator on {len(dataset.questions)} questions "
@@ -167,10 +168,7 @@ def calibrate_collection(
             "rerun: answers already recorded are kept"
         ) from exc
     if not synthetic_gate:
-        from assistant.answering.calibration import Calibration
-
         fitted = Calibration.load(target)
-        default = Calibration.load(settings.cascade.calibration_file)
         fitted.answerable, fitted.abstain_below = default.answerable, default.abstain_below
         fitted.meta["answerable"] = "from the default calibration (synthetic probes do not fit the gate)"
         fitted.save(target)

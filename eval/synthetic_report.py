@@ -56,15 +56,16 @@ def compare_on_real(
     options = {"folds": folds, "seed": seed, "regularization_c": None}
     out: list[DecisionComparison] = []
     oof: dict[str, list[float]] = {}
+    # The real-label fit reads the same features as the synthetic one, so the ratio compares labels only.
     tasks = (
-        ("local_correct", features, labels, synthetic, None),
-        ("answerable", features, has_answer, synthetic.answerable, EVIDENCE_FEATURES),
+        ("local_correct", features, labels, synthetic, synthetic.features),
+        ("answerable", features, has_answer, synthetic.answerable, _names(synthetic.answerable)),
         (
             "paid_helps",
             [features[i] for i in wrong],
             [bool(paid_right[i]) for i in wrong],
             synthetic.paid_helps,
-            EVIDENCE_FEATURES,
+            _names(synthetic.paid_helps),
         ),
     )
     for name, rows, ys, model, names in tasks:
@@ -82,6 +83,10 @@ def compare_on_real(
         helps = [None] * len(usable)
     real_records = rescored(usable, oof["local_correct"], oof.get("answerable"), helps)
     return out, synthetic_records, real_records
+
+
+def _names(model: Calibration | None) -> Sequence[str]:
+    return EVIDENCE_FEATURES if model is None else model.features
 
 
 def write_synthetic_report(

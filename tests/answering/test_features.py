@@ -119,3 +119,16 @@ def test_dense_and_bm25_agreement_on_the_top_passage() -> None:
     assert dense_bm25_agree(agree) == 1.0
     assert dense_bm25_agree(differ) == 0.0
     assert dense_bm25_agree(PASSAGES) == 0.5  # dense-only retrieval: no evidence either way
+
+
+def test_a_name_or_number_no_passage_holds_marks_the_question_unanswered() -> None:
+    from assistant.answering.features import question_names, question_names_missing
+
+    passages = [Passage("a", "s", "William of Normandy conquered England in 1066.", 0.7)]
+    assert question_names("Who conquered England in 1066?") == {"england", "1066"}
+    assert question_names("What is the default recursion limit?") == set()  # the first word is no name
+    assert question_names_missing("Who conquered England in 1066?", passages) == 0.0
+    assert question_names_missing("Who conquered England in 1067?", passages) == 0.5
+    assert question_names_missing("Who conquered Ireland in 1067?", passages) == 1.0
+    assert question_names_missing("Who conquered it?", passages) == 0.0  # nothing to miss
+    assert question_names_missing("Who conquered Ireland?", []) == 0.0

@@ -277,3 +277,23 @@ def test_two_distributions_drop_the_feature_whose_sign_flips_and_report_auroc_pe
     assert outcome.path.parent == tmp_path / "squad"  # outputs go to the first run
     text = "\n".join(outcome.lines())
     assert "per distribution: docs" in text and "question_support (docs +" in text
+
+
+def test_a_fit_can_keep_to_the_features_another_calibration_reads(tmp_path: Path) -> None:
+    """A collection's synthetic questions are one distribution: its fit reads what the default kept."""
+    _gate_run(tmp_path / "docs", seed=2, support_sign=+1.0)
+    kept = ["retrieval_top", "question_sentence_cos"]
+    default = fit(
+        [_features(random.Random(i), i % 2 == 0) for i in range(40)], [i % 2 == 0 for i in range(40)]
+    )
+    default.answerable = fit(
+        [_features(random.Random(i), i % 2 == 0) for i in range(40)],
+        [i % 2 == 0 for i in range(40)],
+        names=kept,
+    )
+
+    outcome = calibrate(tmp_path / "docs", seed=0, cost_cap=0.6, features_of=default)
+
+    loaded = Calibration.load(outcome.path)
+    assert loaded.answerable is not None and loaded.answerable.features == kept
+    assert loaded.features == list(FEATURES)
