@@ -94,6 +94,7 @@ class CalibrationOutcome:
     paid: ConfigSummary | None = None
     ablations: dict[str, dict[str, float]] = field(default_factory=dict)  # decision → feature → AUROC lost
     cost_cap: float = COST_CAP
+    by_run: dict[str, tuple[ConfigSummary, ConfigSummary, ConfigSummary]] = field(default_factory=dict)
 
     @property
     def gate_auroc(self) -> float | None:
@@ -144,6 +145,8 @@ class CalibrationOutcome:
                 f"{'–' if wasted is None else f'{100 * wasted:.0f} %'} of escalations — {verdict} "
                 "(out-of-fold estimate)"
             )
+            for run, (paid_run, local_run, cascade_run) in self.by_run.items():
+                out.append(f"  on {run}: " + _versus(paid_run, local_run, cascade_run))
             if self.report is not None:
                 out.append(f"calibrated report (out-of-fold): {self.report}")
             out.append(
@@ -152,6 +155,23 @@ class CalibrationOutcome:
                 f"PENNY_CASCADE__ABSTAIN_USD={abstain_usd:g}"
             )
         return out
+
+
+def _versus(paid: ConfigSummary, local: ConfigSummary, cascade: ConfigSummary) -> str:
+    """One run's cascade at the chosen prices against its paid-only and local-only answers."""
+
+    def f1s(s: ConfigSummary) -> str:
+        q = s.quality
+        return f"F1 {q.f1:.1f} (HasAns {q.has_ans_f1 or 0:.1f}, NoAns {q.no_ans_f1 or 0:.1f})"
+
+    share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd if paid.mean_cost_micro_usd else 0.0
+    wasted = cascade.wasted_escalation_share
+    return (
+        f"cascade {f1s(cascade)} at {100 * share:.0f} % of paid's cost, escalates "
+        f"{100 * cascade.paid_call_rate:.0f} %, paid also wrong on "
+        f"{'–' if wasted is None else f'{100 * wasted:.0f} %'}; paid-only {f1s(paid)}; "
+        f"local-only {f1s(local)}"
+    )
 
 
 def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list[QuestionRecord]:
@@ -557,6 +577,11 @@ def calibrate(
         "auroc_held_out_after": after,
         "auroc_out_of_fold": {d.name: d.auroc for d in decisions},
     }
+    if len(run_dirs) > 1:
+        final.meta["auroc_out_of_fold_by_distribution"] = {d.name: d.auroc_by_distribution for d in decisions}
+        final.meta["left_out_sign_changes"] = {
+            d.name: {f.feature: f.coef for f in d.sign_flips} for d in decisions if d.sign_flips
+        }
     if pick is not None and pick.config.wrong_answer_usd is not None:
         final.meta["recommended_wrong_answer_usd"] = pick.config.wrong_answer_usd
         final.meta["recommended_abstain_usd"] = (
@@ -565,8 +590,16 @@ def calibrate(
     path = Path(out) if out else run_dir / "calibration.json"
     final.save(path)
     report = None
+    by_run: dict[str, tuple[ConfigSummary, ConfigSummary, ConfigSummary]] = {}
     if pick is not None and paid is not None:
-        report = _write_calibrated_report(run_dir, rescored_records, pick)
+        first = [r for r, g in zip(rescored_records, groups, strict=True) if g == run_dir.name]
+        report = _write_calibrated_report(run_dir, first, pick)
+        if len(run_dirs) > 1:
+            for group in distinct(groups):
+                rows = [r for r, g in zip(rescored_records, groups, strict=True) if g == group]
+                by_run[group] = tuple(
+                    summarize(rows, [Config("paid", "paid"), Config("local", "local"), pick.config])
+                )  # type: ignore[assignment]
     return CalibrationOutcome(
         path=path,
         n_train=len(train),
@@ -583,6 +616,7 @@ def calibrate(
         paid=paid,
         ablations=ablations,
         cost_cap=cost_cap,
+        by_run=by_run,
     )
 
 

@@ -209,7 +209,7 @@ def _synthetic_calibration(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Calibration file to write. Default: <run dir>/calibration.json.",
+    help="Calibration file to write. Default: <first run dir>/calibration.json.",
 )
 @click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Held-out share for AUROC.")
 @click.option("--seed", type=int, default=0, show_default=True)
