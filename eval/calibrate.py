@@ -1,5 +1,4 @@
-"""Refit the evaluator's three models on a run, and pick the price of a wrong answer that holds quality at
-least cost.
+"""Refit the evaluator's three models on a run, out of fold, and price a wrong answer on what they say.
 
 Three logistic models on the same features, each with its own labels: P(local correct) ("the local answer
 was correct": F1 ≥ 0.5 on HasAns, abstained on NoAns), P(answerable) ("the question has an answer", SQuAD
@@ -8,170 +7,36 @@ not). Each is scored out of fold (every question by models that never saw it) an
 gradient-boosted trees on the same features; the logistic model ships (a JSON file, readable without
 sklearn) unless trees win by cross-validation. The held-out AUROC before/after compares the P(correct) the
 service gave during the run with a model fitted on the rest. The price of a wrong answer W and of an
-abstention are chosen on the out-of-fold probabilities, so the promised F1 and cost are not flattered by
-fitting and choosing on the same answers. The file written is fitted on the whole run.
+abstention are chosen (:mod:`eval.pricing`) on the out-of-fold probabilities, so the promised F1 and cost
+are not flattered by fitting and choosing on the same answers. The file written is fitted on the whole
+run; what was found is a :class:`~eval.calibration_outcome.CalibrationOutcome`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.answering.features import EVIDENCE_FEATURES
+from eval.calibration_outcome import CalibrationOutcome, DecisionFit
 from eval.distributions import SignFlip, auroc_by_group, consistent_features, distinct
 from eval.metrics import auroc
+from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
 from eval.report import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
     local_correct_labels,
     summarize,
 )
-from eval.runs import PRICE_GRID, Config, QuestionRecord, RunError, load_records, price_name, threshold_name
+from eval.runs import Config, QuestionRecord, RunError, load_records
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration
 
-THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
-ABSTAIN_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # price of an abstention / of a wrong answer
-HAS_ANS_TOLERANCE_F1 = 3.0  # the target: HasAns F1 no more than this below paid-only's
-COST_CAP = 0.30  # the target: at most this share of paid-only's cost
 LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
-
-
-@dataclass(frozen=True)
-class DecisionFit:
-    """One of the evaluator's three models, measured out of fold on the questions it is fitted to."""
-
-    name: str  # local_correct | answerable | paid_helps
-    label: str
-    n: int
-    positives: int
-    regularization_c: float
-    auroc: float | None  # logistic, out of fold
-    auroc_trees: float | None = None  # gradient-boosted trees on the same features, out of fold
-    auroc_has_ans: float | None = None  # local_correct only: on the answerable questions
-    features: tuple[str, ...] = ()
-    auroc_by_distribution: dict[str, float | None] = field(default_factory=dict)  # out of fold, per run
-    sign_flips: tuple[SignFlip, ...] = ()  # features left out: they change sign between distributions
-
-    def line(self) -> str:
-        def fmt(value: float | None) -> str:
-            return "–" if value is None else f"{value:.3f}"
-
-        extra = f", HasAns only {fmt(self.auroc_has_ans)}" if self.name == "local_correct" else ""
-        line = (
-            f"  {self.name:<13} AUROC {fmt(self.auroc)} (trees {fmt(self.auroc_trees)}{extra}) on {self.n} "
-            f"questions, {self.positives} positive, C={self.regularization_c:g} — {self.label}"
-        )
-        if self.auroc_by_distribution:
-            line += "\n    per distribution: " + ", ".join(
-                f"{g} {fmt(v)}" for g, v in self.auroc_by_distribution.items()
-            )
-        if self.sign_flips:
-            line += "\n    left out, sign changes between distributions: " + "; ".join(
-                f.describe() for f in self.sign_flips
-            )
-        return line
-
-
-@dataclass
-class CalibrationOutcome:
-    path: Path
-    n_train: int
-    n_test: int
-    auroc_before: float | None
-    auroc_after: float | None
-    paid_f1: float | None
-    target_f1: float | None
-    chosen: ConfigSummary | None  # cheapest price setting meeting the target, on out-of-fold scores
-    best_f1: ConfigSummary | None  # the best price setting, when none meets the target
-    paid_mean_cost_micro_usd: float | None
-    decisions: list[DecisionFit] = field(default_factory=list)
-    report: Path | None = None  # calibrated.md: the run re-derived with out-of-fold probabilities
-    paid: ConfigSummary | None = None
-    ablations: dict[str, dict[str, float]] = field(default_factory=dict)  # decision → feature → AUROC lost
-    cost_cap: float = COST_CAP
-    by_run: dict[str, tuple[ConfigSummary, ConfigSummary, ConfigSummary]] = field(default_factory=dict)
-
-    @property
-    def gate_auroc(self) -> float | None:
-        """Out-of-fold AUROC of P(answerable) for "the question has an answer"."""
-        fit = next((d for d in self.decisions if d.name == "answerable"), None)
-        return None if fit is None else fit.auroc
-
-    def lines(self) -> list[str]:
-        def fmt(value: float | None) -> str:
-            return "–" if value is None else f"{value:.3f}"
-
-        out = [
-            f"local_correct AUROC on {self.n_test} held-out questions: before {fmt(self.auroc_before)} → "
-            f"after {fmt(self.auroc_after)} (fitted on {self.n_train})",
-            "per decision, out of fold (5-fold):",
-            *(d.line() for d in self.decisions),
-            *(
-                f"  without one feature, {name} loses AUROC: "
-                + ", ".join(f"{f} {v:+.3f}" for f, v in sorted(lost.items(), key=lambda kv: -kv[1]))
-                for name, lost in self.ablations.items()
-            ),
-            f"calibration written to {self.path} (fitted on all {self.n_train + self.n_test})",
-        ]
-        pick = self.chosen or self.best_f1
-        if pick is not None and pick.config.wrong_answer_usd is not None:
-            cost = (
-                f"{100 * pick.mean_cost_micro_usd / self.paid_mean_cost_micro_usd:.0f} % of paid-only cost"
-                if self.paid_mean_cost_micro_usd
-                else f"mean cost ${pick.mean_cost_micro_usd / 1e6:.6f}"
-            )
-            paid = self.paid.quality if self.paid else None
-            verdict = (
-                f"meets the target: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} ({self.target_f1:.1f}), HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g}, cost ≤ {100 * self.cost_cap:.0f} % of paid"
-                if self.chosen
-                else f"NO price setting holds F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} with HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g} at ≤ {100 * self.cost_cap:.0f} % of paid's cost; shown: "
-                "the best F1 within that cost with HasAns F1 no worse than local-only"
-            )
-            wasted = pick.wasted_escalation_share
-            abstain_usd = (pick.config.abstain_ratio or 0.0) * pick.config.wrong_answer_usd
-            out.append(
-                f"wrong answer ${pick.config.wrong_answer_usd:g}, abstention ${abstain_usd:g}: F1 "
-                f"{pick.quality.f1:.1f} (HasAns {pick.quality.has_ans_f1 or 0:.1f}, NoAns "
-                f"{pick.quality.no_ans_f1 or 0:.1f}; paid-only {paid.f1 if paid else 0:.1f} / "
-                f"{(paid.has_ans_f1 or 0) if paid else 0:.1f}), {cost}, escalates "
-                f"{100 * pick.paid_call_rate:.0f} %, paid also wrong on "
-                f"{'–' if wasted is None else f'{100 * wasted:.0f} %'} of escalations — {verdict} "
-                "(out-of-fold estimate)"
-            )
-            for run, (paid_run, local_run, cascade_run) in self.by_run.items():
-                out.append(f"  on {run}: " + _versus(paid_run, local_run, cascade_run))
-            if self.report is not None:
-                out.append(f"calibrated report (out-of-fold): {self.report}")
-            out.append(
-                f"use it: PENNY_CASCADE__CALIBRATION_FILE={self.path} "
-                f"PENNY_CASCADE__WRONG_ANSWER_USD={pick.config.wrong_answer_usd:g} "
-                f"PENNY_CASCADE__ABSTAIN_USD={abstain_usd:g}"
-            )
-        return out
-
-
-def _versus(paid: ConfigSummary, local: ConfigSummary, cascade: ConfigSummary) -> str:
-    """One run's cascade at the chosen prices against its paid-only and local-only answers."""
-
-    def f1s(s: ConfigSummary) -> str:
-        q = s.quality
-        return f"F1 {q.f1:.1f} (HasAns {q.has_ans_f1 or 0:.1f}, NoAns {q.no_ans_f1 or 0:.1f})"
-
-    share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd if paid.mean_cost_micro_usd else 0.0
-    wasted = cascade.wasted_escalation_share
-    return (
-        f"cascade {f1s(cascade)} at {100 * share:.0f} % of paid's cost, escalates "
-        f"{100 * cascade.paid_call_rate:.0f} %, paid also wrong on "
-        f"{'–' if wasted is None else f'{100 * wasted:.0f} %'}; paid-only {f1s(paid)}; "
-        f"local-only {f1s(local)}"
-    )
 
 
 def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list[QuestionRecord]:
@@ -396,49 +261,6 @@ def _fit_decision(
     return summary, oof, model
 
 
-def price_configs(
-    prices: Sequence[float] = PRICE_GRID, ratios: Sequence[float] = ABSTAIN_RATIOS
-) -> list[Config]:
-    return [
-        Config(f"{price_name(w)} a={r:g}", "cascade", sweep=True, wrong_answer_usd=w, abstain_ratio=r)
-        for r in ratios
-        for w in prices
-    ]
-
-
-def meets_target(summary: ConfigSummary, paid: ConfigSummary, tolerance_f1: float) -> bool:
-    """The issue's bar: F1 within ``tolerance_f1`` of paid-only, HasAns F1 within 3 points of it."""
-    q, ref = summary.quality, paid.quality
-    if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
-        return False
-    if q.has_ans_f1 is None or ref.has_ans_f1 is None:
-        return True
-    return q.has_ans_f1 >= ref.has_ans_f1 - HAS_ANS_TOLERANCE_F1 - 1e-9
-
-
-def choose_price(
-    records: Sequence[QuestionRecord],
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
-    cost_cap: float = COST_CAP,
-) -> tuple[ConfigSummary, ConfigSummary | None, ConfigSummary]:
-    """(paid summary, cheapest price setting meeting the target, best-F1 price setting).
-
-    A price setting is (W, abstention price as a share of W); the decision at each is the service's
-    expected-loss rule on the records' probabilities.
-    """
-    summaries = summarize(records, [Config("paid", "paid"), Config("local", "local"), *price_configs()])
-    paid, local, cascades = summaries[0], summaries[1], summaries[2:]
-    affordable = [s for s in cascades if s.mean_cost_micro_usd <= cost_cap * paid.mean_cost_micro_usd]
-    meeting = [s for s in affordable if meets_target(s, paid, tolerance_f1)]
-    chosen = min(meeting, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
-    # Short of the target, buy F1 neither with abstentions (HasAns F1 at least local-only's) nor by
-    # escalating everything (within the cost cap).
-    floor = local.quality.has_ans_f1 or 0.0
-    fair = [s for s in affordable if (s.quality.has_ans_f1 or 0.0) >= floor - 1e-9] or affordable or cascades
-    best = max(fair, key=lambda s: (round(s.quality.f1, 1), -s.mean_cost_micro_usd))
-    return paid, chosen, best
-
-
 def calibrate(
     results: Path | Sequence[Path],
     *,
@@ -650,41 +472,3 @@ def _run_records(run_dir: Path, refresh: bool) -> tuple[list[QuestionRecord], li
         meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         records = refresh_features(records, meta["collection"])
     return _training_set(records)
-
-
-def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:
-    """``calibrated.md`` and ``calibrated-frontier.png``: the run re-derived with out-of-fold probabilities,
-    one frontier point per price of a wrong answer (at the chosen abstention ratio)."""
-    import json
-
-    from eval.report import plot_frontier, render_markdown
-
-    ratio = pick.config.abstain_ratio
-    configs = [
-        Config("local", "local"),
-        Config("paid", "paid"),
-        replace(pick.config, name="cascade", sweep=False),
-        *price_configs(ratios=(ratio or 0.5,)),
-        *(Config(threshold_name(t), "cascade", t, sweep=True) for t in THRESHOLD_GRID[::5]),
-    ]
-    summaries = summarize(records, configs)
-    meta_path = run_dir / "run.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.exists() else {}
-    meta["default_rule"] = (
-        f"least expected loss at the calibrated prices: wrong answer ${pick.config.wrong_answer_usd:g}, "
-        f"abstention {ratio:g} of it"
-    )
-    png = plot_frontier(
-        summaries,
-        run_dir / "calibrated-frontier.png",
-        title=f"{meta.get('dataset', '')}: calibrated evaluator, out-of-fold ({len(records)} questions)",
-    )
-    path = run_dir / "calibrated.md"
-    text = render_markdown(records, summaries, meta, png.name)
-    note = (
-        "\n\n> Calibrated re-derivation: every question's three probabilities come from models fitted on "
-        "the other folds of this run (5-fold, out-of-fold), so these rows estimate what the written "
-        "calibration does on new questions of the same kind.\n"
-    )
-    path.write_text(text.replace("\n## Results\n", note + "\n## Results\n", 1), encoding="utf-8")
-    return path

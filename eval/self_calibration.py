@@ -21,7 +21,7 @@ from eval.runs import Config, EvalRun, RunError
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
-    from eval.calibrate import CalibrationOutcome
+    from eval.calibration_outcome import CalibrationOutcome
     from eval.synthetic import GenerationOutcome
 
 

@@ -99,7 +99,7 @@ def write_synthetic_report(
 ) -> tuple[Path, list[DecisionComparison]]:
     """``synthetic.md``: per decision, the synthetic fit's AUROC on the real questions against the
     real-label out-of-fold fit, and both cascades' frontiers (one row per price of a wrong answer)."""
-    from eval.calibrate import price_configs
+    from eval.pricing import price_configs
     from eval.report import summarize
 
     comparisons, synthetic_records, real_records = compare_on_real(records, synthetic, seed=seed)
