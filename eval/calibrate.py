@@ -240,10 +240,11 @@ def _fit_decision(
         return None
     flips: list[SignFlip] = []
     grouped = groups if groups is not None and len(distinct(groups)) > 1 else None
-    if grouped is not None:
-        c = regularization_c or choose_regularization(features, labels, folds, seed, names)
-        names, flips = consistent_features(features, labels, grouped, names, c)
     c = regularization_c or choose_regularization(features, labels, folds, seed, names)
+    if grouped is not None:
+        names, flips = consistent_features(features, labels, grouped, names, c)
+        if flips and regularization_c is None:  # fewer features: C is chosen again for them
+            c = choose_regularization(features, labels, folds, seed, names)
     oof = out_of_fold(features, labels, folds, seed, c, names)
     model = fit(features, labels, regularization_c=c, meta={"label": label}, names=names)
     summary = DecisionFit(
@@ -290,16 +291,20 @@ def calibrate(
     """
     from assistant.answering.calibration import fit
 
-    names_of = _feature_sets(features_of)
+    names_of = feature_sets(features_of)
     run_dirs = [results] if isinstance(results, (str, Path)) else list(results)
     run_dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in run_dirs]
     run_dir, calls = run_dirs[0], run_dirs[0] / "calls.jsonl"
+    # Each run is named by its folder; by its path when two folders share a name (`penny calibrate` runs).
+    run_names = [d.name for d in run_dirs]
+    if len(set(run_names)) < len(run_names):
+        run_names = [str(d) for d in run_dirs]
     usable, labels, groups = [], [], []
-    for directory in run_dirs:
+    for directory, name in zip(run_dirs, run_names, strict=True):
         rows, ys = _run_records(directory, refresh)
         usable += rows
         labels += ys
-        groups += [directory.name] * len(rows)
+        groups += [name] * len(rows)
     if len(usable) < 10 or sum(labels) < 3 or len(labels) - sum(labels) < 3:
         raise RunError(
             f"{calls}: {len(usable)} usable questions with {sum(labels)} correct local answers; calibration "
@@ -414,7 +419,7 @@ def calibrate(
     report = None
     by_run: dict[str, tuple[ConfigSummary, ConfigSummary, ConfigSummary]] = {}
     if pick is not None and paid is not None:
-        first = [r for r, g in zip(rescored_records, groups, strict=True) if g == run_dir.name]
+        first = [r for r, g in zip(rescored_records, groups, strict=True) if g == run_names[0]]
         report = _write_calibrated_report(run_dir, first, pick)
         if len(run_dirs) > 1:
             for group in distinct(groups):
@@ -442,7 +447,7 @@ def calibrate(
     )
 
 
-def _feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | None]:
+def feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | None]:
     """Each decision's features: ``calibration``'s model's where it has one, else the default set (None
     is every feature for P(local correct); the other two read the question and passages only)."""
     sets: dict[str, Sequence[str] | None] = {

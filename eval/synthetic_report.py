@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import EVIDENCE_FEATURES
 from eval.runs import Config, QuestionRecord
 
 if TYPE_CHECKING:
@@ -42,6 +41,7 @@ def compare_on_real(
     from eval.calibrate import (
         _fit_decision,
         _training_set,
+        feature_sets,
         judged_by,
         paid_correct_labels,
         rescored,
@@ -57,15 +57,16 @@ def compare_on_real(
     out: list[DecisionComparison] = []
     oof: dict[str, list[float]] = {}
     # The real-label fit reads the same features as the synthetic one, so the ratio compares labels only.
+    names = feature_sets(synthetic)
     tasks = (
-        ("local_correct", features, labels, synthetic, synthetic.features),
-        ("answerable", features, has_answer, synthetic.answerable, _names(synthetic.answerable)),
+        ("local_correct", features, labels, synthetic, names["local_correct"]),
+        ("answerable", features, has_answer, synthetic.answerable, names["answerable"]),
         (
             "paid_helps",
             [features[i] for i in wrong],
             [bool(paid_right[i]) for i in wrong],
             synthetic.paid_helps,
-            _names(synthetic.paid_helps),
+            names["paid_helps"],
         ),
     )
     for name, rows, ys, model, names in tasks:
@@ -83,10 +84,6 @@ def compare_on_real(
         helps = [None] * len(usable)
     real_records = rescored(usable, oof["local_correct"], oof.get("answerable"), helps)
     return out, synthetic_records, real_records
-
-
-def _names(model: Calibration | None) -> Sequence[str]:
-    return EVIDENCE_FEATURES if model is None else model.features
 
 
 def write_synthetic_report(

@@ -31,6 +31,40 @@ def _features(rng: random.Random, correct: bool) -> dict[str, float]:
     return row
 
 
+def _record(
+    i: int,
+    *,
+    answers: list[str],
+    local: str,
+    paid: str,
+    p_correct: float,
+    features: dict[str, float],
+    prefix: str = "q",
+) -> QuestionRecord:
+    """Question ``i`` as the run loop records it: its own paragraph retrieved, both tiers asked."""
+    return QuestionRecord(
+        id=f"{prefix}{i}",
+        question=f"question {i}?",
+        answers=answers,
+        context_id=f"ctx-{i}",
+        retrieved_ids=[f"ctx-{i}"],
+        retrieval_ms=5.0,
+        local=TierCall(local, f"l{i}", "local", 20, 800.0),
+        judgement=Judgement(p_correct=p_correct, features=features),
+        paid=TierCall(paid, f"p{i}", "paid", 300, 1500.0),
+        policy=POLICY,
+    )
+
+
+def _write_run(path: Path, records: list[QuestionRecord], dataset: str | None = None) -> None:
+    """``calls.jsonl`` (and ``run.json`` when ``dataset`` is named) as `eval run` leaves them."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    if dataset is not None:
+        meta = {"dataset": dataset, "paid_model": "p", "local_model": "l"}
+        (path / "run.json").write_text(json.dumps(meta))
+
+
 def synthetic_run(path: Path, n: int = 120, seed: int = 0) -> list[QuestionRecord]:
     """A calls.jsonl of ``n`` answerable questions; the local answer is right about 60 % of the time."""
     rng = random.Random(seed)
@@ -38,21 +72,16 @@ def synthetic_run(path: Path, n: int = 120, seed: int = 0) -> list[QuestionRecor
     for i in range(n):
         correct = rng.random() < 0.6
         records.append(
-            QuestionRecord(
-                id=f"q{i}",
-                question=f"question {i}?",
+            _record(
+                i,
                 answers=[f"answer {i}"],
-                context_id=f"ctx-{i}",
-                retrieved_ids=[f"ctx-{i}"],
-                retrieval_ms=5.0,
-                local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
-                judgement=Judgement(p_correct=rng.random(), features=_features(rng, correct)),
-                paid=TierCall(f"answer {i} [1]", f"p{i}", "paid", 300, 1500.0),
-                policy=POLICY,
+                local=f"answer {i}" if correct else "something else",
+                paid=f"answer {i} [1]",
+                p_correct=rng.random(),
+                features=_features(rng, correct),
             )
         )
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
+    _write_run(path, records)
     return records
 
 
@@ -133,23 +162,17 @@ def test_calibrate_fits_all_three_decisions_when_half_the_questions_have_no_answ
         features = _features(rng, correct)
         features["question_support"] = (0.9 if has_answer else 0.4) + rng.gauss(0.0, 0.08)
         records.append(
-            QuestionRecord(
-                id=f"q{i}",
-                question=f"question {i}?",
+            _record(
+                i,
                 answers=[f"answer {i}"] if has_answer else [],
-                context_id=f"ctx-{i}",
-                retrieved_ids=[f"ctx-{i}"],
-                retrieval_ms=5.0,
-                local=TierCall(f"answer {i}" if correct else "something else", f"l{i}", "local", 20, 800.0),
-                judgement=Judgement(p_correct=rng.random(), features=features),
-                paid=TierCall(f"answer {i}" if has_answer else "a guess", f"p{i}", "paid", 300, 1500.0),
-                policy=POLICY,
+                local=f"answer {i}" if correct else "something else",
+                paid=f"answer {i}" if has_answer else "a guess",
+                p_correct=rng.random(),
+                features=features,
             )
         )
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
-    (run / "run.json").write_text(json.dumps({"dataset": "synthetic", "paid_model": "p", "local_model": "l"}))
+    _write_run(run, records, "synthetic")
 
     outcome = calibrate(run, seed=0, cost_cap=0.6)
 
@@ -241,22 +264,17 @@ def _gate_run(path: Path, seed: int, support_sign: float) -> None:
         features["retrieval_top"] = (0.7 if has_answer else 0.5) + rng.gauss(0.0, 0.1)
         features["question_support"] = 0.6 + support_sign * (0.2 if has_answer else -0.2) + rng.gauss(0, 0.1)
         records.append(
-            QuestionRecord(
-                id=f"{path.name}-q{i}",
-                question=f"question {i}?",
+            _record(
+                i,
                 answers=[f"answer {i}"] if has_answer else [],
-                context_id=f"ctx-{i}",
-                retrieved_ids=[f"ctx-{i}"],
-                retrieval_ms=5.0,
-                local=TierCall(f"answer {i}" if has_answer else "a guess", f"l{i}", "local", 20, 800.0),
-                judgement=Judgement(p_correct=rng.random(), features=features),
-                paid=TierCall(f"answer {i}", f"p{i}", "paid", 300, 1500.0),
-                policy=POLICY,
+                local=f"answer {i}" if has_answer else "a guess",
+                paid=f"answer {i}",
+                p_correct=rng.random(),
+                features=features,
+                prefix=f"{path.name}-q",
             )
         )
-    path.mkdir(parents=True)
-    (path / "calls.jsonl").write_text("".join(r.to_json() + "\n" for r in records))
-    (path / "run.json").write_text(json.dumps({"dataset": path.name, "paid_model": "p", "local_model": "l"}))
+    _write_run(path, records, path.name)
 
 
 def test_two_distributions_drop_the_feature_whose_sign_flips_and_report_auroc_per_run(tmp_path: Path) -> None:
@@ -297,3 +315,18 @@ def test_a_fit_can_keep_to_the_features_another_calibration_reads(tmp_path: Path
     loaded = Calibration.load(outcome.path)
     assert loaded.answerable is not None and loaded.answerable.features == kept
     assert loaded.features == list(FEATURES)
+
+
+def test_two_runs_in_folders_of_the_same_name_stay_two_distributions(tmp_path: Path) -> None:
+    """`penny calibrate` leaves every collection's run in a folder named `run`."""
+    _gate_run(tmp_path / "squad" / "run", seed=1, support_sign=-1.0)
+    _gate_run(tmp_path / "docs" / "run", seed=2, support_sign=+1.0)
+
+    outcome = calibrate([tmp_path / "squad" / "run", tmp_path / "docs" / "run"], seed=0, cost_cap=0.6)
+
+    gate = next(d for d in outcome.decisions if d.name == "answerable")
+    assert set(gate.auroc_by_distribution) == {
+        str(tmp_path / "squad" / "run"),
+        str(tmp_path / "docs" / "run"),
+    }
+    assert [f.feature for f in gate.sign_flips] == ["question_support"]
