@@ -9,7 +9,8 @@ sklearn) unless trees win by cross-validation. The held-out AUROC before/after c
 service gave during the run with a model fitted on the rest. The price of a wrong answer W and of an
 abstention are chosen (:mod:`eval.pricing`) on the out-of-fold probabilities, so the promised F1 and cost
 are not flattered by fitting and choosing on the same answers. The file written is fitted on the whole
-run; what was found is a :class:`~eval.calibration_outcome.CalibrationOutcome`.
+run; what was found is a :class:`~eval.calibration_outcome.CalibrationOutcome`. The records and labels
+it reads come from :mod:`eval.labelled_runs`.
 """
 
 from __future__ import annotations
@@ -22,59 +23,21 @@ from typing import TYPE_CHECKING
 from assistant.answering.features import EVIDENCE_FEATURES
 from eval.calibration_outcome import CalibrationOutcome, DecisionFit
 from eval.distributions import SignFlip, auroc_by_group, consistent_features, distinct
+from eval.labelled_runs import paid_correct_labels, rescored, run_records
 from eval.metrics import auroc
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
 from eval.report import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
-    local_correct_labels,
     summarize,
 )
-from eval.runs import Config, QuestionRecord, RunError, load_records
+from eval.runs import Config, RunError
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration
 
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
-
-
-def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list[QuestionRecord]:
-    """Copies of ``records`` with the text features they lack (features added after the run) computed
-    from their stored question and local answer, on the passages the same retrieval returns again.
-
-    Generation is what a run pays for; a new evidence feature should not need it again. Only missing
-    features are filled: the stored ones are what the service computed live. A question whose retrieval
-    no longer returns the recorded passages (the collection changed) is an error, not a silent mismatch.
-    """
-    from assistant.answering.features import FEATURES, text_features
-    from assistant.service import Penny
-    from assistant.settings import get_settings
-
-    penny = Penny(get_settings())
-    retriever = penny.retriever(collection)
-    out = []
-    for r in records:
-        if (
-            r.judgement is None
-            or r.local is None
-            or not (missing := set(FEATURES) - set(r.judgement.features))
-        ):
-            out.append(r)
-            continue
-        passages = retriever.search(r.question)
-        if [p.id for p in passages] != r.retrieved_ids:
-            raise RunError(f"question {r.id}: retrieval no longer returns the recorded passages; re-run it")
-        fresh = text_features(r.question, passages, r.local.answer, penny.embedder)
-        features = {**r.judgement.features, **{name: fresh[name] for name in missing if name in fresh}}
-        out.append(replace(r, judgement=replace(r.judgement, features=features)))
-    return out
-
-
-def _training_set(records: Sequence[QuestionRecord]) -> tuple[list[QuestionRecord], list[bool]]:
-    usable = [r for r in records if r.local is not None and r.judgement is not None and r.judgement.features]
-    labels, _ = local_correct_labels(usable)
-    return usable, labels
 
 
 def stratified_split(labels: Sequence[bool], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -152,47 +115,6 @@ def choose_regularization(
         return float(log_loss(labels, out_of_fold(features, labels, folds, seed, c, names), labels=[0, 1]))
 
     return min((loss(c), c) for c in C_GRID)[1]
-
-
-def rescored(
-    records: Sequence[QuestionRecord],
-    p_correct: Sequence[float],
-    p_answerable: Sequence[float | None] | None = None,
-    p_paid_helps: Sequence[float | None] | None = None,
-) -> list[QuestionRecord]:
-    """Copies of ``records`` whose evaluator probabilities are replaced, for re-deriving cascade configs."""
-    gate = list(p_answerable) if p_answerable is not None else [None] * len(records)
-    helps = list(p_paid_helps) if p_paid_helps is not None else [None] * len(records)
-    return [
-        replace(r, judgement=replace(r.judgement, p_correct=p, p_answerable=a, p_paid_helps=h))
-        if r.judgement
-        else r
-        for r, p, a, h in zip(records, p_correct, gate, helps, strict=True)
-    ]
-
-
-def judged_by(records: Sequence[QuestionRecord], calibration: Calibration) -> list[QuestionRecord]:
-    """Copies of ``records`` whose three probabilities are ``calibration``'s on their stored features
-    (a record without a judgement is kept as it is)."""
-    features = [r.judgement.features if r.judgement else None for r in records]
-    return rescored(
-        records,
-        [0.0 if f is None else calibration.probability(f) for f in features],
-        [None if f is None else calibration.p_answerable(f) for f in features],
-        [None if f is None else calibration.p_paid_helps(f) for f in features],
-    )
-
-
-def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
-    """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
-    config is: the same derive and correctness rule as :func:`eval.report.local_correct_labels`."""
-    from eval.runs import derive, is_correct
-
-    paid = Config("paid", "paid")
-    return [
-        None if r.paid is None else is_correct(r.has_answer, (row := derive(r, paid))["em"], row["f1"])
-        for r in records
-    ]
 
 
 def trees_out_of_fold(
@@ -301,7 +223,7 @@ def calibrate(
         run_names = [str(d) for d in run_dirs]
     usable, labels, groups = [], [], []
     for directory, name in zip(run_dirs, run_names, strict=True):
-        rows, ys = _run_records(directory, refresh)
+        rows, ys = run_records(directory, refresh)
         usable += rows
         labels += ys
         groups += [name] * len(rows)
@@ -461,19 +383,3 @@ def feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | N
             if model is not None:
                 sets[name] = model.features
     return sets
-
-
-def _run_records(run_dir: Path, refresh: bool) -> tuple[list[QuestionRecord], list[bool]]:
-    """One run's complete, judged records and their "local correct" labels."""
-    calls = run_dir / "calls.jsonl"
-    if not calls.exists():
-        raise RunError(f"{calls} not found: pass the --out directory of an `eval run` (or its results.jsonl)")
-    records = [r for r in load_records(calls) if r.complete]
-    # A question re-asked after a partial record appears twice: keep its last complete record.
-    records = list({r.id: r for r in records}.values())
-    if refresh:
-        import json
-
-        meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-        records = refresh_features(records, meta["collection"])
-    return _training_set(records)

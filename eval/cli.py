@@ -145,7 +145,7 @@ def run_command(
     )
     records = outcome.records
     if records and synthetic is not None:
-        from eval.calibrate import judged_by, refresh_features
+        from eval.labelled_runs import judged_by, refresh_features
         from eval.synthetic_report import write_synthetic_report
 
         # Every question judged by the synthetic fit, including those a resumed run answered before

@@ -218,7 +218,7 @@ def refit_from_ledger(
     from assistant.answering.calibration import Calibration, collection_calibration_path, fit
     from assistant.answering.features import EVIDENCE_FEATURES
     from assistant.ledger import open_ledger
-    from eval.calibrate import _training_set
+    from eval.labelled_runs import training_set
     from eval.runs import load_records
 
     ledger = open_ledger(settings, paid_models=())
@@ -230,7 +230,7 @@ def refit_from_ledger(
     if collection is not None:
         calls = collection_work_dir(settings, collection) / "run" / "calls.jsonl"
         if calls.exists():
-            usable, ys = _training_set([r for r in load_records(calls) if r.complete])
+            usable, ys = training_set([r for r in load_records(calls) if r.complete])
             rows += [r.judgement.features for r in usable if r.judgement]
             correct += ys
             answerable += [r.has_answer for r in usable]

@@ -38,17 +38,11 @@ def compare_on_real(
 
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
-    from eval.calibrate import (
-        _fit_decision,
-        _training_set,
-        feature_sets,
-        judged_by,
-        paid_correct_labels,
-        rescored,
-    )
+    from eval.calibrate import _fit_decision, feature_sets
+    from eval.labelled_runs import judged_by, paid_correct_labels, rescored, training_set
     from eval.metrics import auroc
 
-    usable, labels = _training_set(records)
+    usable, labels = training_set(records)
     features = [r.judgement.features for r in usable if r.judgement]
     has_answer = [r.has_answer for r in usable]
     paid_right = paid_correct_labels(usable)

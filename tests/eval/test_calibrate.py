@@ -202,8 +202,8 @@ def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_a
     on the passages the same (real) retrieval returns, keeping the features computed live."""
     from assistant.service import Penny
     from assistant.settings import get_settings
-    from eval.calibrate import refresh_features
     from eval.datasets import ingest_contexts, load_dataset
+    from eval.labelled_runs import refresh_features
     from index.store import get_collection
 
     monkeypatch.setenv("PENNY_DATA_DIR", str(tmp_path / "data"))
