@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from assistant.answering.decision import Decision, Judgement, Policy, route
 from assistant.answering.features import retrieval_top_and_margin
 from assistant.answering.prompts import grounded_messages
-from eval.runs import RunError, TierCall, needed_tiers, parse_configs
+from eval.configs import needed_tiers, parse_configs
+from eval.errors import RunError
+from eval.records import TierCall
 
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer

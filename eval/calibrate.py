@@ -22,16 +22,17 @@ from typing import TYPE_CHECKING
 
 from assistant.answering.features import EVIDENCE_FEATURES
 from eval.calibration_outcome import CalibrationOutcome, DecisionFit
+from eval.configs import Config
 from eval.distributions import SignFlip, auroc_by_group, consistent_features, distinct
+from eval.errors import RunError
 from eval.labelled_runs import paid_correct_labels, rescored, run_records
 from eval.metrics import auroc
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
-from eval.report import (
+from eval.summaries import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
     summarize,
 )
-from eval.runs import Config, RunError
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from eval.distributions import SignFlip
 from eval.pricing import COST_CAP, HAS_ANS_TOLERANCE_F1
-from eval.report import QUALITY_TOLERANCE_F1, ConfigSummary
+from eval.summaries import QUALITY_TOLERANCE_F1, ConfigSummary
 
 
 @dataclass(frozen=True)

@@ -102,9 +102,12 @@ def run_command(
 ) -> None:
     """Ask every question once per tier and write results.jsonl, report.md and frontier.png."""
     from assistant.settings import get_settings
+    from eval.configs import parse_configs
     from eval.datasets import DatasetError, load_dataset
+    from eval.errors import RunError
+    from eval.records import load_records
     from eval.report import write_report
-    from eval.runs import EvalRun, RunError, load_records, parse_configs
+    from eval.runs import EvalRun
 
     settings = get_settings()
     max_cost_micro_usd = _micro_usd(max_cost_usd)
@@ -249,7 +252,7 @@ def calibrate_command(
     price of a wrong answer. Several runs are fitted together as distinct distributions: a feature whose
     sign differs between them is left out, and AUROC is reported per run."""
     from eval.calibrate import calibrate
-    from eval.runs import RunError
+    from eval.errors import RunError
 
     try:
         outcome = calibrate(

@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.report import local_correct_labels
-from eval.runs import Config, QuestionRecord, RunError, load_records
+from eval.configs import Config
+from eval.errors import RunError
+from eval.records import QuestionRecord, load_records
+from eval.summaries import local_correct_labels
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration
@@ -73,8 +75,8 @@ def training_set(records: Sequence[QuestionRecord]) -> tuple[list[QuestionRecord
 
 def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
     """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
-    config is: the same derive and correctness rule as :func:`eval.report.local_correct_labels`."""
-    from eval.runs import derive, is_correct
+    config is: the same derive and correctness rule as :func:`eval.summaries.local_correct_labels`."""
+    from eval.configs import derive, is_correct
 
     paid = Config("paid", "paid")
     return [

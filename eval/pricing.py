@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from eval.report import QUALITY_TOLERANCE_F1, ConfigSummary, summarize
-from eval.runs import PRICE_GRID, Config, QuestionRecord, price_name, threshold_name
+from eval.configs import PRICE_GRID, Config, price_name, threshold_name
+from eval.records import QuestionRecord
+from eval.summaries import QUALITY_TOLERANCE_F1, ConfigSummary, summarize
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
 ABSTAIN_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # price of an abstention / of a wrong answer
@@ -69,7 +70,8 @@ def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], p
     one frontier point per price of a wrong answer (at the chosen abstention ratio)."""
     import json
 
-    from eval.report import plot_frontier, render_markdown
+    from eval.frontier_plot import plot_frontier
+    from eval.report import render_markdown
 
     ratio = pick.config.abstain_ratio
     configs = [

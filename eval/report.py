@@ -1,141 +1,30 @@
-"""Turn a run into ``report.md`` (one row per config, savings vs paid) and ``frontier.png`` (F1 vs cost)."""
+"""Turn a run into ``report.md`` (one row per config, savings vs paid) and ``frontier.png`` (F1 vs cost).
+
+The numbers come from :mod:`eval.summaries` and the plot from :mod:`eval.frontier_plot`; this module
+writes the words and tables around them.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.metrics import (
-    QualitySummary,
-    auroc,
-    latency_percentiles,
-    mean_recall_at_k,
-    shares,
-    summarize_quality,
+from eval.configs import Config
+from eval.frontier_plot import plot_frontier
+from eval.metrics import auroc, mean_recall_at_k
+from eval.records import QuestionRecord
+from eval.summaries import (
+    COST_TARGET_RATIO,
+    QUALITY_TOLERANCE_F1,
+    ConfigSummary,
+    by_name,
+    cheapest_at_quality,
+    local_correct_labels,
+    summarize,
 )
-from eval.runs import Config, QuestionRecord, derive, is_correct
-
-QUALITY_TOLERANCE_F1 = 1.0  # "equal quality": within this many F1 points of paid-only
-COST_TARGET_RATIO = 0.40  # the issue's bar: cascade cost ≤ 40 % of paid-only
-
-
-@dataclass(frozen=True)
-class ConfigSummary:
-    config: Config
-    quality: QualitySummary
-    paid_call_rate: float
-    shares: dict[str, float]
-    mean_cost_micro_usd: float
-    total_cost_micro_usd: int
-    latency_p50_ms: float
-    latency_p95_ms: float
-    degraded: int
-    escalations: int = 0
-    escalations_paid_wrong: int = 0  # escalated, and the paid answer was wrong too: money for nothing
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def wasted_escalation_share(self) -> float | None:
-        return self.escalations_paid_wrong / self.escalations if self.escalations else None
-
-
-def summarize(records: Sequence[QuestionRecord], configs: Sequence[Config]) -> list[ConfigSummary]:
-    """One summary per config, each derived from the same per-question records."""
-    summaries = []
-    for config in configs:
-        rows = [derive(r, config) for r in records]
-        p50, p95 = latency_percentiles([r["latency_ms"] for r in rows])
-        total = sum(int(r["cost_micro_usd"]) for r in rows)
-        summaries.append(
-            ConfigSummary(
-                config=config,
-                quality=summarize_quality((r["has_answer"], r["em"], r["f1"]) for r in rows),
-                paid_call_rate=sum(r["paid_call"] for r in rows) / len(rows),
-                shares=shares([r["tier"] for r in rows]),
-                mean_cost_micro_usd=total / len(rows),
-                total_cost_micro_usd=total,
-                latency_p50_ms=p50,
-                latency_p95_ms=p95,
-                degraded=sum(r["degraded"] for r in rows),
-                escalations=sum(r["escalated"] for r in rows),
-                escalations_paid_wrong=sum(
-                    r["escalated"] and not is_correct(r["has_answer"], r["em"], r["f1"]) for r in rows
-                ),
-            )
-        )
-    return summaries
-
-
-def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool], list[float]]:
-    """("local answer correct", evaluator P(correct)) per question that has both."""
-    local = Config("local", "local")
-    labels, scores = [], []
-    for record in records:
-        if record.local is None or record.judgement is None:
-            continue
-        row = derive(record, local)
-        labels.append(is_correct(record.has_answer, row["em"], row["f1"]))
-        scores.append(record.judgement.p_correct)
-    return labels, scores
-
-
-def quality_gap(summary: ConfigSummary, paid: ConfigSummary) -> float:
-    """F1 points to paid-only on the weaker of overall and HasAns F1 (negative: behind paid)."""
-    gaps = [summary.quality.f1 - paid.quality.f1]
-    if summary.quality.has_ans_f1 is not None and paid.quality.has_ans_f1 is not None:
-        gaps.append(summary.quality.has_ans_f1 - paid.quality.has_ans_f1)
-    return min(gaps)
-
-
-def holds_quality(
-    summary: ConfigSummary,
-    paid: ConfigSummary,
-    local: ConfigSummary | None = None,
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
-    strict: bool = False,
-) -> bool:
-    """Overall F1 within ``tolerance_f1`` of paid-only, and on the answerable (HasAns) questions no worse
-    than the local tier alone (``strict``: within ``tolerance_f1`` of paid-only there too).
-
-    The HasAns condition keeps a config from buying its F1 with abstentions alone: on SQuAD 2.0 answering
-    "not in the documents" to everything scores the NoAns share (~50), more than either model here.
-    """
-    if strict:
-        return quality_gap(summary, paid) >= -tolerance_f1 - 1e-9
-    q, ref = summary.quality, paid.quality
-    if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
-        return False
-    if q.has_ans_f1 is None or ref.has_ans_f1 is None:
-        return True
-    floor = local.quality.has_ans_f1 if local is not None else None
-    return floor is None or q.has_ans_f1 >= floor - 1e-9
-
-
-def cheapest_at_quality(
-    summaries: Sequence[ConfigSummary],
-    paid: ConfigSummary,
-    local: ConfigSummary | None = None,
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
-    strict: bool = False,
-) -> ConfigSummary | None:
-    """The cheapest cascade config that :func:`holds_quality` (ties: higher F1)."""
-    candidates = [
-        s
-        for s in summaries
-        if s.config.kind == "cascade" and holds_quality(s, paid, local, tolerance_f1, strict)
-    ]
-    return min(candidates, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
-
-
-def _by_name(summaries: Sequence[ConfigSummary], name: str) -> ConfigSummary | None:
-    return next((s for s in summaries if s.name == name), None)
 
 
 def _pct(value: float | None) -> str:
@@ -162,15 +51,6 @@ _HEADER = (
     "| mean cost | total cost | p50 ms | p95 ms |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
-
-
-def config_rule(config: Config) -> str:
-    """A cascade config's decision rule in a few words, for legends and tables."""
-    if config.threshold is not None:
-        return f"T={config.threshold:.2f}"
-    if config.wrong_answer_usd is not None:
-        return f"W=${config.wrong_answer_usd:g}"
-    return "the run's policy"
 
 
 def _default_rule(meta: dict[str, Any]) -> str:
@@ -216,10 +96,10 @@ def render_markdown(
         "EM/F1 are the official SQuAD 2.0 numbers (0–100) after stripping citation markers; an abstention "
         "counts as the empty answer, which is correct only for NoAns questions.",
     ]
-    paid = _by_name(summaries, "paid")
+    paid = by_name(summaries, "paid")
     if paid is not None:
         target = paid.quality.f1 - QUALITY_TOLERANCE_F1
-        local_summary = _by_name(summaries, "local")
+        local_summary = by_name(summaries, "local")
         best = cheapest_at_quality(summaries, paid, local_summary)
         strict = cheapest_at_quality(summaries, paid, strict=True)
         lines += ["", "## Savings vs `paid` at equal quality", ""]
@@ -242,7 +122,7 @@ def render_markdown(
                 "being served (see the frontier)."
             )
         elif paid.mean_cost_micro_usd > 0 and best.mean_cost_micro_usd >= paid.mean_cost_micro_usd:
-            local = _by_name(summaries, "local")
+            local = by_name(summaries, "local")
             if local is not None and local.mean_cost_micro_usd >= paid.mean_cost_micro_usd:
                 why = (
                     f"The local tier is the limit: alone it costs {_usd(local.mean_cost_micro_usd)} "
@@ -318,139 +198,6 @@ def render_markdown(
         "",
     ]
     return "\n".join(lines)
-
-
-def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "") -> Path:
-    """F1 vs mean cost per answer: the threshold sweep and the expected-loss frontier as lines,
-    local/paid/cascade marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def x(s: ConfigSummary) -> float:
-        return s.mean_cost_micro_usd / 1000.0  # micro-USD per answer → US$ per 1,000 answers
-
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    cascades = sorted(
-        (
-            s
-            for s in summaries
-            if s.config.kind == "cascade" and s.config.threshold is not None and s.config.sweep
-        ),
-        key=lambda s: s.config.threshold or 0,
-    )
-    priced = sorted(
-        (s for s in summaries if s.config.wrong_answer_usd is not None and s.config.sweep),
-        key=lambda s: s.config.wrong_answer_usd or 0,
-    )
-    if priced:
-        ax.plot(
-            [x(s) for s in priced],
-            [s.quality.f1 for s in priced],
-            "-^",
-            color="tab:brown",
-            markersize=4,
-            linewidth=1.2,
-            label="cascade:w=W (expected loss, W = price of a wrong answer)",
-        )
-        for s in priced[:: max(1, len(priced) // 5)]:
-            ax.annotate(
-                f"W=${s.config.wrong_answer_usd:g}",
-                (x(s), s.quality.f1),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-                color="tab:brown",
-            )
-    paid = _by_name(summaries, "paid")
-    local = _by_name(summaries, "local")
-    if paid is not None:
-        target = paid.quality.f1 - QUALITY_TOLERANCE_F1
-        ax.axhline(target, color="tab:green", linestyle="--", linewidth=1)
-        ax.text(
-            0.0,
-            target,
-            f"  paid F1 − {QUALITY_TOLERANCE_F1:g}",
-            va="bottom",
-            color="tab:green",
-            fontsize=8,
-            transform=ax.get_yaxis_transform(),
-        )
-        if paid.mean_cost_micro_usd > 0:
-            ax.axvspan(
-                0,
-                COST_TARGET_RATIO * x(paid),
-                color="tab:green",
-                alpha=0.07,
-                label=f"cost ≤ {100 * COST_TARGET_RATIO:.0f} % of paid",
-            )
-    if cascades:
-        ax.plot(
-            [x(s) for s in cascades],
-            [s.quality.f1 for s in cascades],
-            "-o",
-            color="tab:blue",
-            markersize=4,
-            linewidth=1.2,
-            label="cascade@T (threshold sweep)",
-        )
-        step = max(1, len(cascades) // 6)
-        labelled: set[tuple[float, float]] = set()
-        for i, s in enumerate(cascades):
-            spot = (round(x(s), 3), round(s.quality.f1, 1))
-            if (i % step == 0 or i == len(cascades) - 1) and spot not in labelled:
-                labelled.add(spot)  # thresholds that land on the same point are labelled once
-                ax.annotate(
-                    f"T={s.config.threshold:.2f}",
-                    (x(s), s.quality.f1),
-                    textcoords="offset points",
-                    xytext=(4, -10),
-                    fontsize=7,
-                    color="tab:blue",
-                )
-    default = _by_name(summaries, "cascade")
-    if default is not None:
-        ax.plot(
-            x(default),
-            default.quality.f1,
-            "o",
-            markersize=11,
-            markerfacecolor="none",
-            markeredgecolor="tab:purple",
-            markeredgewidth=2,
-            label=f"cascade (default: {config_rule(default.config)})",
-        )
-    best = cheapest_at_quality([*cascades, *priced], paid, local) if paid else None
-    if best is not None and paid is not None and best.mean_cost_micro_usd < paid.mean_cost_micro_usd:
-        ax.plot(
-            x(best),
-            best.quality.f1,
-            "*",
-            markersize=16,
-            color="tab:green",
-            label=f"cheapest at equal quality: {best.name}",
-        )
-    for baseline, marker, color in ((local, "s", "tab:orange"), (paid, "D", "tab:red")):
-        if baseline is not None:
-            ax.plot(
-                x(baseline),
-                baseline.quality.f1,
-                marker,
-                markersize=10,
-                color=color,
-                label=f"{baseline.name} only: F1 {baseline.quality.f1:.1f}",
-            )
-    ax.set_xlabel("mean cost per answer (US$ per 1,000 answers, from the ledger)")
-    ax.set_ylabel("F1 (SQuAD 2.0, 0–100)")
-    ax.set_title(title or "Quality vs cost")
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def write_report(

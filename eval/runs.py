@@ -1,11 +1,9 @@
-"""The eval run: ask every question once per tier, derive every config from those same calls.
+"""The eval run: ask every question once per tier, and keep what came back so each config can be derived.
 
 Per question: retrieval once (the same passages for every config), the local answer with the evaluator's
 judgement, the routing policy in force and the pre-generation route, and the paid answer on the same
-sources. Each config is then a pure function of that record (``derive``): ``local`` and ``paid`` take one
-answer; ``cascade@T`` applies the service's own rules (:mod:`assistant.answering.decision`) with threshold
-T. Costs are the ledger's numbers for the calls a config would make (an escalated cascade answer pays
-both), never recomputed here.
+sources. The record types are :mod:`eval.records`; each config is then a pure function of a record
+(:func:`eval.configs.derive`).
 
 Files in the run directory:
 - ``calls.jsonl``: one raw record per question (append-only, fsynced); a crashed run resumes from it.
@@ -16,314 +14,20 @@ Files in the run directory:
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from assistant.answering.decision import Decision, Judgement, Policy, decide
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.decision import Decision, Judgement, Policy
+from eval.configs import Config, derive, needed_tiers
 from eval.datasets import Dataset, EvalQuestion
-from eval.metrics import score, to_prediction
+from eval.errors import RunError
+from eval.jsonl import append_line, atomic_write
+from eval.records import QuestionRecord, TierCall, load_records
 from index.retrieval import Passage
-
-SWEEP_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
-# Prices of a wrong answer for the expected-loss frontier, in USD: from "barely worth a paid call" to
-# "worth many" (a paid answer costs ~$0.002 at gpt-4o prices).
-PRICE_GRID: tuple[float, ...] = (
-    0.0005,
-    0.001,
-    0.002,
-    0.003,
-    0.005,
-    0.0075,
-    0.01,
-    0.015,
-    0.02,
-    0.03,
-    0.05,
-    0.1,
-)
-CORRECT_F1 = 0.5  # "the local answer is correct" for AUROC and calibration: F1 ≥ this (NoAns: abstained)
-
-
-class RunError(RuntimeError):
-    """The run cannot start or continue as asked; the message says what to change."""
-
-
-# ---------------------------------------------------------------------------------------------- records
-
-
-@dataclass
-class TierCall:
-    """One answer from one tier, with the cost the ledger recorded for its request id."""
-
-    answer: str
-    request_id: str
-    tier: str  # who actually answered: local | paid | cache | none
-    cost_micro_usd: int
-    latency_ms: float  # the tier's own time, retrieval excluded (retrieval is counted once per question)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    degraded: bool = False  # the paid tier failed and the service fell back to the local answer
-    reason: str = ""
-
-
-@dataclass
-class QuestionRecord:
-    """One line of ``calls.jsonl``: everything every config needs for one question.
-
-    With the local call come the evaluator's ``judgement`` of it, the ``policy`` in force, and ``route``:
-    what the service decides before generation (retrieval found nothing relevant: abstain or escalate
-    without spending local compute), None when it generates.
-    """
-
-    id: str
-    question: str
-    answers: list[str]
-    context_id: str | None
-    retrieved_ids: list[str]
-    retrieval_ms: float
-    local: TierCall | None = None
-    judgement: Judgement | None = None
-    paid: TierCall | None = None
-    complete: bool = True
-    policy: Policy | None = None
-    route: Decision | None = None
-
-    @property
-    def has_answer(self) -> bool:
-        return bool(self.answers)
-
-    @property
-    def spent_micro_usd(self) -> int:
-        return sum(c.cost_micro_usd for c in (self.local, self.paid) if c is not None)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QuestionRecord:
-        data = dict(data)
-        if data.get("judgement") and "route" in data["judgement"]:
-            data |= _from_first_format(data["judgement"])
-        for key in ("local", "paid"):
-            data[key] = TierCall(**data[key]) if data.get(key) else None
-        data["judgement"] = Judgement(**data["judgement"]) if data.get("judgement") else None
-        data["policy"] = Policy(**data["policy"]) if data.get("policy") else None
-        data["route"] = _decision(data["route"]) if data.get("route") else None
-        return cls(**data)
-
-
-def _decision(data: dict[str, Any]) -> Decision:
-    judgement = data.get("judgement")
-    return Decision(
-        action=data["action"],
-        reason=data["reason"],
-        judgement=Judgement(**judgement) if judgement else None,
-        features=dict(data.get("features") or {}),
-    )
-
-
-def _from_first_format(old: dict[str, Any]) -> dict[str, Any]:
-    """Fields of a record written before the judgement followed the service's decision module.
-
-    That judgement held the route ("generate", "abstain", "escalate") and ``forced`` (the policy's answer
-    to a local abstention) but no policy: the settings' defaults stand in for what it does not say, and
-    the threshold default is the 0.5 derive then assumed.
-    """
-    from assistant.settings import CascadeSettings
-
-    features = dict(old.get("features") or {})
-    route = old.get("route", "generate")
-    policy = Policy.from_settings(CascadeSettings())
-    policy = replace(
-        policy,
-        escalate_below=0.5,
-        on_empty_retrieval=route if route != "generate" else policy.on_empty_retrieval,
-        on_local_abstain=old.get("forced") or policy.on_local_abstain,
-    )
-    return {
-        "judgement": {
-            "p_correct": old["p_correct"],
-            "p_answerable": old.get("p_answerable"),
-            "abstain_below": old.get("abstain_below", 0.0),
-            "features": features,
-            "local_abstained": old.get("forced") is not None or bool(features.get("abstained")),
-        },
-        "policy": asdict(policy),
-        "route": None if route == "generate" else {"action": route, "reason": old.get("reason", "")},
-    }
-
-
-# ---------------------------------------------------------------------------------------------- configs
-
-
-@dataclass(frozen=True)
-class Config:
-    """One way of answering, derived from the run's calls.
-
-    A cascade decides by the policy recorded in the run, unless the config names a ``threshold`` (the
-    threshold rule) or a ``wrong_answer_usd`` (the expected-loss rule at that price of a wrong answer,
-    abstaining priced at ``abstain_ratio`` of it).
-    """
-
-    name: str
-    kind: str  # local | paid | cascade
-    threshold: float | None = None
-    sweep: bool = False
-    abstain_below: float | None = None  # None: the calibration's own answerable gate
-    wrong_answer_usd: float | None = None
-    abstain_ratio: float | None = None  # None: the recorded policy's abstain_usd
-
-
-def threshold_name(threshold: float) -> str:
-    return f"cascade@{threshold:.2f}"
-
-
-def price_name(wrong_answer_usd: float) -> str:
-    return f"cascade:w={wrong_answer_usd:g}"
-
-
-def parse_configs(names: Sequence[str]) -> list[Config]:
-    """``local``, ``paid``, ``cascade`` (the recorded policy), ``cascade@T`` (threshold rule),
-    ``cascade:w=W`` (expected loss at W USD per wrong answer), ``sweep`` (T on a grid) and ``frontier``
-    (W on a grid)."""
-    configs: dict[str, Config] = {}
-    for raw in names:
-        name = raw.strip().lower()
-        if name in ("local", "paid"):
-            configs[name] = Config(name, name)
-        elif name == "cascade":
-            configs[name] = Config(name, "cascade")
-        elif name.startswith("cascade:w="):
-            try:
-                price = float(name.split("=", 1)[1])
-            except ValueError:
-                price = -1.0
-            if not price >= 0:
-                raise RunError(f"config {raw!r}: the price after w= must be a number of USD ≥ 0")
-            configs.setdefault(
-                price_name(price), Config(price_name(price), "cascade", wrong_answer_usd=price)
-            )
-        elif name == "frontier":
-            for price in PRICE_GRID:
-                config = Config(price_name(price), "cascade", sweep=True, wrong_answer_usd=price)
-                configs.setdefault(config.name, config)
-        elif name.startswith("cascade@"):
-            try:
-                threshold = float(name.split("@", 1)[1])
-            except ValueError:
-                threshold = -1.0
-            if not 0.0 <= threshold <= 1.0:
-                raise RunError(f"config {raw!r}: the threshold after @ must be a number in [0, 1]")
-            config = Config(threshold_name(threshold), "cascade", threshold)
-            configs.setdefault(config.name, config)
-        elif name == "sweep":
-            for threshold in SWEEP_GRID:
-                config = Config(threshold_name(threshold), "cascade", threshold, sweep=True)
-                configs.setdefault(config.name, config)
-        else:
-            raise RunError(
-                f"unknown config {raw!r}: use local, paid, cascade, cascade@T (0≤T≤1), cascade:w=USD, sweep "
-                "or frontier"
-            )
-    if not configs:
-        raise RunError("no config given: pass --config local/paid/cascade/cascade@T/cascade:w=USD/sweep")
-    return list(configs.values())
-
-
-def needed_tiers(configs: Iterable[Config]) -> tuple[bool, bool]:
-    """(local, paid): which tiers the run must call. A local-only run never touches the paid tier."""
-    kinds = {c.kind for c in configs}
-    return bool(kinds & {"local", "cascade"}), bool(kinds & {"paid", "cascade"})
-
-
-# ---------------------------------------------------------------------------------------------- derive
-
-
-def is_correct(record_has_answer: bool, em: float, f1: float) -> bool:
-    return f1 >= CORRECT_F1 if record_has_answer else em == 1.0
-
-
-def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
-    """The answer, cost and latency that ``config`` would have given on this question."""
-    calls: list[TierCall]
-    served: TierCall | None  # the call whose answer is served; None: the service abstains
-    judgement, escalated, paid = record.judgement, False, record.paid
-    if config.kind == "local":
-        served = _need(record.local, config, record)
-        calls = [served]
-    elif config.kind == "paid":
-        served = _need(paid, config, record)
-        calls = [served]
-    else:
-        local, paid = _need(record.local, config, record), _need(paid, config, record)
-        if record.route is not None:  # decided before generation: the local call would not be made
-            local_calls: list[TierCall] = []
-            action = record.route.action
-        else:
-            if judgement is None or record.policy is None:
-                raise RunError(f"question {record.id} has a local answer but no judgement or policy")
-            local_calls = [local]
-            action = decide_config(record, judgement, record.policy, config, paid).action
-        if action == "abstain":
-            calls, served = local_calls, None
-        elif action == "escalate":
-            calls, served, escalated = [*local_calls, paid], paid, True
-        else:
-            calls, served = local_calls, local
-    answer = served.answer if served else ABSTAIN_PHRASE
-    prediction = to_prediction(answer)
-    em, f1 = score(prediction, record.answers)
-    return {
-        "config": config.name,
-        "id": record.id,
-        "has_answer": record.has_answer,
-        "prediction": prediction,
-        "em": em,
-        "f1": f1,
-        "tier": served.tier if served else "none",
-        "escalated": escalated,
-        "paid_call": any(c is paid for c in calls),
-        "degraded": bool(served and served.degraded),
-        "cost_micro_usd": sum(c.cost_micro_usd for c in calls),
-        "latency_ms": round(record.retrieval_ms + sum(c.latency_ms for c in calls), 1),
-        "p_correct": judgement.p_correct if judgement else None,
-        "request_ids": [c.request_id for c in calls],
-    }
-
-
-def decide_config(
-    record: QuestionRecord, judgement: Judgement, policy: Policy, config: Config, paid: TierCall
-) -> Decision:
-    """The service's decision under ``config``. The paid call's expected cost is what the ledger charged
-    for it in this run (the service estimates it from the price table before the call)."""
-    if config.abstain_ratio is not None and config.wrong_answer_usd is not None:
-        policy = replace(policy, abstain_usd=config.abstain_ratio * config.wrong_answer_usd)
-    return decide(
-        judgement,
-        policy,
-        threshold=config.threshold,
-        abstain_below=config.abstain_below,
-        paid_cost_usd=paid.cost_micro_usd / 1e6,
-        wrong_answer_usd=config.wrong_answer_usd,
-    )
-
-
-def _need(call: TierCall | None, config: Config, record: QuestionRecord) -> TierCall:
-    if call is None:
-        raise RunError(
-            f"config {config.name} needs a tier this run did not call for question {record.id}; "
-            "re-run with that config in --config so both tiers are asked"
-        )
-    return call
-
-
-# ---------------------------------------------------------------------------------------------- answerer
 
 
 class Answerer(Protocol):
@@ -343,9 +47,6 @@ class Answerer(Protocol):
     def paid_worst_case_micro_usd(self, question: str, passages: Sequence[Passage]) -> int: ...
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall: ...
-
-
-# ---------------------------------------------------------------------------------------------- run loop
 
 
 @dataclass
@@ -421,13 +122,13 @@ class EvalRun:
                         break
                     record, stop = self._ask(question, need_local, need_paid, spent)
                     spent += record.spent_micro_usd
-                    _append(calls, record.to_json())
+                    append_line(calls, record.to_json())
                     if stop:
                         stopped = stop
                         break
                     done[record.id] = record
                     for config in self.configs:
-                        _append(results, json.dumps(derive(record, config), ensure_ascii=False))
+                        append_line(results, json.dumps(derive(record, config), ensure_ascii=False))
                     asked += 1
                     bar.update(1)
                     bar.set_postfix(spent=f"${spent / 1e6:.4f}")
@@ -487,7 +188,7 @@ class EvalRun:
             "policy": asdict(self.answerer.policy),
             "max_cost_micro_usd": self.max_cost_micro_usd,
         }
-        _atomic_write(self.meta_path, json.dumps(meta, indent=2, ensure_ascii=False))
+        atomic_write(self.meta_path, json.dumps(meta, indent=2, ensure_ascii=False))
 
 
 def _request_id(question: EvalQuestion, tier: str) -> str:
@@ -503,64 +204,10 @@ def _stop_message(question: EvalQuestion, spent: int, worst: int, limit: int) ->
     )
 
 
-def _append(handle: Any, line: str) -> None:
-    handle.write(line + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one row durably (fsync), for files read back with :func:`read_jsonl`."""
-    with path.open("a", encoding="utf-8") as handle:
-        _append(handle, json.dumps(row, ensure_ascii=False))
-
-
-def read_jsonl(path: Path, what: str = "JSON") -> list[dict[str, Any]]:
-    """Rows of an append-only JSONL file; a line torn by a crash is cut off so appends stay well-formed."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    rows: list[dict[str, Any]] = []
-    good_end = 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break  # torn tail: the process died mid-write
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise RunError(f"{path} line {len(rows) + 1} is not {what} ({exc}); move it aside") from exc
-        good_end += len(line)
-    if good_end < len(raw):
-        with path.open("r+b") as handle:
-            handle.truncate(good_end)
-    return rows
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def load_records(path: Path) -> list[QuestionRecord]:
-    """Records from ``calls.jsonl`` (a torn last line is cut off, see :func:`read_jsonl`).
-
-    A question that appears more than once (re-asked after a partial record) keeps its last record for
-    results, but every record's spend counts.
-    """
-    records: list[QuestionRecord] = []
-    for number, row in enumerate(read_jsonl(path, "a calls record"), start=1):
-        try:
-            records.append(QuestionRecord.from_dict(row))
-        except (TypeError, KeyError) as exc:
-            raise RunError(f"{path} line {number} is not a calls record ({exc}); move it aside") from exc
-    return records
-
-
 def write_results(path: Path, records: Sequence[QuestionRecord], configs: Sequence[Config]) -> None:
     """Rewrite ``results.jsonl`` (per question per config) from the complete records."""
     lines = [json.dumps(derive(r, c), ensure_ascii=False) for c in configs for r in records]
-    _atomic_write(path, "".join(line + "\n" for line in lines))
+    atomic_write(path, "".join(line + "\n" for line in lines))
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:

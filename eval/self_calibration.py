@@ -17,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.runs import Config, EvalRun, RunError
+from eval.configs import Config
+from eval.errors import RunError
+from eval.runs import EvalRun
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
@@ -219,7 +221,7 @@ def refit_from_ledger(
     from assistant.answering.features import EVIDENCE_FEATURES
     from assistant.ledger import open_ledger
     from eval.labelled_runs import training_set
-    from eval.runs import load_records
+    from eval.records import load_records
 
     ledger = open_ledger(settings, paid_models=())
     labels = ledger.shadow_labels(collection=collection, since=since)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Literal
 from assistant.answering.charged import charged_chat
 from assistant.answering.features import normalize, retrieval_top_and_margin
 from assistant.answering.prompts import format_sources
-from eval.runs import append_jsonl, read_jsonl
+from eval.jsonl import append_jsonl, read_jsonl
 from eval.synthetic_rules import WORD, answer_problem, entities, is_question, parse_question, swap_entity
 
 if TYPE_CHECKING:

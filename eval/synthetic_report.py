@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.runs import Config, QuestionRecord
+from eval.configs import Config
+from eval.records import QuestionRecord
 
 if TYPE_CHECKING:
     from assistant.answering.calibration import Calibration
@@ -91,7 +92,7 @@ def write_synthetic_report(
     """``synthetic.md``: per decision, the synthetic fit's AUROC on the real questions against the
     real-label out-of-fold fit, and both cascades' frontiers (one row per price of a wrong answer)."""
     from eval.pricing import price_configs
-    from eval.report import summarize
+    from eval.summaries import summarize
 
     comparisons, synthetic_records, real_records = compare_on_real(records, synthetic, seed=seed)
     ratio = float(synthetic.meta.get("recommended_abstain_usd", 0.0)) / float(

@@ -1,6 +1,6 @@
 """When do we serve, abstain or escalate? The one place that answers it, for the service and for eval.
 
-Two pure functions over plain values, so the cascade and ``eval.runs.derive`` cannot drift apart:
+Two pure functions over plain values, so the cascade and ``eval.configs.derive`` cannot drift apart:
 :func:`route` before generation (nothing relevant retrieved: do not spend local compute) and :func:`decide`
 after it (the evaluator's :class:`Judgement` of the local answer against the :class:`Policy`).
 

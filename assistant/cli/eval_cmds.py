@@ -66,7 +66,7 @@ def calibrate_cmd(
     from live traffic's shadow labels. The service picks the result up for that collection by itself."""
     from assistant.settings import get_settings
     from eval.cli import EXIT_COST_LIMIT, _micro_usd
-    from eval.runs import RunError
+    from eval.errors import RunError
     from eval.self_calibration import calibrate_collection, refit_from_ledger
 
     if not from_ledger and collection is None:

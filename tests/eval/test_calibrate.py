@@ -19,7 +19,8 @@ from assistant.answering.decision import Judgement, Policy
 from assistant.answering.features import FEATURES
 from assistant.settings import CascadeSettings
 from eval.calibrate import calibrate
-from eval.runs import QuestionRecord, RunError, TierCall
+from eval.errors import RunError
+from eval.records import QuestionRecord, TierCall
 
 POLICY = Policy.from_settings(CascadeSettings())
 

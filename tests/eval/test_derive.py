@@ -9,7 +9,9 @@ import pytest
 
 from assistant.answering.decision import Decision, Judgement, Policy
 from assistant.settings import CascadeSettings
-from eval.runs import PRICE_GRID, Config, QuestionRecord, RunError, TierCall, derive, parse_configs
+from eval.configs import PRICE_GRID, Config, derive, parse_configs
+from eval.errors import RunError
+from eval.records import QuestionRecord, TierCall
 
 LOCAL = TierCall("Normandy is in France [1].", "l1", "local", cost_micro_usd=20, latency_ms=800.0)
 PAID = TierCall("France [1]", "p1", "paid", cost_micro_usd=300, latency_ms=1500.0)

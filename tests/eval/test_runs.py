@@ -17,15 +17,11 @@ import pytest
 
 from assistant.answering.decision import Decision, Judgement, route
 from assistant.answering.prompts import ABSTAIN_PHRASE
+from eval.configs import parse_configs
 from eval.datasets import Dataset, load_dataset
-from eval.runs import (
-    EvalRun,
-    RunError,
-    TierCall,
-    load_records,
-    parse_configs,
-    read_results,
-)
+from eval.errors import RunError
+from eval.records import TierCall, load_records
+from eval.runs import EvalRun, read_results
 from index.retrieval import Passage
 from tests.support.fake_paid import completion_body
 from tests.support.servers import running_server
