@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 MAX_ANSWER_WORDS = 8  # SQuAD answers are mostly shorter; the prompt asks for at most four words
 _QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*\n+\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
-_ENTITY = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*\b")
+_ENTITY = re.compile(r"\b[A-Z][a-z]+(?:[^\S\n]+[A-Z][a-z]+)*\b")  # a line break ends a name
 _NUMBER = re.compile(r"\b\d{2,4}\b")
 WORD = re.compile(r"\b[a-z]{7,}\b")
 _QUESTION_WORDS = frozenset(
@@ -88,16 +88,17 @@ def swap_entity(
     A name comes from another chunk (``donors``), so the probe still reads like the documents; a number
     is shifted. Names the chunk mentions are preferred: they are what the question is about.
     """
-    names = [m for m in _ENTITY.finditer(question) if m.group().split()[0] not in _QUESTION_WORDS]
-    names = [m for m in names if m.group() in chunk] or names  # names the chunk mentions first
-    if names:
-        target = rng.choice(names)
-        candidates = sorted(
-            {d for d in donors if d not in chunk and d != target.group() and d not in question}
-        )
+    # Targets follow the donors' rule (:func:`entities`): a name the chunk also uses mid-sentence
+    # counts as one even where it opens the question.
+    spans = _name_spans(question, known=frozenset(entities(chunk)))
+    spans = [s for s in spans if question[s[0] : s[1]] in chunk] or spans  # names the chunk mentions first
+    if spans:
+        start, end = rng.choice(spans)
+        target = question[start:end]
+        candidates = sorted({d for d in donors if d not in chunk and d != target and d not in question})
         if candidates:
             donor = rng.choice(candidates)
-            return question[: target.start()] + donor + question[target.end() :], donor
+            return question[:start] + donor + question[end:], donor
     numbers = list(_NUMBER.finditer(question))
     if numbers:
         target = rng.choice(numbers)
@@ -117,12 +118,44 @@ def swap_entity(
 
 
 def entities(text: str) -> list[str]:
-    """Capitalised names in ``text`` (multi-word kept whole), the donors for :func:`swap_entity`."""
-    names = []
+    """Capitalised names in ``text`` (multi-word kept whole), the donors for :func:`swap_entity`.
+
+    A capital at the start of a sentence (start of text, after ``.!?:``, a line break or a bullet) says
+    nothing: "However", "Returns", "Note" are not names, and a question made with one ("What does However
+    return?") is unanswerable for a reason the evaluator could learn from the wording alone. So a
+    sentence-initial word counts as a name only when the text also uses it to begin a name mid-sentence;
+    otherwise it is dropped and the words after it, capitalised mid-sentence, are kept. Leading "The",
+    "In" … are dropped as before, and what follows them is a name.
+    """
+    return [name for start, end in _name_spans(text) if len(name := " ".join(text[start:end].split())) > 3]
+
+
+_SENTENCE_START = re.compile(r"(?:\A|[.!?:]\s|\n)\s*(?:(?:[-*•+>]|#+|\d+[.)])\s+)?[\"'“‘(\[*_]*")
+_CAPITALISED = re.compile(r"[A-Z][a-z]+")
+
+
+def _name_spans(text: str, known: frozenset[str] = frozenset()) -> list[tuple[int, int]]:
+    """(start, end) of each name in ``text`` by :func:`entities`' rule; ``known`` names (the chunk's, for a
+    question) also vouch for a sentence-initial word."""
+    sentence_starts = {m.end() for m in _SENTENCE_START.finditer(text)}
+    found = []  # (the match's word spans past leading words, whether its first capital is only positional)
     for match in _ENTITY.finditer(text):
-        words = match.group().split()
-        while words and words[0] in _LEADING_WORDS:  # "In Britain" at a sentence start is "Britain"
-            words = words[1:]
-        if words and len(" ".join(words)) > 3:
-            names.append(" ".join(words))
+        spans = [
+            (match.start() + w.start(), match.start() + w.end()) for w in _CAPITALISED.finditer(match[0])
+        ]
+        kept = spans
+        while kept and text[slice(*kept[0])] in _LEADING_WORDS:  # "In Britain" is "Britain"
+            kept = kept[1:]
+        if kept:
+            found.append((kept, match.start() in sentence_starts and kept == spans))
+    # Words seen beginning a name mid-sentence: each match's first word, or if that is only positional the
+    # word after it; and the first words of the ``known`` names.
+    vouched = {text[slice(*ws[1 if positional else 0])] for ws, positional in found if len(ws) > positional}
+    vouched |= {name.split()[0] for name in known}
+    names = []
+    for ws, positional in found:
+        if positional and text[slice(*ws[0])] not in vouched:
+            ws = ws[1:]
+        if ws:
+            names.append((ws[0][0], ws[-1][1]))
     return names

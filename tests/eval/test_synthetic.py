@@ -63,6 +63,54 @@ def test_a_swap_puts_in_a_name_or_number_the_chunk_lacks() -> None:
     assert entities("In Britain, the Normans met The Danes.") == ["Britain", "Normans", "Danes"]
 
 
+def test_a_capital_that_only_starts_a_sentence_is_not_a_donor() -> None:
+    text = (
+        "However, the index is rebuilt. Returns nothing useful! Usually it works? Note: slow.\n"
+        "Changed in version 3.2\n- Deprecated since then\n# Installation\n1. Configure it with pip."
+    )
+    assert entities(text) == []
+
+
+def test_a_mid_sentence_name_is_a_donor_whole_and_vouches_for_its_sentence_starts() -> None:
+    text = (
+        "Penny stores vectors. Data goes to the Python Software Foundation servers and Chroma.\n"
+        "Python Software Foundation staff review it. Chroma is fast. Ask Penny anything."
+    )
+    # "Penny" and "Chroma" start sentences but also occur mid-sentence ("Ask Penny" is "Penny" after an
+    # imperative); the multi-word name stays whole at a sentence start too; "Ask" and "Data" are dropped.
+    assert entities(text) == [
+        "Penny",
+        "Python Software Foundation",
+        "Chroma",
+        "Python Software Foundation",
+        "Chroma",
+        "Penny",
+    ]
+    assert entities("Usually Guido writes it.") == ["Guido"]  # the sentence-initial word alone goes
+    assert entities("Guido writes it.") == []  # nothing says this one is a name
+
+
+def test_a_swap_neither_takes_nor_targets_a_sentence_initial_word() -> None:
+    chunk = "However, Penny keeps its index in Chroma. Returns are cached."
+    other = "Usually the Normans won. Meanwhile Portugal traded."
+    donors = sorted({name for text in (chunk, other) for name in entities(text)})
+    assert donors == ["Chroma", "Normans", "Penny", "Portugal"]
+    for seed in range(20):
+        rng = random.Random(seed)
+        swapped, donor = swap_entity("Meanwhile, where does Penny keep its index?", chunk, donors, rng)  # type: ignore[misc]
+        assert (
+            donor in {"Normans", "Portugal"} and swapped == f"Meanwhile, where does {donor} keep its index?"
+        )
+    # "Meanwhile" opening a question is no name either: nothing is left to swap.
+    assert swap_entity("Meanwhile, what did they build?", chunk, donors, random.Random(0)) is None
+    # A question-initial name counts when the chunk uses it mid-sentence, and "Which" is dropped from
+    # "Which Chroma" as "The" is from a donor, leaving the name.
+    swapped, _ = swap_entity("Penny keeps which index?", chunk, ["Portugal"], random.Random(0))  # type: ignore[misc]
+    assert swapped == "Portugal keeps which index?"
+    swapped, _ = swap_entity("Which Chroma setting matters?", chunk, ["Portugal"], random.Random(0))  # type: ignore[misc]
+    assert swapped == "Which Portugal setting matters?"
+
+
 def writer_app(answer_checks: str = "no") -> Any:
     """The paid tier as calibration sees it: writes a question for a passage, an off-topic question, a
     yes/no check, and grounded answers (the last word of the first source for "What word ends …")."""
