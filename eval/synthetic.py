@@ -3,8 +3,9 @@ fitted on a team's documents before any real question has been labelled.
 
 Three kinds, mixed like SQuAD 2.0 (half answerable, most unanswerable ones adversarial):
 
-- ``answerable``: a question about one chunk, with a short answer that must occur verbatim in it;
-  anything else is rejected and the next chunk drawn.
+- ``answerable``: a question about one chunk, with a short answer that must occur verbatim in it, and
+  that the paid tier, asked the question again with only that chunk, answers the same way (round-trip
+  consistency, as in Alberti et al. 2019): anything else is rejected and the next chunk drawn.
 - ``swapped``: such a question with its key entity or number swapped for one the chunk lacks (a name from
   another chunk, a shifted year). It reads like the documents and is not answered by them.
 - ``off_topic``: a question about a subject the collection does not cover.
@@ -30,7 +31,16 @@ from assistant.answering.charged import charged_chat
 from assistant.answering.features import normalize, retrieval_top_and_margin
 from assistant.answering.prompts import format_sources
 from eval.jsonl import append_jsonl, read_jsonl
-from eval.synthetic_rules import WORD, answer_problem, entities, is_question, parse_question, swap_entity
+from eval.metrics import token_f1
+from eval.synthetic_rules import (
+    WORD,
+    answer_problem,
+    entities,
+    is_question,
+    parse_question,
+    refers_to_its_passage,
+    swap_entity,
+)
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -61,9 +71,17 @@ OFF_TOPICS: tuple[str, ...] = (
 QUESTION_PROMPT = (
     "Passage:\n{chunk}\n\n"
     "Write one question that this passage answers, and its answer: a name, number, date or phrase of "
-    "at most four words, copied exactly from the passage. Reply in exactly this format:\n"
+    "at most four words, copied exactly from the passage. The question must make sense on its own to "
+    "someone who has not seen the passage: name its subject, and never say 'this passage' or 'the text'. "
+    "Reply in exactly this format:\n"
     "Question: <question>\nAnswer: <answer>"
 )
+ROUNDTRIP_PROMPT = (
+    "Passage:\n{chunk}\n\nQuestion: {question}\n\n"
+    "Answer the question from the passage alone, with the fewest words copied from it. "
+    "Reply with only the answer."
+)
+ROUNDTRIP_MIN_F1 = 0.5  # the SQuAD F1 between the written answer and the round-trip one
 OFF_TOPIC_PROMPT = "Write one short factual question about {topic}. Reply with only the question."
 CHECK_PROMPT = (
     "Sources:\n{sources}\n\nQuestion: {question}\n\n"
@@ -270,9 +288,20 @@ class QuestionWriter:
                 problem = answer_problem(question, answer, chunk.text[:MAX_CHUNK_CHARS])
                 if problem is not None:
                     return None, problem, cost
+                again, check_cost = self._ask(
+                    attempt,
+                    "roundtrip",
+                    ROUNDTRIP_PROMPT.format(chunk=chunk.text[:MAX_CHUNK_CHARS], question=question),
+                    24,
+                )
+                cost += check_cost
+                if token_f1(answer, again) < ROUNDTRIP_MIN_F1:
+                    return None, "not_roundtrip", cost
                 return SyntheticQuestion(f"syn-{attempt}", question, (answer,), kind, chunk.id), None, cost
             if not is_question(question):  # a swap's answer does not matter, only its question
                 return None, "not_a_question", cost
+            if refers_to_its_passage(question):
+                return None, "not_standalone", cost
             swapped = swap_entity(question, chunk.text, self._donors, rng, self._words)
             if swapped is None:
                 return None, "nothing_to_swap", cost

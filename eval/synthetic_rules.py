@@ -46,6 +46,14 @@ _QUESTION_WORDS = frozenset(
         "According",
     ]
 )
+# "this passage", "the given address", "mentioned in the text": the question points at the chunk it was
+# written from, so a user asking the whole collection could not know what it means.
+_DEICTIC = re.compile(
+    r"\b(?:this|these|the above|the following|the given)\b"
+    r"|\b(?:the|that) (?:passage|text|excerpt|snippet|paragraph|section)\b"
+    r"|\bmentioned (?:in|above)\b",
+    re.IGNORECASE,
+)
 _LEADING_WORDS = _QUESTION_WORDS | frozenset(
     ["The", "A", "An", "This", "That", "These", "Those", "It", "His", "Her"]
 )
@@ -67,6 +75,8 @@ def answer_problem(question: str, answer: str, chunk: str) -> str | None:
     flat = " ".join(chunk.split()).lower()
     if not is_question(question):
         return "not_a_question"
+    if refers_to_its_passage(question):
+        return "not_standalone"
     if len(answer.split()) > MAX_ANSWER_WORDS:
         return "answer_too_long"
     if " ".join(answer.split()).lower() not in flat:
@@ -74,6 +84,12 @@ def answer_problem(question: str, answer: str, chunk: str) -> str | None:
     if answer.lower() in question.lower():
         return "answer_in_question"
     return None
+
+
+def refers_to_its_passage(question: str) -> bool:
+    """Whether a question leans on the chunk it was written from ("Who wrote this HOWTO?"): asked of a
+    whole collection it has no single answer, so it labels neither answerable nor unanswerable."""
+    return _DEICTIC.search(question) is not None
 
 
 def is_question(text: str) -> bool:

@@ -47,6 +47,8 @@ def test_parse_question_reads_the_two_lines_and_trims_the_answer() -> None:
         ),
         ("When did the Normans conquer England in 1066?", "1066", "answer_in_question"),
         ("Conquest", "1066", "not_a_question"),
+        ("Who conquered England, according to this passage?", "William the Conqueror", "not_standalone"),
+        ("Who is mentioned in the text as the conqueror?", "William the Conqueror", "not_standalone"),
     ],
 )
 def test_a_generated_answer_must_be_short_verbatim_and_not_given_away(question, answer, problem) -> None:  # type: ignore[no-untyped-def]
@@ -111,11 +113,15 @@ def test_a_swap_neither_takes_nor_targets_a_sentence_initial_word() -> None:
     assert swapped == "Which Portugal setting matters?"
 
 
-def writer_app(answer_checks: str = "no") -> Any:
-    """The paid tier as calibration sees it: writes a question for a passage, an off-topic question, a
-    yes/no check, and grounded answers (the last word of the first source for "What word ends …")."""
+def writer_app(answer_checks: str = "no", roundtrip_agrees: bool = True) -> Any:
+    """The paid tier as calibration sees it: writes a question for a passage, answers it again from that
+    passage alone (the round trip), writes an off-topic question, a yes/no check, and grounded answers
+    (the last word of the first source for "What is the last word after …")."""
     from litestar import Litestar, post
     from litestar.params import JSONBody
+
+    def last_word(text: str) -> str:
+        return re.findall(r"[A-Za-z]{4,}", text)[-1]
 
     @post("/v1/chat/completions", status_code=200)
     async def chat(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
@@ -123,14 +129,16 @@ def writer_app(answer_checks: str = "no") -> Any:
         if "Write one question that this passage answers" in prompt:
             passage = prompt.split("Passage:\n", 1)[1].split("\n\nWrite one question", 1)[0]
             words = re.findall(r"[A-Za-z]{4,}", passage)
-            text = f"Question: What word ends the passage that starts with {words[0]}?\nAnswer: {words[-1]}"
+            text = f"Question: What is the last word after {words[0]}?\nAnswer: {words[-1]}"
+        elif "Answer the question from the passage alone" in prompt:
+            passage = prompt.split("Passage:\n", 1)[1].split("\n\nQuestion:", 1)[0]
+            text = last_word(passage) if roundtrip_agrees else "Volcanoes"
         elif "Write one short factual question" in prompt:
             text = "What is the tallest mountain on Mars?"
         elif "Reply with only yes or no" in prompt:
             text = answer_checks
-        elif "What word ends the passage" in prompt:
-            source = prompt.split("[1]", 1)[1].split("\n\n[2]", 1)[0]
-            text = re.findall(r"[A-Za-z]{4,}", source)[-1]
+        elif "What is the last word after" in prompt:
+            text = last_word(prompt.split("[1]", 1)[1].split("\n\n[2]", 1)[0])
         else:
             text = ABSTAIN_PHRASE
         return completion_body(data["model"], prompt, text)
@@ -226,6 +234,31 @@ def test_the_cost_limit_stops_writing_and_a_rerun_resumes(collection_env) -> Non
     assert len(kept) == 12 and (work / "run" / "calls.jsonl").exists(), resumed.output
     redone = (work / "attempts.jsonl").read_text().splitlines()
     assert redone[: len(attempts)] == attempts  # the first attempts were kept, not redone
+
+
+def test_a_question_the_paid_tier_answers_differently_from_its_passage_is_not_kept(settings) -> None:  # type: ignore[no-untyped-def]
+    """Round-trip consistency: a writer that, shown only the chunk, answers its own question otherwise has
+    written a question or an answer that is wrong, and a wrong label would teach the evaluator wrong."""
+    from assistant.ledger import open_ledger
+    from assistant.paid import PaidClient
+    from eval.synthetic import Chunk, QuestionWriter
+
+    chunks = [Chunk(f"c{i}", f"{CHUNK} Chapter {i} ends with Hastings.", "doc.md") for i in range(3)]
+    with running_server(writer_app(roundtrip_agrees=False)) as url:
+        paid = PaidClient.from_settings(settings.paid.model_copy(update={"base_url": f"{url}/v1"}))
+        assert paid is not None
+        ledger = open_ledger(settings, paid_models=(settings.paid.model,))
+        writer = QuestionWriter(
+            paid, ledger, chunks, lambda question: [], settings.data_dir / "writer", progress=False
+        )
+        outcome = writer.run(2)
+    assert not any(q.answers for q in outcome.questions)
+    attempts = [
+        json.loads(a) for a in (settings.data_dir / "writer" / "attempts.jsonl").read_text().splitlines()
+    ]
+    answerable = [a for a in attempts if a["kind"] == "answerable"]
+    assert answerable and {a["rejected"] for a in answerable} == {"not_roundtrip"}
+    assert outcome.rejected["not_roundtrip"] == len(answerable)
 
 
 def test_calibrate_needs_a_paid_tier_and_a_non_empty_collection(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
