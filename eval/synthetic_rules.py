@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 MAX_ANSWER_WORDS = 8  # SQuAD answers are mostly shorter; the prompt asks for at most four words
 _QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*\n+\s*answer\s*:\s*(?P<a>.+)", re.IGNORECASE | re.DOTALL)
-_ENTITY = re.compile(r"\b[A-Z][a-z]+(?:[^\S\n]+[A-Z][a-z]+)*\b")  # a line break ends a name
+# A line break ends a name; a capital inside an identifier ("User-Agent", "os.Path", "str_Type") is none.
+_ENTITY = re.compile(r"(?<![\w./-])[A-Z][a-z]+(?:[^\S\n]+[A-Z][a-z]+)*\b(?![-/_])")
 _NUMBER = re.compile(r"\b\d{2,4}\b")
 WORD = re.compile(r"\b[a-z]{7,}\b")
 _QUESTION_WORDS = frozenset(
@@ -123,13 +124,15 @@ def swap_entity(
             shifted = str(value + rng.choice([-1, 1]) * rng.randint(3, 40))
             if shifted not in chunk and int(shifted) > 0:
                 return question[: target.start()] + shifted + question[target.end() :], shifted
-    # No name or number: swap the question's longest word the chunk uses for a long word it lacks.
-    pool = sorted({w for w in words if w not in chunk.lower()})
+    # No name or number: swap the longest word of the question that the chunk uses for a long word it
+    # lacks with the same last three letters ("operators" → "decorators", not "dormant"), so the probe
+    # stays grammatical.
     in_question = [m for m in WORD.finditer(question) if m.group().lower() in chunk.lower()]
-    if in_question and pool:
-        target = max(in_question, key=lambda m: len(m.group()))
-        donor = rng.choice(pool)
-        return question[: target.start()] + donor + question[target.end() :], donor
+    for target in sorted(in_question, key=lambda m: -len(m.group())):
+        pool = sorted({w for w in words if w.endswith(target.group()[-3:]) and w not in chunk.lower()})
+        if pool:
+            donor = rng.choice(pool)
+            return question[: target.start()] + donor + question[target.end() :], donor
     return None
 
 

@@ -113,6 +113,19 @@ def test_a_swap_neither_takes_nor_targets_a_sentence_initial_word() -> None:
     assert swapped == "Which Portugal setting matters?"
 
 
+def test_a_capital_inside_an_identifier_is_not_a_name() -> None:
+    # "User-Agent" swapped to "Song-Agent" reads as nonsense, which makes the probe easy to refuse.
+    assert entities("Send a custom User-Agent header or an os.Path from the Python docs.") == ["Python"]
+
+
+def test_a_word_swap_keeps_the_word_ending_or_swaps_nothing() -> None:
+    chunk = "Arithmetic operators take numbers."
+    question = "What are the types of arithmetic operators?"
+    swapped = swap_entity(question, chunk, [], random.Random(0), ["dormant", "decorators"])
+    assert swapped == ("What are the types of arithmetic decorators?", "decorators")
+    assert swap_entity(question, chunk, [], random.Random(0), ["dormant"]) is None
+
+
 def writer_app(answer_checks: str = "no", roundtrip_agrees: bool = True) -> Any:
     """The paid tier as calibration sees it: writes a question for a passage, answers it again from that
     passage alone (the round trip), writes an off-topic question, a yes/no check, and grounded answers
