@@ -263,12 +263,17 @@ def calibrate(
     assert local_fit is not None  # checked above: both outcomes have ≥ 3 examples
     local_summary, oof, final = local_fit
     has_answer = [r.has_answer for r in usable]
+    answerable_rows = [i for i, h in enumerate(has_answer) if h]
+    answerable_labels = [labels[i] for i in answerable_rows]
+    answerable_oof = [oof[i] for i in answerable_rows]
     local_summary = replace(
         local_summary,
-        auroc_has_ans=auroc(
-            [y for y, h in zip(labels, has_answer, strict=True) if h],
-            [p for p, h in zip(oof, has_answer, strict=True) if h],
-        ),
+        auroc_has_ans=auroc(answerable_labels, answerable_oof),
+        auroc_has_ans_by_distribution=auroc_by_group(
+            answerable_labels, answerable_oof, [groups[i] for i in answerable_rows]
+        )
+        if len(distinct(groups)) > 1
+        else {},
     )
     decisions = [local_summary]
     answerable_fit = _fit_decision(
@@ -329,6 +334,9 @@ def calibrate(
     }
     if len(run_dirs) > 1:
         final.meta["auroc_out_of_fold_by_distribution"] = {d.name: d.auroc_by_distribution for d in decisions}
+        final.meta["local_correct_has_ans_auroc_by_distribution"] = dict(
+            local_summary.auroc_has_ans_by_distribution
+        )
         final.meta["left_out_sign_changes"] = {
             d.name: {f.feature: f.coef for f in d.sign_flips} for d in decisions if d.sign_flips
         }

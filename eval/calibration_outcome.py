@@ -29,6 +29,7 @@ class DecisionFit:
     auroc_has_ans: float | None = None  # local_correct only: on the answerable questions
     features: tuple[str, ...] = ()
     auroc_by_distribution: dict[str, float | None] = field(default_factory=dict)  # out of fold, per run
+    auroc_has_ans_by_distribution: dict[str, float | None] = field(default_factory=dict)  # local_correct
     sign_flips: tuple[SignFlip, ...] = ()  # features left out: they change sign between distributions
 
     def line(self) -> str:
@@ -43,6 +44,10 @@ class DecisionFit:
         if self.auroc_by_distribution:
             line += "\n    per distribution: " + ", ".join(
                 f"{g} {fmt(v)}" for g, v in self.auroc_by_distribution.items()
+            )
+        if self.auroc_has_ans_by_distribution:
+            line += "; HasAns only: " + ", ".join(
+                f"{g} {fmt(v)}" for g, v in self.auroc_has_ans_by_distribution.items()
             )
         if self.sign_flips:
             line += "\n    left out, sign changes between distributions: " + "; ".join(

@@ -296,6 +296,10 @@ def test_two_distributions_drop_the_feature_whose_sign_flips_and_report_auroc_pe
     assert outcome.path.parent == tmp_path / "squad"  # outputs go to the first run
     text = "\n".join(outcome.lines())
     assert "per distribution: docs" in text and "question_support (docs +" in text
+    local = next(d for d in outcome.decisions if d.name == "local_correct")
+    assert set(local.auroc_has_ans_by_distribution) == {"squad", "docs"}  # the answerable questions alone
+    assert "HasAns only: docs" in text
+    assert set(loaded.meta["local_correct_has_ans_auroc_by_distribution"]) == {"squad", "docs"}
 
 
 def test_a_fit_can_keep_to_the_features_another_calibration_reads(tmp_path: Path) -> None:
