@@ -38,7 +38,7 @@ from eval.synthetic_rules import (
     entities,
     is_question,
     parse_question,
-    refers_to_its_passage,
+    question_problem,
     swap_entity,
 )
 
@@ -277,31 +277,26 @@ class QuestionWriter:
                 if not is_question(text):
                     return None, "not_a_question", cost
                 return self._checked(attempt, text, "off_topic", None, cost)
-            reply, cost = self._ask(
-                attempt, "write", QUESTION_PROMPT.format(chunk=chunk.text[:MAX_CHUNK_CHARS]), 80
-            )
+            shown = chunk.text[:MAX_CHUNK_CHARS]
+            reply, cost = self._ask(attempt, "write", QUESTION_PROMPT.format(chunk=shown), 80)
             parsed = parse_question(reply)
             if parsed is None:
                 return None, "unparsable", cost
             question, answer = parsed
             if kind == "answerable":
-                problem = answer_problem(question, answer, chunk.text[:MAX_CHUNK_CHARS])
+                problem = answer_problem(question, answer, shown)
                 if problem is not None:
                     return None, problem, cost
                 again, check_cost = self._ask(
-                    attempt,
-                    "roundtrip",
-                    ROUNDTRIP_PROMPT.format(chunk=chunk.text[:MAX_CHUNK_CHARS], question=question),
-                    24,
+                    attempt, "roundtrip", ROUNDTRIP_PROMPT.format(chunk=shown, question=question), 24
                 )
                 cost += check_cost
                 if token_f1(answer, again) < ROUNDTRIP_MIN_F1:
                     return None, "not_roundtrip", cost
                 return SyntheticQuestion(f"syn-{attempt}", question, (answer,), kind, chunk.id), None, cost
-            if not is_question(question):  # a swap's answer does not matter, only its question
-                return None, "not_a_question", cost
-            if refers_to_its_passage(question):
-                return None, "not_standalone", cost
+            # A swap's answer does not matter, only its question.
+            if (problem := question_problem(question)) is not None:
+                return None, problem, cost
             swapped = swap_entity(question, chunk.text, self._donors, rng, self._words)
             if swapped is None:
                 return None, "nothing_to_swap", cost

@@ -70,14 +70,22 @@ def parse_question(reply: str) -> tuple[str, str] | None:
     return (question, answer) if question and answer else None
 
 
-def answer_problem(question: str, answer: str, chunk: str) -> str | None:
-    """Why a generated (question, answer) is unusable, or None. The answer must occur verbatim in the
-    chunk (whitespace aside), be short, and not be given away by the question."""
-    flat = " ".join(chunk.split()).lower()
+def question_problem(question: str) -> str | None:
+    """Why a written question is unusable whatever its answer, or None: it must read as a question and
+    stand on its own (see :func:`refers_to_its_passage`). Answerable questions and swaps share this."""
     if not is_question(question):
         return "not_a_question"
     if refers_to_its_passage(question):
         return "not_standalone"
+    return None
+
+
+def answer_problem(question: str, answer: str, chunk: str) -> str | None:
+    """Why a generated (question, answer) is unusable, or None: :func:`question_problem`, and the answer
+    must occur verbatim in the chunk (whitespace aside), be short, and not be given away by the question."""
+    flat = " ".join(chunk.split()).lower()
+    if (problem := question_problem(question)) is not None:
+        return problem
     if len(answer.split()) > MAX_ANSWER_WORDS:
         return "answer_too_long"
     if " ".join(answer.split()).lower() not in flat:
@@ -127,9 +135,11 @@ def swap_entity(
     # No name or number: swap the longest word of the question that the chunk uses for a long word it
     # lacks with the same last three letters ("operators" → "decorators", not "dormant"), so the probe
     # stays grammatical.
-    in_question = [m for m in WORD.finditer(question) if m.group().lower() in chunk.lower()]
+    lowered = chunk.lower()
+    in_question = [m for m in WORD.finditer(question) if m.group().lower() in lowered]
+    absent = sorted({w for w in words if w not in lowered}) if in_question else []
     for target in sorted(in_question, key=lambda m: -len(m.group())):
-        pool = sorted({w for w in words if w.endswith(target.group()[-3:]) and w not in chunk.lower()})
+        pool = [w for w in absent if w.endswith(target.group()[-3:])]
         if pool:
             donor = rng.choice(pool)
             return question[: target.start()] + donor + question[target.end() :], donor
