@@ -146,6 +146,15 @@ class PaidSettings(BaseModel):
     breaker_failures: int = Field(default=5, description="Consecutive failed calls that open the circuit.")
     breaker_cooldown_s: float = Field(default=30.0, description="Open circuit lets a trial call after this.")
     max_tokens: int = 256
+    prompt_token_margin: float = Field(
+        default=0.1,
+        ge=0,
+        description="Share added to tiktoken's prompt count when reserving budget: the paid model's "
+        "tokenizer may count more.",
+    )
+    prompt_token_overhead: int = Field(
+        default=32, ge=0, description="Tokens added to every reservation for the paid model's chat template."
+    )
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env)

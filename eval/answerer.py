@@ -76,7 +76,7 @@ class CascadeAnswerer:
         if self.paid is None:
             return 0
         messages = grounded_messages(question, passages, self.cascade.prompt_builder.answer_style)
-        prompt_tokens = self.paid.estimate_prompt_tokens(messages)
+        prompt_tokens = self.paid.reserve_prompt_tokens(messages)
         return self.ledger.prices.worst_case_micro_usd(self.paid.model, prompt_tokens, self.paid.max_tokens)
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall:

@@ -33,7 +33,7 @@ def charged_chat(
         request_id=request_id,
         principal=principal,
         model=paid.model,
-        prompt_tokens=paid.estimate_prompt_tokens(messages),
+        prompt_tokens=paid.reserve_prompt_tokens(messages),
         max_completion_tokens=max_tokens,
     )
     ledger.mark_sent(reservation)

@@ -104,7 +104,7 @@ class Escalation:
                     request_id=req.request_id,
                     principal=req.principal,  # type: ignore[arg-type]  # set from system_user() when absent
                     model=self.paid.model,
-                    prompt_tokens=self.paid.estimate_prompt_tokens(messages),
+                    prompt_tokens=self.paid.reserve_prompt_tokens(messages),
                     max_completion_tokens=req.paid_max_tokens,
                 )
             except BudgetExceeded:

@@ -38,14 +38,18 @@ def paid_token_estimate(
 ) -> int:
     """The most paid tokens this request can use: 0 if it can never reach the paid tier; else the prompt
     (tiktoken-counted system prompt, history and question, plus ``top_k`` passages of at most
-    ``chunk_tokens`` each) and the largest completion the paid tier may return."""
+    ``chunk_tokens`` each, with the reservation's headroom) and the largest completion the paid tier may
+    return."""
     if mode == "local" or not settings.paid.base_url:
         return 0
     system, question_turn = grounded_messages(question, [], settings.cascade.answer_style)
-    prompt = tokens.count_messages([system, *history, question_turn])
+    counted = tokens.count_messages([system, *history, question_turn])
     passages = settings.index.top_k * settings.index.chunk_tokens
+    prompt = tokens.with_headroom(
+        counted + passages, settings.paid.prompt_token_margin, settings.paid.prompt_token_overhead
+    )
     completion = settings.paid.max_tokens if max_tokens is None else min(settings.paid.max_tokens, max_tokens)
-    return prompt + passages + completion
+    return prompt + completion
 
 
 def paid_tokens_used(answer: CascadeAnswer) -> int:

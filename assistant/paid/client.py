@@ -105,11 +105,15 @@ class PaidClient:
         max_retry_after_s: float = 30.0,
         breaker: CircuitBreaker | None = None,
         max_tokens: int = 256,
+        prompt_token_margin: float = 0.1,
+        prompt_token_overhead: int = 32,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_tokens = max_tokens
+        self.prompt_token_margin = prompt_token_margin
+        self.prompt_token_overhead = prompt_token_overhead
         self.max_retries = max_retries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
@@ -140,6 +144,8 @@ class PaidClient:
             max_retry_after_s=settings.max_retry_after_s,
             breaker=CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s),
             max_tokens=settings.max_tokens,
+            prompt_token_margin=settings.prompt_token_margin,
+            prompt_token_overhead=settings.prompt_token_overhead,
         )
 
     def close(self) -> None:
@@ -147,8 +153,15 @@ class PaidClient:
 
     @staticmethod
     def estimate_prompt_tokens(messages: Sequence[dict[str, str]]) -> int:
-        """Tokens to reserve before the call (tiktoken); the bill settles on the paid tier's ``usage``."""
+        """The prompt's tokens as tiktoken counts them: the expected cost of a call is priced on this."""
         return tokens.count_messages(messages)
+
+    def reserve_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """The prompt tokens to reserve before the call: the estimate with headroom, so the bill, which
+        settles on the paid tier's ``usage``, stays within the hold."""
+        return tokens.with_headroom(
+            tokens.count_messages(messages), self.prompt_token_margin, self.prompt_token_overhead
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

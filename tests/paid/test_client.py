@@ -197,3 +197,19 @@ def test_retry_after_parses_seconds_and_http_dates() -> None:
 
 def test_estimate_prompt_tokens_matches_the_openai_recipe() -> None:
     assert PaidClient.estimate_prompt_tokens(MESSAGES) == tokens.count_messages(MESSAGES) > 10
+
+
+def test_reserved_prompt_tokens_add_the_settings_headroom() -> None:
+    from assistant.settings import PaidSettings
+
+    settings = PaidSettings(
+        base_url="http://127.0.0.1:9/v1", prompt_token_margin=0.5, prompt_token_overhead=7
+    )
+    client = PaidClient.from_settings(settings)
+    assert client is not None
+    try:
+        counted = tokens.count_messages(MESSAGES)
+        assert client.reserve_prompt_tokens(MESSAGES) == tokens.with_headroom(counted, 0.5, 7)
+        assert client.estimate_prompt_tokens(MESSAGES) == counted  # decisions price the plain count
+    finally:
+        client.close()
