@@ -10,9 +10,13 @@ the sources do answer, c the paid call's expected cost, and the evaluator's thre
 question is answerable, a; the local answer is right, p; the paid answer is right where the local one is
 wrong, q):
 
-- serve locally: (1 − p)·W (an abstaining local answer: (1 − p)·A);
+- serve locally: (1 − p)·W;
 - abstain: a·A;
 - escalate: c + (1 − p)(1 − q)·W (a paid call is assumed not to break a right local answer).
+
+When the local answer is itself an abstention, serving it is abstaining (a·A); escalating replaces the
+abstention with the paid answer, which can break a right one: c + (1 − q)·W, the paid answer taken to be
+right with probability q whichever way the abstention was.
 
 Paying is chosen only when it is expected to buy a right answer worth more than it costs. Near a user's
 budget limit c is divided by the share of budget left, so the cascade escalates less.
@@ -161,10 +165,12 @@ def _least_loss(
     answerable = 1.0 if judgement.p_answerable is None else judgement.p_answerable
     # Without a model of the paid tier, assume it is right exactly when the question is answerable.
     helps = answerable if judgement.p_paid_helps is None else judgement.p_paid_helps
+    # The paid answer replaces the local one: it keeps a right answer, but can break a right abstention.
+    still_wrong = (1.0 - helps) if judgement.local_abstained else (1.0 - p) * (1.0 - helps)
     losses = {
         "local": math.inf if judgement.local_abstained else (1.0 - p) * wrong_usd,  # abstaining = "abstain"
         "abstain": answerable * policy.abstain_usd,
-        "escalate": cost + (1.0 - p) * (1.0 - helps) * wrong_usd,
+        "escalate": cost + still_wrong * wrong_usd,
     }
     action: Action = min(("local", "abstain", "escalate"), key=lambda a: losses[a])  # ties: cheapest first
     summary = f"p={p:.2f} answerable={answerable:.2f} paid_helps={helps:.2f}; expected loss $ " + " ".join(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from assistant.answering.decision import Decision, Judgement, Policy, decide, route
@@ -125,3 +127,19 @@ def test_decision_carries_the_judgement_features() -> None:
     decision = decide(judgement, POLICY)
     assert decision.features == judgement.features and decision.features is not judgement.features
     assert Decision("local", "client_disconnected").confidence is None
+
+
+PRICED = replace(POLICY, wrong_answer_usd=0.005, abstain_usd=0.02)
+
+
+def test_a_likely_right_abstention_is_not_paid_to_be_broken() -> None:
+    # The local tier abstained on a question that is likely unanswerable (a = 0.1): escalating replaces the
+    # abstention with the paid answer, right only with probability q, so it costs c + (1 − q)·W, not
+    # c + (1 − p)(1 − q)·W as for an answer the paid one is assumed to keep right.
+    judgement = Judgement(0.83, p_answerable=0.1, local_abstained=True, p_paid_helps=0.25)
+    kept = decide(judgement, PRICED, paid_cost_usd=0.0013)
+    assert kept.action == "abstain" and kept.reason.startswith("local_abstained ")
+    assert kept.expected_loss_usd == pytest.approx({"abstain": 0.1 * 0.02, "escalate": 0.0013 + 0.75 * 0.005})
+    # A doubtful abstention on a question that is likely answerable and that the paid tier likely answers.
+    doubtful = decide(replace(judgement, p_answerable=0.9, p_paid_helps=0.8), PRICED, paid_cost_usd=0.0013)
+    assert doubtful.action == "escalate" and doubtful.expected_cost_usd == 0.0013
