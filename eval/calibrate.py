@@ -25,12 +25,13 @@ from eval.calibration_outcome import CalibrationOutcome, DecisionFit
 from eval.configs import Config
 from eval.distributions import SignFlip, auroc_by_group, consistent_features, distinct
 from eval.errors import RunError
-from eval.labelled_runs import paid_correct_labels, rescored, run_records
+from eval.labelled_runs import rescored, run_records
 from eval.metrics import auroc
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
 from eval.summaries import (
     QUALITY_TOLERANCE_F1,
     ConfigSummary,
+    paid_correct_labels,
     summarize,
 )
 

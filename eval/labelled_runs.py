@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eval.configs import Config
 from eval.errors import RunError
 from eval.records import QuestionRecord, load_records
 from eval.summaries import local_correct_labels
@@ -71,18 +70,6 @@ def training_set(records: Sequence[QuestionRecord]) -> tuple[list[QuestionRecord
     usable = [r for r in records if r.local is not None and r.judgement is not None and r.judgement.features]
     labels, _ = local_correct_labels(usable)
     return usable, labels
-
-
-def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
-    """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
-    config is: the same derive and correctness rule as :func:`eval.summaries.local_correct_labels`."""
-    from eval.configs import derive, is_correct
-
-    paid = Config("paid", "paid")
-    return [
-        None if r.paid is None else is_correct(r.has_answer, (row := derive(r, paid))["em"], row["f1"])
-        for r in records
-    ]
 
 
 def rescored(

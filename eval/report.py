@@ -22,6 +22,7 @@ from eval.summaries import (
     ConfigSummary,
     by_name,
     cheapest_at_quality,
+    decision_aurocs,
     local_correct_labels,
     summarize,
 )
@@ -163,7 +164,12 @@ def render_markdown(
         "",
         f'- Evaluator AUROC for "local answer correct" (F1 ≥ 0.5; NoAns: abstained): '
         f"{'–' if auc is None else f'{auc:.3f}'} over {len(labels)} questions "
-        f"({sum(labels)} correct).",
+        f"({sum(labels)} correct). Per decision, from the probabilities recorded as each question was "
+        "answered (held-out numbers when the calibration was fitted on other questions):",
+        *(
+            f"  - {d.decision}: {'–' if d.auroc is None else f'{d.auroc:.3f}'} ({d.positives} of {d.n})"
+            for d in decision_aurocs(records)
+        ),
         f"- Retrieval recall@1 {_pct(None if recall_1 is None else 100 * recall_1)} %, recall@{k} "
         f"{_pct(None if recall_k is None else 100 * recall_k)} % (gold = the question's own paragraph; "
         f"HasAns only: recall@{k} "

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eval.configs import Config, derive, is_correct
-from eval.metrics import QualitySummary, latency_percentiles, shares, summarize_quality
+from eval.metrics import QualitySummary, auroc, latency_percentiles, shares, summarize_quality
 from eval.records import QuestionRecord
 
 QUALITY_TOLERANCE_F1 = 1.0  # "equal quality": within this many F1 points of paid-only
@@ -79,6 +79,61 @@ def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool],
         labels.append(is_correct(record.has_answer, row["em"], row["f1"]))
         scores.append(record.judgement.p_correct)
     return labels, scores
+
+
+def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
+    """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
+    config is: the same derive and correctness rule as :func:`local_correct_labels`."""
+    paid = Config("paid", "paid")
+    return [
+        None if r.paid is None else is_correct(r.has_answer, (row := derive(r, paid))["em"], row["f1"])
+        for r in records
+    ]
+
+
+@dataclass(frozen=True)
+class DecisionAuroc:
+    """How well one of the evaluator's three probabilities, as recorded in the run, ranks its own label."""
+
+    decision: str  # what is predicted, in words
+    auroc: float | None  # None when the label has one value only
+    n: int
+    positives: int
+
+
+def decision_aurocs(records: Sequence[QuestionRecord]) -> list[DecisionAuroc]:
+    """AUROC of each decision on the run's questions, from the probabilities the evaluator gave when they
+    were answered: held-out numbers for a calibration fitted elsewhere (``eval calibrate`` gives the
+    out-of-fold ones of its own fit). Labels as the fit's: local correct (also on answerable questions
+    alone), answerable, and the paid answer right where the local one is wrong."""
+    judged = [r for r in records if r.local is not None and r.judgement is not None]
+    correct, p_correct = local_correct_labels(judged)
+    paid_right = paid_correct_labels(judged)
+    pairs: dict[str, list[tuple[bool, float]]] = {
+        "local answer correct": list(zip(correct, p_correct, strict=True)),
+        "local answer correct, answerable questions": [
+            (y, p) for r, y, p in zip(judged, correct, p_correct, strict=True) if r.has_answer
+        ],
+        "answerable": [
+            (r.has_answer, r.judgement.p_answerable)  # type: ignore[union-attr]
+            for r in judged
+            if r.judgement is not None and r.judgement.p_answerable is not None
+        ],
+        "paid answer right, where the local one is wrong": [
+            (bool(right), r.judgement.p_paid_helps)  # type: ignore[union-attr]
+            for r, y, right in zip(judged, correct, paid_right, strict=True)
+            if not y
+            and right is not None
+            and r.judgement is not None
+            and r.judgement.p_paid_helps is not None
+        ],
+    }
+    return [
+        DecisionAuroc(
+            name, auroc([y for y, _ in rows], [p for _, p in rows]), len(rows), sum(y for y, _ in rows)
+        )
+        for name, rows in pairs.items()
+    ]
 
 
 def quality_gap(summary: ConfigSummary, paid: ConfigSummary) -> float:

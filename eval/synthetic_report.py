@@ -40,8 +40,9 @@ def compare_on_real(
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
     from eval.calibrate import _fit_decision, feature_sets
-    from eval.labelled_runs import judged_by, paid_correct_labels, rescored, training_set
+    from eval.labelled_runs import judged_by, rescored, training_set
     from eval.metrics import auroc
+    from eval.summaries import paid_correct_labels
 
     usable, labels = training_set(records)
     features = [r.judgement.features for r in usable if r.judgement]
