@@ -107,32 +107,27 @@ def decision_aurocs(records: Sequence[QuestionRecord]) -> list[DecisionAuroc]:
     out-of-fold ones of its own fit). Labels as the fit's: local correct (also on answerable questions
     alone), answerable, and the paid answer right where the local one is wrong."""
     judged = [r for r in records if r.local is not None and r.judgement is not None]
-    correct, p_correct = local_correct_labels(judged)
+    judgements = [r.judgement for r in judged if r.judgement is not None]
+    correct, _ = local_correct_labels(judged)
     paid_right = paid_correct_labels(judged)
+    rows = list(zip(judged, judgements, correct, paid_right, strict=True))
     pairs: dict[str, list[tuple[bool, float]]] = {
-        "local answer correct": list(zip(correct, p_correct, strict=True)),
+        "local answer correct": [(y, j.p_correct) for _, j, y, _ in rows],
         "local answer correct, answerable questions": [
-            (y, p) for r, y, p in zip(judged, correct, p_correct, strict=True) if r.has_answer
+            (y, j.p_correct) for r, j, y, _ in rows if r.has_answer
         ],
-        "answerable": [
-            (r.has_answer, r.judgement.p_answerable)  # type: ignore[union-attr]
-            for r in judged
-            if r.judgement is not None and r.judgement.p_answerable is not None
-        ],
+        "answerable": [(r.has_answer, j.p_answerable) for r, j, _, _ in rows if j.p_answerable is not None],
         "paid answer right, where the local one is wrong": [
-            (bool(right), r.judgement.p_paid_helps)  # type: ignore[union-attr]
-            for r, y, right in zip(judged, correct, paid_right, strict=True)
-            if not y
-            and right is not None
-            and r.judgement is not None
-            and r.judgement.p_paid_helps is not None
+            (bool(right), j.p_paid_helps)
+            for _, j, y, right in rows
+            if not y and right is not None and j.p_paid_helps is not None
         ],
     }
     return [
         DecisionAuroc(
-            name, auroc([y for y, _ in rows], [p for _, p in rows]), len(rows), sum(y for y, _ in rows)
+            name, auroc([y for y, _ in pair], [p for _, p in pair]), len(pair), sum(y for y, _ in pair)
         )
-        for name, rows in pairs.items()
+        for name, pair in pairs.items()
     ]
 
 

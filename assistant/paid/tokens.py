@@ -43,7 +43,7 @@ def with_headroom(counted: int, margin: float, overhead_tokens: int) -> int:
     """An upper bound on what the paid tier will bill for a prompt we counted at ``counted`` tokens.
 
     Reservations hold this, not the count, so a hard limit holds: the paid model's own tokenizer and
-    chat template bill more than cl100k counts. A template adds a fixed amount (Qwen's adds a 20-token
+    chat template bill more than cl100k counts. A template adds a fixed amount (Qwen's adds a 22-token
     system prompt when a request has none), a tokenizer a share of the text.
     """
     return math.ceil(counted * (1 + margin)) + overhead_tokens
