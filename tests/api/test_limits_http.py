@@ -169,3 +169,19 @@ def _concurrently(ports: list[int], key: str, n: int) -> list[tuple[int, int]]:
     for thread in threads:
         thread.join()
     return results
+
+
+def test_the_paid_token_estimate_holds_the_reservation_headroom(tmp_path: Path) -> None:
+    from assistant.api.limiting import paid_token_estimate
+    from assistant.paid import tokens
+    from assistant.settings import Settings
+
+    def estimate(margin: float, overhead: int, mode: str = "penny") -> int:
+        paid = {"base_url": "http://127.0.0.1:9/v1", "max_tokens": 100}
+        paid |= {"prompt_token_margin": margin, "prompt_token_overhead": overhead}
+        settings = Settings(data_dir=tmp_path, paid=paid)  # type: ignore[arg-type]
+        return paid_token_estimate(settings, mode, "Where is Normandy?", [], None)
+
+    counted = estimate(0, 0) - 100  # the prompt and top_k passages, without headroom
+    assert estimate(0.1, 32) == tokens.with_headroom(counted, 0.1, 32) + 100 > counted + 100
+    assert estimate(0.1, 32, mode="local") == 0  # never reaches the paid tier
