@@ -76,7 +76,7 @@ class CascadeSettings(BaseModel):
         "None: the threshold rule (escalate_below).",
     )
     abstain_usd: float = Field(
-        default=0.02, ge=0, description="Price of abstaining on a question the sources do answer."
+        default=0.01, ge=0, description="Price of abstaining on a question the sources do answer."
     )
     low_confidence_below: float = Field(
         default=0.5, ge=0, le=1, description="A local answer served below this P(correct) is marked."

@@ -16,7 +16,7 @@ it reads come from :mod:`eval.labelled_runs`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -186,6 +186,136 @@ def _fit_decision(
     return summary, oof, model
 
 
+PAID_HELPS_LABEL = "the paid answer is right, on answerable questions where the local one is wrong"
+
+
+@dataclass(frozen=True)
+class PaidHelpsFit:
+    """P(paid helps) as the service computes it (:func:`~assistant.answering.calibration.paid_helps_mixture`):
+    a model on the answerable questions the local answer got wrong, a rate on the unanswerable ones, mixed
+    by P(answerable | local wrong)."""
+
+    summary: DecisionFit  # the mixture's out-of-fold AUROC, on every question the local answer got wrong
+    oof: list[float]  # per question, out of fold
+    model: Calibration  # P(paid right | local wrong, answerable), fitted on all of ``fitted_on``
+    unanswerable_rate: float | None  # P(paid right | local wrong, unanswerable); None: format 2 (no mixture)
+    fitted_on: list[int]  # the rows ``model`` was fitted on
+
+
+def fit_paid_helps(
+    features: Sequence[dict[str, float]],
+    local_correct: Sequence[bool],
+    has_answer: Sequence[bool],
+    paid_right: Sequence[bool | None],
+    p_correct: Sequence[float],
+    p_answerable: Sequence[float | None] | None,
+    local_abstained: Sequence[bool],
+    *,
+    folds: int,
+    seed: int,
+    regularization_c: float | None,
+    names: Sequence[str] | None,
+    groups: Sequence[str] | None = None,
+) -> PaidHelpsFit | None:
+    """Fit P(paid helps) and score it out of fold with the other two models' out-of-fold probabilities.
+
+    The paid tier is right on about half of the answerable questions the local one gets wrong and on
+    few of the unanswerable ones (it rarely abstains), so the evidence that a question is answerable is
+    most of what says a paid call will help. Without P(answerable) (``p_answerable`` None) the model is
+    fitted on every wrong local answer instead, as format 2 did. The unanswerable rate is Laplace-smoothed
+    and left one out for the questions it counts. None when a label has fewer than 3 examples.
+    """
+    from assistant.answering.calibration import paid_helps_mixture
+
+    wrong = [i for i, y in enumerate(local_correct) if not y and paid_right[i] is not None]
+    mixed = p_answerable is not None
+    fitted_on = [i for i in wrong if has_answer[i]] if mixed else wrong
+    unanswerable = [i for i in wrong if not has_answer[i]] if mixed else []
+    fitted = _fit_decision(
+        "paid_helps",
+        PAID_HELPS_LABEL if mixed else "the paid answer is right, on questions where the local one is wrong",
+        [features[i] for i in fitted_on],
+        [bool(paid_right[i]) for i in fitted_on],
+        folds=folds,
+        seed=seed,
+        regularization_c=regularization_c,
+        names=names,
+        groups=None if groups is None else [groups[i] for i in fitted_on],
+    )
+    if fitted is None and mixed and fitted_on:
+        fitted = _constant_rate(fitted_on, [bool(paid_right[i]) for i in fitted_on], names, regularization_c)
+    if fitted is None:
+        return None
+    summary, fitted_oof, model = fitted
+    helps = [model.probability(f) for f in features]  # never trained on: outside ``fitted_on``
+    for i, p in zip(fitted_on, fitted_oof, strict=True):
+        helps[i] = p
+    if not mixed or p_answerable is None:
+        return PaidHelpsFit(summary, helps, model, None, fitted_on)
+    right = sum(bool(paid_right[i]) for i in unanswerable)
+    rate = (right + 1) / (len(unanswerable) + 2)
+    rates = [rate] * len(features)
+    for i in unanswerable:
+        rates[i] = (right - bool(paid_right[i]) + 1) / (len(unanswerable) + 1)
+    oof = [
+        paid_helps_mixture(
+            helps[i],
+            rates[i],
+            p_answerable=1.0 if a is None else a,
+            p_correct=p_correct[i],
+            local_abstained=local_abstained[i],
+        )
+        for i, a in enumerate(p_answerable)
+    ]
+    wrong_labels = [bool(paid_right[i]) for i in wrong]
+    wrong_oof = [oof[i] for i in wrong]
+    summary = replace(
+        summary,
+        label=(
+            f"the paid answer is right where the local one is wrong: P(answerable | local wrong) mixes "
+            f"P(right | answerable) (AUROC {_fmt(summary.auroc)} on {summary.n}) with the rate "
+            f"{rate:.2f} on {len(unanswerable)} unanswerable"
+        ),
+        n=len(wrong),
+        positives=sum(wrong_labels),
+        auroc=auroc(wrong_labels, wrong_oof),
+        auroc_trees=None,
+        auroc_by_distribution=auroc_by_group(wrong_labels, wrong_oof, [groups[i] for i in wrong])
+        if groups is not None and len(distinct(groups)) > 1
+        else {},
+    )
+    return PaidHelpsFit(summary, oof, model, rate, fitted_on)
+
+
+def _constant_rate(
+    rows: Sequence[int], labels: Sequence[bool], names: Sequence[str] | None, regularization_c: float | None
+) -> tuple[DecisionFit, list[float], Calibration]:
+    """Too few of one outcome to fit on features: a Laplace-smoothed rate, left one out for each row."""
+    import math
+
+    from assistant.answering.calibration import Calibration
+    from assistant.answering.features import FEATURES
+
+    names = list(FEATURES if names is None else names)
+    right, n = sum(labels), len(labels)
+    rate = (right + 1) / (n + 2)
+    model = Calibration(
+        features=names,
+        coef=[0.0] * len(names),
+        intercept=math.log(rate / (1 - rate)),
+        means=[0.0] * len(names),
+        scales=[1.0] * len(names),
+        meta={"n": n, "positive_rate": right / n, "label": PAID_HELPS_LABEL, "constant": True},
+    )
+    oof = [(right - y + 1) / (n + 1) for y in labels]
+    summary = DecisionFit("paid_helps", PAID_HELPS_LABEL, n, right, regularization_c or 0.0, None)
+    return summary, oof, model
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def calibrate(
     results: Path | Sequence[Path],
     *,
@@ -292,28 +422,31 @@ def calibrate(
 
     paid_right = paid_correct_labels(usable)
     helps_oof: list[float | None] | None = None
-    wrong = [i for i, y in enumerate(labels) if not y and paid_right[i] is not None]
-    helps_fit = _fit_decision(
-        "paid_helps",
-        "the paid answer is right, on questions where the local one is wrong",
-        [features[i] for i in wrong],
-        [bool(paid_right[i]) for i in wrong],
-        **(options | {"groups": [groups[i] for i in wrong]}),  # type: ignore[arg-type]
+    helps = fit_paid_helps(
+        features,
+        labels,
+        has_answer,
+        paid_right,
+        oof,
+        gate_oof,
+        [r.judgement.local_abstained for r in usable if r.judgement],
         names=names_of["paid_helps"],
+        **options,  # type: ignore[arg-type]
     )
-    if helps_fit is not None:
-        decisions.append(helps_fit[0])
-        final.paid_helps = helps_fit[2]
-        helps_oof = [final.paid_helps.probability(f) for f in features]  # never trained on: local right
-        for i, p in zip(wrong, helps_fit[1], strict=True):
-            helps_oof[i] = p
+    if helps is not None:
+        decisions.append(helps.summary)
+        final.paid_helps, final.paid_helps_unanswerable = helps.model, helps.unanswerable_rate
+        helps_oof = list(helps.oof)
 
     ablations: dict[str, dict[str, float]] = {}
     if ablate:
         subsets = {
             "local_correct": (features, labels),
             "answerable": (features, has_answer),
-            "paid_helps": ([features[i] for i in wrong], [bool(paid_right[i]) for i in wrong]),
+            "paid_helps": (
+                [features[i] for i in helps.fitted_on] if helps else [],
+                [bool(paid_right[i]) for i in helps.fitted_on] if helps else [],
+            ),
         }
         for d in decisions:
             rows, ys = subsets[d.name]

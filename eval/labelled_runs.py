@@ -92,10 +92,13 @@ def rescored(
 def judged_by(records: Sequence[QuestionRecord], calibration: Calibration) -> list[QuestionRecord]:
     """Copies of ``records`` whose three probabilities are ``calibration``'s on their stored features
     (a record without a judgement is kept as it is)."""
-    features = [r.judgement.features if r.judgement else None for r in records]
+    judgements = [r.judgement for r in records]
     return rescored(
         records,
-        [0.0 if f is None else calibration.probability(f) for f in features],
-        [None if f is None else calibration.p_answerable(f) for f in features],
-        [None if f is None else calibration.p_paid_helps(f) for f in features],
+        [0.0 if j is None else calibration.probability(j.features) for j in judgements],
+        [None if j is None else calibration.p_answerable(j.features) for j in judgements],
+        [
+            None if j is None else calibration.p_paid_helps(j.features, local_abstained=j.local_abstained)
+            for j in judgements
+        ],
     )

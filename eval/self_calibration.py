@@ -263,7 +263,9 @@ def refit_from_ledger(
         )
         model.abstain_below = base.abstain_below
         scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, EVIDENCE_FEATURES)
-    model.paid_helps = base.paid_helps
+    else:  # too few of one kind to refit: P(paid helps) still needs P(answerable) to mix its two parts
+        model.answerable, model.abstain_below = base.answerable, base.abstain_below
+    model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable
     model.save(target)
     return LedgerRefit(target, len(labels), synthetic, scores)
 

@@ -39,13 +39,14 @@ def compare_on_real(
 
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
-    from eval.calibrate import _fit_decision, feature_sets
+    from eval.calibrate import _fit_decision, feature_sets, fit_paid_helps
     from eval.labelled_runs import judged_by, rescored, training_set
     from eval.metrics import auroc
     from eval.summaries import paid_correct_labels
 
     usable, labels = training_set(records)
     features = [r.judgement.features for r in usable if r.judgement]
+    abstained = [r.judgement.local_abstained for r in usable if r.judgement]
     has_answer = [r.has_answer for r in usable]
     paid_right = paid_correct_labels(usable)
     wrong = [i for i, y in enumerate(labels) if not y and paid_right[i] is not None]
@@ -55,29 +56,39 @@ def compare_on_real(
     # The real-label fit reads the same features as the synthetic one, so the ratio compares labels only.
     names = feature_sets(synthetic)
     tasks = (
-        ("local_correct", features, labels, synthetic, names["local_correct"]),
-        ("answerable", features, has_answer, synthetic.answerable, names["answerable"]),
-        (
-            "paid_helps",
-            [features[i] for i in wrong],
-            [bool(paid_right[i]) for i in wrong],
-            synthetic.paid_helps,
-            names["paid_helps"],
-        ),
+        ("local_correct", labels, synthetic.probability, names["local_correct"]),
+        ("answerable", has_answer, synthetic.p_answerable, names["answerable"]),
     )
-    for name, rows, ys, model, names in tasks:
-        fitted = _fit_decision(name, name, rows, ys, names=names, **options)  # type: ignore[arg-type]
+    for name, ys, score, columns in tasks:
+        fitted = _fit_decision(name, name, features, ys, names=columns, **options)  # type: ignore[arg-type]
         if fitted is not None:
             oof[name] = fitted[1]
-            if name == "paid_helps":  # scored on local-right questions too, by the fit on all local-wrong
-                helps: list[float | None] = [fitted[2].probability(f) for f in features]
-                for i, p in zip(wrong, fitted[1], strict=True):
-                    helps[i] = p
-        score = None if model is None else auroc(ys, [model.probability(r) for r in rows])
-        out.append(DecisionComparison(name, len(ys), score, fitted[0].auroc if fitted else None))
+        scores = [score(f) for f in features]
+        synthetic_auroc = None if any(v is None for v in scores) else auroc(ys, scores)
+        out.append(DecisionComparison(name, len(ys), synthetic_auroc, fitted[0].auroc if fitted else None))
+    helps_fit = fit_paid_helps(
+        features,
+        labels,
+        has_answer,
+        paid_right,
+        oof["local_correct"],
+        oof.get("answerable"),
+        abstained,
+        names=names["paid_helps"],
+        **options,  # type: ignore[arg-type]
+    )
+    helps: list[float | None] = list(helps_fit.oof) if helps_fit else [None] * len(usable)
+    wrong_labels = [bool(paid_right[i]) for i in wrong]
+    synthetic_helps = [synthetic.p_paid_helps(features[i], local_abstained=abstained[i]) for i in wrong]
+    out.append(
+        DecisionComparison(
+            "paid_helps",
+            len(wrong),
+            None if any(v is None for v in synthetic_helps) else auroc(wrong_labels, synthetic_helps),
+            helps_fit.summary.auroc if helps_fit else None,
+        )
+    )
     synthetic_records = judged_by(usable, synthetic)
-    if "paid_helps" not in oof:
-        helps = [None] * len(usable)
     real_records = rescored(usable, oof["local_correct"], oof.get("answerable"), helps)
     return out, synthetic_records, real_records
 

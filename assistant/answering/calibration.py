@@ -3,7 +3,9 @@ cascade decides on: P(local answer correct), P(answerable) and P(paid answer cor
 
 Coefficients live in a JSON file (one ships; ``python -m eval calibrate`` refits it with :func:`fit`). The
 file carries a ``format_version`` so an older Penny refuses a file it would misread instead of silently
-mis-scoring answers. Version 2 added ``paid_helps``; version 1 files still load (without it).
+mis-scoring answers. Version 2 added ``paid_helps``; version 3 conditions it on the question being
+answerable and adds ``paid_helps_unanswerable`` (:func:`paid_helps_mixture`). Older files still load and
+mean what they meant.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from assistant.errors import PennyError
 
 log = logging.getLogger("penny.calibration")
 
-FORMAT_VERSION = 2  # 2: paid_helps; files written before the field existed are version 1
+FORMAT_VERSION = 3  # 3: paid_helps given answerable, + paid_helps_unanswerable; 2: paid_helps; 1: neither
 
 
 class CalibrationError(PennyError, ValueError):
@@ -45,9 +47,12 @@ class Calibration:
 
     The top-level model gives P(local answer correct). Two optional models, each fitted on its own labels:
     ``answerable``, P(the sources answer the question at all), since small models rarely abstain on their
-    own; and ``paid_helps``, P(the paid answer is right | the local one is wrong), the value of escalating,
-    since escalating an unanswerable question only buys a second wrong answer. ``abstain_below`` is the
-    threshold rule's gate on P(answerable).
+    own; and ``paid_helps``, the value of escalating. From format 3 on, ``paid_helps`` is P(the paid answer
+    is right | the local one is wrong, the question is answerable) and ``paid_helps_unanswerable`` the same
+    rate on unanswerable questions (the paid tier must abstain to be right there): the two differ fourfold
+    and P(answerable) says which applies (:func:`paid_helps_mixture`). In older files ``paid_helps`` is
+    P(the paid answer is right | the local one is wrong) on all questions, used as it is.
+    ``abstain_below`` is the threshold rule's gate on P(answerable).
     """
 
     features: list[str]
@@ -59,6 +64,7 @@ class Calibration:
     answerable: Calibration | None = None
     abstain_below: float = 0.0
     paid_helps: Calibration | None = None
+    paid_helps_unanswerable: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.features if name not in FEATURES]
@@ -71,6 +77,9 @@ class Calibration:
             raise CalibrationError("every scale must be > 0")
         if not 0.0 <= self.abstain_below <= 1.0:
             raise CalibrationError(f"abstain_below must be in [0, 1], got {self.abstain_below}")
+        rate = self.paid_helps_unanswerable
+        if rate is not None and not 0.0 <= rate <= 1.0:
+            raise CalibrationError(f"paid_helps_unanswerable must be in [0, 1], got {rate}")
 
     def logit(self, features: Mapping[str, float]) -> float:
         total = self.intercept
@@ -86,9 +95,24 @@ class Calibration:
         """P(the question is answerable from the sources), or None without an answerable model."""
         return None if self.answerable is None else self.answerable.probability(features)
 
-    def p_paid_helps(self, features: Mapping[str, float]) -> float | None:
-        """P(the paid answer is right | the local one is wrong), or None without that model."""
-        return None if self.paid_helps is None else self.paid_helps.probability(features)
+    def p_paid_helps(self, features: Mapping[str, float], *, local_abstained: bool = False) -> float | None:
+        """P(the paid answer is right | the local one is wrong), or None without that model.
+
+        ``local_abstained``: the local answer was an abstention, which is wrong only if the question is
+        answerable (so P(answerable | local wrong) is P(answerable) itself).
+        """
+        if self.paid_helps is None:
+            return None
+        helps = self.paid_helps.probability(features)
+        if self.paid_helps_unanswerable is None or self.answerable is None:
+            return helps  # format 2: already P(paid right | local wrong) on all questions
+        return paid_helps_mixture(
+            helps,
+            self.paid_helps_unanswerable,
+            p_answerable=self.answerable.probability(features),
+            p_correct=self.probability(features),
+            local_abstained=local_abstained,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
@@ -109,6 +133,7 @@ class Calibration:
             answerable=cls.from_dict(answerable) if answerable else None,
             abstain_below=float(data.get("abstain_below", 0.0)),
             paid_helps=cls.from_dict(paid_helps) if paid_helps else None,
+            paid_helps_unanswerable=_optional_float(data.get("paid_helps_unanswerable")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +161,33 @@ class Calibration:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
         tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def paid_helps_mixture(
+    answerable_helps: float,
+    unanswerable_helps: float,
+    *,
+    p_answerable: float,
+    p_correct: float,
+    local_abstained: bool,
+) -> float:
+    """P(the paid answer is right | the local one is wrong), by the law of total probability over whether
+    the question is answerable.
+
+    A local answer that is not an abstention is right only on an answerable question, so given that it is
+    wrong, the question is answerable with probability (a − p)/(1 − p) (clipped: the two models are fitted
+    apart and need not agree). A local abstention is wrong exactly when the question is answerable: a.
+    """
+    if local_abstained or p_correct >= 1.0 - 1e-9:
+        weight = p_answerable
+    else:
+        weight = (p_answerable - p_correct) / (1.0 - p_correct)
+    weight = min(1.0, max(0.0, weight))
+    return weight * answerable_helps + (1.0 - weight) * unanswerable_helps
 
 
 def fit(

@@ -60,11 +60,12 @@ class Evaluator:
     ) -> Judgement:
         features = self.features(question, passages, generation)
         calibration = self.calibrations.for_collection(collection)
+        abstained = bool(features["abstained"])
         return Judgement(
             p_correct=calibration.probability(features),
             p_answerable=calibration.p_answerable(features),
             abstain_below=calibration.abstain_below,
             features=features,
-            local_abstained=bool(features["abstained"]),
-            p_paid_helps=calibration.p_paid_helps(features),
+            local_abstained=abstained,
+            p_paid_helps=calibration.p_paid_helps(features, local_abstained=abstained),
         )

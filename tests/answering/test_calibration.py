@@ -12,6 +12,7 @@ from assistant.answering.calibration import (
     Calibration,
     CalibrationError,
     fit,
+    paid_helps_mixture,
 )
 from assistant.answering.decision import Policy, decide
 from assistant.answering.evaluator import Evaluator
@@ -56,7 +57,7 @@ def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "calibration.json"
     calibration.save(path)
     assert Calibration.load(path) == calibration
-    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 2
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 3
 
 
 def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused(tmp_path: Path) -> None:
@@ -64,10 +65,10 @@ def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused
     assert "format_version" not in json.loads(old.read_text())
     assert Calibration.load(old).paid_helps is None and Calibration.load(old).answerable is not None
     data = Calibration.load().to_dict()
-    data["format_version"] = 3
+    data["format_version"] = 4
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(data))
-    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 3 is newer"):
+    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 4 is newer"):
         Calibration.load(newer)
 
 
@@ -130,4 +131,53 @@ def test_answerable_gate_abstains_and_round_trips(tmp_path: Path, embedder) -> N
     bad["abstain_below"] = 1.5
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(CalibrationError, match="abstain_below"):
+        Calibration.load(tmp_path / "bad.json")
+
+
+def test_paid_helps_mixes_its_two_rates_by_how_likely_the_question_is_answerable_given_a_wrong_answer() -> (
+    None
+):
+    # A wrong local answer (not an abstention) to a question answerable with a = 0.8, when the local answer
+    # is right with p = 0.6: the question is answerable with (0.8 − 0.6) / 0.4 = 0.5 given the wrong answer.
+    mixed = paid_helps_mixture(0.6, 0.1, p_answerable=0.8, p_correct=0.6, local_abstained=False)
+    assert mixed == pytest.approx(0.5 * 0.6 + 0.5 * 0.1)
+    # An abstention is wrong exactly when the question is answerable: a itself weighs the two.
+    assert paid_helps_mixture(
+        0.6, 0.1, p_answerable=0.8, p_correct=0.6, local_abstained=True
+    ) == pytest.approx(0.8 * 0.6 + 0.2 * 0.1)
+    # The two models are fitted apart: a below p, or p = 1, still gives a probability between the rates.
+    assert paid_helps_mixture(0.6, 0.1, p_answerable=0.3, p_correct=0.6, local_abstained=False) == 0.1
+    assert paid_helps_mixture(
+        0.6, 0.1, p_answerable=0.9, p_correct=1.0, local_abstained=False
+    ) == pytest.approx(0.9 * 0.6 + 0.1 * 0.1)
+
+
+def test_the_default_calibration_pays_where_the_question_looks_answerable(embedder) -> None:  # type: ignore[no-untyped-def]
+    calibration = Calibration.load()
+    assert calibration.paid_helps is not None and calibration.answerable is not None
+    rate = calibration.paid_helps_unanswerable
+    assert rate is not None and 0.0 < rate < 0.5  # the paid tier seldom abstains where it should
+    answered = extract_features(QUESTION, PASSAGES, generation("Portugal"), embedder)
+    unanswered = extract_features(
+        "In what year did Brittany join Spain?", PASSAGES, generation("1066"), embedder
+    )
+    helps = [calibration.p_paid_helps(f) for f in (answered, unanswered)]
+    answerable = [calibration.p_answerable(f) for f in (answered, unanswered)]
+    assert answerable[0] > answerable[1]  # type: ignore[operator]
+    assert helps[0] > helps[1] >= rate  # type: ignore[operator]
+    evaluator = Evaluator(calibration, embedder)
+    judgement = evaluator.judge(QUESTION, PASSAGES, generation("Portugal"))
+    assert judgement.p_paid_helps == pytest.approx(helps[0])
+
+
+def test_format_2_files_keep_their_meaning_and_bad_rates_are_refused(tmp_path: Path) -> None:
+    older = Calibration.load(REPO / "docs" / "eval" / "squad-240" / "calibration.json")  # format 2
+    assert older.paid_helps is not None and older.paid_helps_unanswerable is None
+    features = dict.fromkeys(FEATURES, 0.5)
+    # Format 2's paid_helps is already P(paid right | local wrong) on every question: used as it is.
+    assert older.p_paid_helps(features) == older.paid_helps.probability(features)
+    data = Calibration.load().to_dict()
+    data["paid_helps_unanswerable"] = 1.5
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="paid_helps_unanswerable must be in"):
         Calibration.load(tmp_path / "bad.json")

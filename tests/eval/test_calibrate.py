@@ -184,7 +184,14 @@ def test_calibrate_fits_all_three_decisions_when_half_the_questions_have_no_answ
     assert set(decisions) == {"local_correct", "answerable", "paid_helps"}
     assert decisions["paid_helps"].auroc is not None and decisions["paid_helps"].auroc > 0.9
     local_wrong = [r for r in records if not r.answers or (r.local and r.local.answer != r.answers[0])]
-    assert decisions["paid_helps"].n == len(local_wrong)  # fitted only where the local answer was wrong
+    assert decisions["paid_helps"].n == len(local_wrong)  # scored only where the local answer was wrong
+    # Right on every answerable question it was asked, on no unanswerable one: a rate near 1 for the
+    # first (no features to fit on a single outcome) and near 0 for the second.
+    assert (
+        loaded.paid_helps.meta.get("constant") is True
+        and loaded.paid_helps.probability(records[0].judgement.features) > 0.9
+    )  # type: ignore[union-attr]
+    assert loaded.paid_helps_unanswerable is not None and loaded.paid_helps_unanswerable < 0.05
     assert outcome.chosen is not None
     # Paid-only never abstains: NoAns F1 0, overall 50. Gating unanswerable questions beats it by far.
     assert outcome.paid_f1 == pytest.approx(50.0)
