@@ -18,7 +18,7 @@ from assistant.answering.calibration import Calibration, fit
 from assistant.answering.decision import Judgement, Policy
 from assistant.answering.features import FEATURES
 from assistant.settings import CascadeSettings
-from eval.calibrate import calibrate
+from eval.calibrate import calibrate, fit_paid_helps
 from eval.errors import RunError
 from eval.records import QuestionRecord, TierCall
 
@@ -342,3 +342,47 @@ def test_two_runs_in_folders_of_the_same_name_stay_two_distributions(tmp_path: P
         str(tmp_path / "docs" / "run"),
     }
     assert [f.feature for f in gate.sign_flips] == ["question_support"]
+
+
+def test_paid_helps_is_fitted_on_answerable_questions_and_mixed_with_the_unanswerable_rate() -> None:
+    """The paid tier is right on the answerable questions whose retrieval agrees (dense_bm25_agree) and
+    abstains on 1 unanswerable question in 10: the model learns the first, the rate holds the second, and
+    a wrong answer to an answerable-looking question is worth paying for more than one that is not."""
+    rng = random.Random(5)
+    n = 240
+    has_answer = [i % 2 == 0 for i in range(n)]
+    local_correct = [h and rng.random() < 0.3 for h in has_answer]
+    features = [{**_features(rng, c), "dense_bm25_agree": float(rng.random() < 0.5)} for c in local_correct]
+    paid_right: list[bool | None] = [
+        (f["dense_bm25_agree"] == 1.0) if h else rng.random() < 0.1
+        for f, h in zip(features, has_answer, strict=True)
+    ]
+    p_correct = [0.6 if c else 0.2 for c in local_correct]
+    p_answerable = [0.9 if h else 0.2 for h in has_answer]
+    fitted = fit_paid_helps(
+        features,
+        local_correct,
+        has_answer,
+        paid_right,
+        p_correct,
+        p_answerable,
+        [False] * n,
+        folds=5,
+        seed=0,
+        regularization_c=1.0,
+        names=["dense_bm25_agree", "retrieval_top"],
+    )
+    assert fitted is not None
+    wrong = [i for i in range(n) if not local_correct[i]]
+    assert fitted.summary.n == len(wrong)
+    assert set(fitted.fitted_on) == {i for i in wrong if has_answer[i]}
+    assert fitted.unanswerable_rate is not None and 0.0 < fitted.unanswerable_rate < 0.25
+    # Below 1 by design: the unanswerable questions the paid tier gets right are a coin nothing predicts.
+    assert fitted.summary.auroc is not None and fitted.summary.auroc > 0.8
+    agree = {**features[0], "dense_bm25_agree": 1.0}
+    disagree = {**features[0], "dense_bm25_agree": 0.0}
+    assert fitted.model.probability(agree) > 0.8 > 0.2 > fitted.model.probability(disagree)
+    # Out of fold, the mixture pays for an answerable-looking wrong answer, not an unanswerable-looking one.
+    answerable_wrong = [fitted.oof[i] for i in wrong if has_answer[i] and paid_right[i]]
+    unanswerable_wrong = [fitted.oof[i] for i in wrong if not has_answer[i]]
+    assert min(answerable_wrong) > max(unanswerable_wrong)
