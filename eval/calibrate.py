@@ -219,11 +219,12 @@ def fit_paid_helps(
 ) -> PaidHelpsFit | None:
     """Fit P(paid helps) and score it out of fold with the other two models' out-of-fold probabilities.
 
-    The paid tier is right on about half of the answerable questions the local one gets wrong and on
-    few of the unanswerable ones (it rarely abstains), so the evidence that a question is answerable is
-    most of what says a paid call will help. Without P(answerable) (``p_answerable`` None) the model is
-    fitted on every wrong local answer instead, as format 2 did. The unanswerable rate is Laplace-smoothed
-    and left one out for the questions it counts. None when a label has fewer than 3 examples.
+    A paid tier is right far more often on the answerable questions the local one gets wrong than on the
+    unanswerable ones (where it must abstain, and rarely does), so the evidence that a question is
+    answerable is most of what says a paid call will help (docs/eval/evaluator-signals.md, eighth probe).
+    Without P(answerable) (``p_answerable`` None) the model is fitted on every wrong local answer instead,
+    as format 2 did. The unanswerable rate is Laplace-smoothed and left one out for the questions it
+    counts. None when a label has fewer than 3 examples.
     """
     from assistant.answering.calibration import paid_helps_mixture
 

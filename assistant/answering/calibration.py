@@ -49,7 +49,7 @@ class Calibration:
     ``answerable``, P(the sources answer the question at all), since small models rarely abstain on their
     own; and ``paid_helps``, the value of escalating. From format 3 on, ``paid_helps`` is P(the paid answer
     is right | the local one is wrong, the question is answerable) and ``paid_helps_unanswerable`` the same
-    rate on unanswerable questions (the paid tier must abstain to be right there): the two differ fourfold
+    rate on unanswerable questions (the paid tier must abstain to be right there): the two differ widely
     and P(answerable) says which applies (:func:`paid_helps_mixture`). In older files ``paid_helps`` is
     P(the paid answer is right | the local one is wrong) on all questions, used as it is.
     ``abstain_below`` is the threshold rule's gate on P(answerable).
