@@ -15,6 +15,11 @@ from eval.pricing import COST_CAP, HAS_ANS_TOLERANCE_F1
 from eval.summaries import QUALITY_TOLERANCE_F1, ConfigSummary
 
 
+def format_auroc(value: float | None) -> str:
+    """An AUROC as printed: three decimals, or a dash when the label had one value only."""
+    return "–" if value is None else f"{value:.3f}"
+
+
 @dataclass(frozen=True)
 class DecisionFit:
     """One of the evaluator's three models, measured out of fold on the questions it is fitted to."""
@@ -33,21 +38,19 @@ class DecisionFit:
     sign_flips: tuple[SignFlip, ...] = ()  # features left out: they change sign between distributions
 
     def line(self) -> str:
-        def fmt(value: float | None) -> str:
-            return "–" if value is None else f"{value:.3f}"
-
-        extra = f", HasAns only {fmt(self.auroc_has_ans)}" if self.name == "local_correct" else ""
+        extra = f", HasAns only {format_auroc(self.auroc_has_ans)}" if self.name == "local_correct" else ""
         line = (
-            f"  {self.name:<13} AUROC {fmt(self.auroc)} (trees {fmt(self.auroc_trees)}{extra}) on {self.n} "
-            f"questions, {self.positives} positive, C={self.regularization_c:g} — {self.label}"
+            f"  {self.name:<13} AUROC {format_auroc(self.auroc)} "
+            f"(trees {format_auroc(self.auroc_trees)}{extra}) on {self.n} questions, "
+            f"{self.positives} positive, C={self.regularization_c:g} — {self.label}"
         )
         if self.auroc_by_distribution:
             line += "\n    per distribution: " + ", ".join(
-                f"{g} {fmt(v)}" for g, v in self.auroc_by_distribution.items()
+                f"{g} {format_auroc(v)}" for g, v in self.auroc_by_distribution.items()
             )
         if self.auroc_has_ans_by_distribution:
             line += "; HasAns only: " + ", ".join(
-                f"{g} {fmt(v)}" for g, v in self.auroc_has_ans_by_distribution.items()
+                f"{g} {format_auroc(v)}" for g, v in self.auroc_has_ans_by_distribution.items()
             )
         if self.sign_flips:
             line += "\n    left out, sign changes between distributions: " + "; ".join(
@@ -82,12 +85,10 @@ class CalibrationOutcome:
         return None if fit is None else fit.auroc
 
     def lines(self) -> list[str]:
-        def fmt(value: float | None) -> str:
-            return "–" if value is None else f"{value:.3f}"
-
         out = [
-            f"local_correct AUROC on {self.n_test} held-out questions: before {fmt(self.auroc_before)} → "
-            f"after {fmt(self.auroc_after)} (fitted on {self.n_train})",
+            f"local_correct AUROC on {self.n_test} held-out questions: before "
+            f"{format_auroc(self.auroc_before)} → after {format_auroc(self.auroc_after)} "
+            f"(fitted on {self.n_train})",
             "per decision, out of fold (5-fold):",
             *(d.line() for d in self.decisions),
             *(

@@ -277,7 +277,7 @@ def _oof_auroc(
     seed: int,
     names: Sequence[str] | None = None,
 ) -> float | None:
-    from eval.calibrate import out_of_fold
+    from eval.fitting import out_of_fold
     from eval.metrics import auroc
 
     if min(sum(labels), len(labels) - sum(labels)) < 2:

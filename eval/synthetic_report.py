@@ -39,9 +39,11 @@ def compare_on_real(
 
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
-    from eval.calibrate import _fit_decision, feature_sets, fit_paid_helps
+    from eval.calibrate import feature_sets
+    from eval.fitting import fit_decision
     from eval.labelled_runs import judged_by, rescored, training_set
     from eval.metrics import auroc
+    from eval.paid_helps import fit_paid_helps
     from eval.summaries import paid_correct_labels
 
     usable, labels = training_set(records)
@@ -60,7 +62,7 @@ def compare_on_real(
         ("answerable", has_answer, synthetic.p_answerable, names["answerable"]),
     )
     for name, ys, score, columns in tasks:
-        fitted = _fit_decision(name, name, features, ys, names=columns, **options)  # type: ignore[arg-type]
+        fitted = fit_decision(name, name, features, ys, names=columns, **options)  # type: ignore[arg-type]
         if fitted is not None:
             oof[name] = fitted[1]
         scores = [score(f) for f in features]

@@ -18,8 +18,9 @@ from assistant.answering.calibration import Calibration, fit
 from assistant.answering.decision import Judgement, Policy
 from assistant.answering.features import FEATURES
 from assistant.settings import CascadeSettings
-from eval.calibrate import calibrate, fit_paid_helps
+from eval.calibrate import calibrate
 from eval.errors import RunError
+from eval.paid_helps import fit_paid_helps
 from eval.records import QuestionRecord, TierCall
 
 POLICY = Policy.from_settings(CascadeSettings())
