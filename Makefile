@@ -70,6 +70,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_retrieval_scale.py
 	$(BIN)/python benchmarks/bench_evaluator.py
+	$(BIN)/python benchmarks/bench_question_score.py
 	$(BIN)/python benchmarks/bench_limits.py
 	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
 	$(BIN)/python benchmarks/bench_prefix_reuse.py

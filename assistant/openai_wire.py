@@ -11,6 +11,7 @@ llama-server or vLLM), and the paid client reads it from the paid tier.
 | ``Usage``, ``PromptTokensDetails`` | the token counts of a completion |
 | ``ChoiceLogprobs``, ``TokenLogprob``, ``TopLogprob`` | per-token log-probabilities of a choice |
 | ``Timings`` | llama-server's ``timings`` extension: how long generating took |
+| ``scored_tail``, ``scored_tail_logprobs`` | Penny's extension: log-probabilities of the prompt's end |
 | ``AssistantMessage``, ``Choice``, ``ChatCompletion`` | a completion that is not streamed |
 | ``Delta``, ``ChunkChoice``, ``ChatCompletionChunk`` | one chunk of a streamed completion |
 | ``ErrorDetail`` | the ``error`` of an event a server sends instead of a chunk when it fails mid-stream |
@@ -87,6 +88,9 @@ class ChatCompletionRequest(Struct, kw_only=True, omit_defaults=True):
     logprobs: bool = False
     top_logprobs: int | None = None
     user: str | None = None
+    # Penny's extension: a text the last message ends with, whose tokens' log-probabilities given all before
+    # them the server returns in the choice's ``scored_tail_logprobs``. Other servers ignore it.
+    scored_tail: str | None = None
 
 
 # ------------------------------------------------------------------------------ usage, logprobs, timings
@@ -161,6 +165,7 @@ class Choice(Struct, kw_only=True):
     message: AssistantMessage
     logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
+    scored_tail_logprobs: list[float] | UnsetType | None = UNSET  # see ChatCompletionRequest.scored_tail
 
 
 class ChatCompletion(Struct, kw_only=True):
@@ -190,6 +195,7 @@ class ChunkChoice(Struct, kw_only=True):
     delta: Delta = field(default_factory=Delta)
     logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
+    scored_tail_logprobs: list[float] | UnsetType | None = UNSET  # in the finishing chunk, when asked
 
 
 class ErrorDetail(Struct, kw_only=True):

@@ -53,9 +53,11 @@ class PromptRecorder:
         self.last: list[dict[str, str]] = []
         self.generation: Generation | None = None
 
-    def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
+    def stream_chat(
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+    ) -> Iterator[Any]:
         self.last = list(messages)
-        for item in self.model.stream_chat(messages, max_tokens=max_tokens):
+        for item in self.model.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail):
             if isinstance(item, Generation):
                 self.generation = item
             yield item

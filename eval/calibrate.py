@@ -93,9 +93,10 @@ def calibrate(
             "needs at least 10 questions and 3 of each outcome — run more questions (--limit)"
         )
     features = [r.judgement.features for r in usable if r.judgement]
-    from assistant.answering.features import FEATURES
+    from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
 
-    lacking = sorted({name for row in features for name in FEATURES if name not in row})
+    required = [name for name in FEATURES if name not in OPTIONAL_FEATURES]
+    lacking = sorted({name for row in features for name in required if name not in row})
     if lacking:
         raise RunError(
             f"{calls}: the run's records lack features {', '.join(lacking)} (added since it ran); pass "

@@ -57,9 +57,10 @@ def sign_flips(coefficients: dict[str, dict[str, float]], names: Sequence[str]) 
     """The features whose weighty coefficients point opposite ways in two distributions."""
     flips = []
     for name in names:
-        weighty = {g: c[name] for g, c in coefficients.items() if abs(c[name]) >= MIN_WEIGHT}
+        # A distribution without an optional feature (not scored there) has no coefficient for it.
+        weighty = {g: c[name] for g, c in coefficients.items() if abs(c.get(name, 0.0)) >= MIN_WEIGHT}
         if any(v > 0 for v in weighty.values()) and any(v < 0 for v in weighty.values()):
-            flips.append(SignFlip(name, {g: round(c[name], 3) for g, c in coefficients.items()}))
+            flips.append(SignFlip(name, {g: round(c.get(name, 0.0), 3) for g, c in coefficients.items()}))
     return flips
 
 

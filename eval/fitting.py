@@ -109,9 +109,11 @@ def trees_out_of_fold(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
+    from assistant.answering.calibration import feature_matrix, known_features
     from assistant.answering.features import FEATURES
 
-    x = np.asarray([[row[name] for name in (FEATURES if names is None else names)] for row in features])
+    names = known_features(features, FEATURES if names is None else names)
+    x = feature_matrix(features, names)  # the trees take an unknown (NaN) as it is
     folds = max(2, min(folds, sum(labels), len(labels) - sum(labels)))
     model = HistGradientBoostingClassifier(max_depth=3, learning_rate=0.05, max_iter=150, random_state=seed)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
@@ -133,10 +135,10 @@ def fit_decision(
     """Choose C, score out of fold, and fit on all rows (on ``names``, default all features); None when a
     label has fewer than 3 examples. With rows from two or more distributions (``groups``), a feature
     whose sign differs between them is left out, and AUROC is also given per distribution."""
-    from assistant.answering.calibration import fit
+    from assistant.answering.calibration import fit, known_features
     from assistant.answering.features import FEATURES
 
-    names = list(FEATURES if names is None else names)
+    names = known_features(features, FEATURES if names is None else names)
     if sum(labels) < 3 or len(labels) - sum(labels) < 3:
         return None
     flips: list[SignFlip] = []

@@ -42,7 +42,7 @@ def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list
     features are filled: the stored ones are what the service computed live. A question whose retrieval
     no longer returns the recorded passages (the collection changed) is an error, not a silent mismatch.
     """
-    from assistant.answering.features import FEATURES, text_features
+    from assistant.answering.features import FEATURES, OPTIONAL_FEATURES, text_features
     from assistant.service import Penny
     from assistant.settings import get_settings
 
@@ -53,7 +53,7 @@ def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list
         if (
             r.judgement is None
             or r.local is None
-            or not (missing := set(FEATURES) - set(r.judgement.features))
+            or not (missing := set(FEATURES) - set(OPTIONAL_FEATURES) - set(r.judgement.features))
         ):
             out.append(r)
             continue

@@ -6,6 +6,7 @@ import httpx
 import msgspec
 import pytest
 from httpx_sse import SSEError
+from msgspec import UNSET
 
 from assistant.openai_wire import (
     SSE_DONE,
@@ -75,6 +76,21 @@ def test_encoding_leaves_out_what_is_not_set() -> None:
     assert msgspec.json.encode(request) == (
         b'{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini","stream":true,'
         b'"stream_options":{"include_usage":true},"temperature":0.0}'
+    )
+
+
+def test_pennys_scored_tail_extension_travels_in_the_request_and_the_finishing_chunk() -> None:
+    request = ChatCompletionRequest(
+        messages=chat_messages([{"role": "user", "content": "Q: hi?"}]), scored_tail="hi?"
+    )
+    assert b'"scored_tail":"hi?"' in msgspec.json.encode(request)
+    final = decode_chunk(
+        b'{"choices": [{"delta": {}, "finish_reason": "stop", "scored_tail_logprobs": [-0.5, -1.25]}]}'
+    )
+    assert final.choices[0].scored_tail_logprobs == [-0.5, -1.25]
+    assert (
+        decode_chunk(b'{"choices": [{"delta": {}, "finish_reason": "stop"}]}').choices[0].scored_tail_logprobs
+        is UNSET
     )
 
 

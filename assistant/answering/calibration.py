@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from assistant.answering.features import FEATURES
+from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
 from assistant.errors import PennyError
 
 log = logging.getLogger("penny.calibration")
@@ -82,9 +82,12 @@ class Calibration:
             raise CalibrationError(f"paid_helps_unanswerable must be in [0, 1], got {rate}")
 
     def logit(self, features: Mapping[str, float]) -> float:
+        """A feature the row lacks (``OPTIONAL_FEATURES``: the backend could not say) is read at its mean."""
         total = self.intercept
         for name, coef, mean, scale in zip(self.features, self.coef, self.means, self.scales, strict=True):
-            total += coef * (float(features[name]) - mean) / scale
+            value = features.get(name) if name in OPTIONAL_FEATURES else features[name]
+            if value is not None and not math.isnan(value):
+                total += coef * (float(value) - mean) / scale
         return total
 
     def probability(self, features: Mapping[str, float]) -> float:
@@ -211,8 +214,11 @@ def fit(
     y = np.asarray([int(bool(label)) for label in labels])
     if len(set(y.tolist())) < 2:
         raise ValueError("need both correct and incorrect answers to fit a calibration")
-    x = np.asarray([[float(row[name]) for name in names] for row in features], dtype=float)
-    means = x.mean(axis=0)
+    names = known_features(features, names)
+    x = feature_matrix(features, names)
+    known = ~np.isnan(x)
+    means = np.where(known, x, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
+    x = np.where(known, x, means)  # an unknown optional feature is read at its mean, as logit() reads it
     scales = x.std(axis=0)
     scales[scales < 1e-9] = 1.0  # a constant feature: leave it unscaled (its coefficient goes to ~0)
     model = LogisticRegression(C=regularization_c, max_iter=1000)
@@ -224,6 +230,27 @@ def fit(
         means=[float(m) for m in means],
         scales=[float(s) for s in scales],
         meta={"n": len(y), "positive_rate": float(y.mean()), "C": regularization_c, **(meta or {})},
+    )
+
+
+def known_features(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> list[str]:
+    """``names`` less the optional features that no row has: rows answered by a backend that cannot give
+    them (llama-server, vLLM) fit a model without them rather than one on a column of unknowns."""
+    return [n for n in names if n not in OPTIONAL_FEATURES or any(n in row for row in rows)]
+
+
+def feature_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> Any:
+    """``rows`` as a float array, one column per name; NaN where a row lacks an optional feature.
+
+    A missing required one is a ``KeyError``: an older Penny built the row (``--refresh-features``)."""
+    import numpy as np
+
+    return np.asarray(
+        [
+            [float(row.get(n, math.nan)) if n in OPTIONAL_FEATURES else float(row[n]) for n in names]
+            for row in rows
+        ],
+        dtype=float,
     )
 
 

@@ -318,7 +318,10 @@ class Cascade:
                 collection=req.collection,
                 max_tokens=req.local_max_tokens,
             )
-        backend_stream = self.local.stream_chat(req.local_prompt.messages, max_tokens=req.local_max_tokens)
+        # The question ends the prompt: its likelihood given the passages comes from the same prefill.
+        backend_stream = self.local.stream_chat(
+            req.local_prompt.messages, max_tokens=req.local_max_tokens, scored_tail=req.question
+        )
         try:
             for item in backend_stream:
                 if isinstance(item, Generation):

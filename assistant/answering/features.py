@@ -2,11 +2,13 @@
 
 A prompt-only router (RouteLLM) sees just the question; these features also describe what the local model
 did with the retrieved context, in the spirit of FrugalGPT's answer scorer and AutoMix's check against the
-context: how sure the model was (token logprobs), how good retrieval was (top score, margin, dense/BM25
-agreement), whether the answer's words and meaning are found in the passages it cites, whether it occurs
-verbatim and in which passage, whether the sentence holding it is about the question, whether its type fits
-the question's (a date for "when"), whether it abstained, its length and citations. A 0.5B model's own
-report of its confidence carries no signal (docs/eval/evaluator-signals.md): these read the evidence instead.
+context: how sure the model was (token logprobs), how likely it found the question after reading the
+passages (a question about what they do not say surprises it), how good retrieval was (top score, margin,
+dense/BM25 agreement), whether the answer's words and meaning are found in the passages it cites, whether it
+occurs verbatim and in which passage, whether the sentence holding it is about the question, whether its
+type fits the question's (a date for "when"), whether it abstained, its length and citations. A 0.5B
+model's own report of its confidence carries no signal (docs/eval/evaluator-signals.md): these read the
+evidence instead.
 The same word overlap attributes an uncited answer to its passage (:func:`ensure_citation`).
 """
 
@@ -44,7 +46,13 @@ FEATURES: tuple[str, ...] = (
     "type_match",  # answer type fits the question type: 1 yes, 0 no, 0.5 untyped question
     "dense_bm25_agree",  # 1 if dense and BM25 retrieval rank the same passage first (hybrid only)
     "question_names_missing",  # share of the question's names and numbers that no passage holds
+    "question_logprob",  # mean log-probability of the question's tokens given the passages before it
 )
+
+# Features only some local backends can give: Penny's model and worker score the question in the prompt's
+# prefill, llama-server and vLLM do not. A row lacks them when unknown, and a model reads a missing one at
+# its training mean (calibration.py), so it neither helps nor hurts that answer.
+OPTIONAL_FEATURES: tuple[str, ...] = ("question_logprob",)
 
 # What the question and the passages say before any answer is read. Whether the passages answer the question
 # (P(answerable)) and whether the paid tier will get it right (P(paid helps)) are properties of these, not of
@@ -57,6 +65,7 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "question_support",
     "question_sentence_cos",
     "question_names_missing",
+    "question_logprob",
 )
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -255,7 +264,7 @@ def supporting_passages(answer: str, passages: Sequence[Passage]) -> tuple[list[
 def extract_features(
     question: str, passages: Sequence[Passage], generation: Generation, embedder: Embedder
 ) -> dict[str, float]:
-    return {
+    features = {
         "mean_logprob": generation.mean_logprob,
         "min_logprob": generation.min_logprob,
         **retrieval_features(passages),
@@ -263,6 +272,11 @@ def extract_features(
         "dense_bm25_agree": dense_bm25_agree(passages),
         **text_features(question, passages, generation.text, embedder),
     }
+    # The cascade asks the local tier to score the question, which ends its prompt (the prefill's logits).
+    question_logprob = generation.scored_tail_mean_logprob
+    if question_logprob is not None:
+        features["question_logprob"] = question_logprob
+    return features
 
 
 def text_features(

@@ -20,6 +20,9 @@ class Generation:
     finish_reason: str = "stop"
     seconds: float = 0.0
     cached_prompt_tokens: int = 0  # the prompt's leading tokens whose KV the model reused, not prefilled
+    # Log-probabilities of the tokens of the text the prompt ends with, when the caller asked for them
+    # (``scored_tail``) and the backend can score it; None otherwise.
+    scored_tail_logprobs: list[float] | None = None
 
     @property
     def mean_logprob(self) -> float:
@@ -28,6 +31,10 @@ class Generation:
     @property
     def min_logprob(self) -> float:
         return float(np.min(self.token_logprobs)) if self.token_logprobs else 0.0
+
+    @property
+    def scored_tail_mean_logprob(self) -> float | None:
+        return float(np.mean(self.scored_tail_logprobs)) if self.scored_tail_logprobs else None
 
 
 def final_generation(stream: Iterable[str | Generation]) -> Generation:
@@ -44,10 +51,16 @@ def final_generation(stream: Iterable[str | Generation]) -> Generation:
 class LocalBackend(Protocol):
     """``LocalModel`` in-process or ``PoolBackend`` over worker processes; the cascade sees no difference."""
 
-    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Generation: ...
+    def chat(
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+    ) -> Generation: ...
 
     def stream_chat(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 256
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
     ) -> Iterator[str | Generation]:
-        """Text deltas as they are generated, then exactly one final :class:`Generation`."""
+        """Text deltas as they are generated, then exactly one final :class:`Generation`.
+
+        ``scored_tail``: text the last message ends with (the cascade passes the question); a backend that
+        can returns its tokens' log-probabilities from the prompt's prefill, one that cannot returns None.
+        """
         ...

@@ -1,4 +1,8 @@
-"""The local tier: a quantized GGUF model run by llama.cpp, with per-token logprobs of what it generates.
+"""The local tier: a quantized GGUF model run by llama.cpp, with per-token logprobs of what it generates,
+and optionally of a text the prompt ends with (prefill.py).
+
+The prompt is rendered with the GGUF's own chat template and tokenized here, once, so the tokens scored in
+the prefill are the tokens the answer is generated from.
 
 Logprobs come from a logits processor rather than ``logprobs=True``: the latter needs the model loaded with
 ``logits_all=True``, which keeps logits for every prompt position (n_ctx x n_vocab floats) and slows
@@ -17,37 +21,20 @@ from typing import Any
 import numpy as np
 
 from assistant.local.backend import Generation, final_generation
+from assistant.local.prefill import common_prefix, locate_tail, prefill_scoring
 
 
 class _LogprobRecorder:
     """Logits processor that records the log-probability of the greedy choice at each step."""
 
-    def __init__(self, cached: np.ndarray) -> None:
+    def __init__(self) -> None:
         self.logprobs: list[float] = []
-        self.prompt_tokens = 0
-        self.cached_prompt_tokens = 0
-        self._cached = cached  # the tokens whose KV the model held before this call
 
     def __call__(self, input_ids: Any, scores: np.ndarray) -> np.ndarray:
-        if not self.logprobs:
-            self.prompt_tokens = len(input_ids)  # at the first step the context is exactly the prompt
-            self.cached_prompt_tokens = _common_prefix(self._cached, np.asarray(input_ids))
         top = float(np.max(scores))
         log_z = top + float(np.log(np.sum(np.exp(scores - top))))
         self.logprobs.append(top - log_z)
         return scores
-
-
-def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
-    """How many leading tokens two sequences share: what llama.cpp keeps of its KV cache for a prompt.
-
-    llama-cpp-python evaluates at least the prompt's last token again, so a prompt identical to the cached
-    one reuses all but that one.
-    """
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(a[:n] != b[:n])
-    shared = int(differ[0]) if differ.size else n
-    return min(shared, max(len(b) - 1, 0))
 
 
 class LocalModel:
@@ -61,6 +48,7 @@ class LocalModel:
         seed: int = 0,
     ) -> None:
         from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
         self.model_path = model_path
         self.n_ctx = n_ctx
@@ -72,6 +60,13 @@ class LocalModel:
             seed=seed,
             verbose=False,
         )
+        eos, bos = self._llama.token_eos(), self._llama.token_bos()
+        self._template = Jinja2ChatFormatter(
+            template=self._llama.metadata.get("tokenizer.chat_template", CHATML_CHAT_TEMPLATE),
+            eos_token=self._llama._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=self._llama._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
         self._lock = threading.Lock()
 
     def forget_prompt_cache(self) -> None:
@@ -79,27 +74,45 @@ class LocalModel:
         with self._lock:
             self._llama.reset()
 
-    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Generation:
-        return final_generation(self.stream_chat(messages, max_tokens=max_tokens))
+    def chat(
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+    ) -> Generation:
+        return final_generation(self.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail))
 
     def stream_chat(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 256
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
     ) -> Iterator[str | Generation]:
         """Yield text deltas as they are generated, then one final :class:`Generation`.
 
-        Closing the iterator early (client gone) stops generation at the next token.
+        ``scored_tail``: a text the last message ends with, whose tokens' log-probabilities given all before
+        them the Generation carries (``scored_tail_logprobs``). Closing the iterator early (client gone)
+        stops generation at the next token.
         """
         from llama_cpp import LogitsProcessorList
 
         started = time.perf_counter()
         with self._lock:
-            recorder = _LogprobRecorder(self._llama.input_ids[: self._llama.n_tokens].copy())
-            stream = self._llama.create_chat_completion(
-                messages=list(messages),
+            rendered = self._template(messages=list(messages))
+            tokens = self._llama.tokenize(
+                rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
+            )
+            # What llama.cpp keeps of the KV cache: at most all but the last token, which it evaluates again.
+            cached = min(
+                common_prefix(self._llama.input_ids[: self._llama.n_tokens], tokens), len(tokens) - 1
+            )
+            scored = self._tail(messages, rendered.prompt, tokens, scored_tail)
+            tail_logprobs = prefill_scoring(self._llama, tokens, scored) if scored else None
+            if scored:
+                cached = min(cached, scored.start - 1)  # the tail was evaluated again for its logits
+            recorder = _LogprobRecorder()
+            stream = self._llama.create_completion(
+                prompt=tokens,
                 max_tokens=max_tokens,
                 temperature=0.0,
                 repeat_penalty=1.0,  # keeps greedy = arg-max of the logits the recorder sees
                 stream=True,
+                stop=rendered.stop,
+                stopping_criteria=rendered.stopping_criteria,
                 logits_processor=LogitsProcessorList([recorder]),
             )
             parts: list[str] = []
@@ -107,7 +120,7 @@ class LocalModel:
             try:
                 for chunk in stream:
                     choice = chunk["choices"][0]
-                    delta = choice.get("delta", {}).get("content") or ""
+                    delta = choice.get("text") or ""
                     if delta:
                         parts.append(delta)
                         yield delta
@@ -119,10 +132,25 @@ class LocalModel:
                     close()
         yield Generation(
             text="".join(parts).strip(),
-            prompt_tokens=recorder.prompt_tokens,
+            prompt_tokens=len(tokens),
             completion_tokens=len(recorder.logprobs),
             token_logprobs=recorder.logprobs,
             finish_reason=finish_reason,
             seconds=time.perf_counter() - started,
-            cached_prompt_tokens=recorder.cached_prompt_tokens,
+            cached_prompt_tokens=max(cached, 0),
+            scored_tail_logprobs=tail_logprobs,
         )
+
+    def _tail(
+        self, messages: Sequence[dict[str, str]], prompt: str, tokens: list[int], tail: str | None
+    ) -> range:
+        """The tokens of ``tail`` to score; empty when there are none: no tail, one the last message does
+        not end with, or a prompt too long for the context (which generating then rejects)."""
+        if not tail or not messages or not messages[-1].get("content", "").endswith(tail):
+            return range(0)
+        if len(tokens) >= self.n_ctx:
+            return range(0)
+        scored = locate_tail(self._llama, prompt, tokens, tail)
+        if not scored or scored.start < 1:
+            return range(0)
+        return scored

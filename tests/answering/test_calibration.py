@@ -105,6 +105,24 @@ def test_fit_learns_which_way_features_point() -> None:
         fit(rows[:5], [True] * 5)
 
 
+def test_an_optional_feature_a_backend_could_not_give_is_read_at_its_mean() -> None:
+    rows, labels = synthetic(2, "question_logprob", -1.0, -3.0, 0.5)
+    unknown = [{k: v for k, v in row.items() if k != "question_logprob"} for row in rows[:40]]
+    calibration = fit(unknown + rows[40:], labels)
+    index = calibration.features.index("question_logprob")
+    known = [row["question_logprob"] for row in rows[40:]]
+    assert calibration.means[index] == pytest.approx(sum(known) / len(known))  # fitted on the known ones
+    assert calibration.coef[index] > 1.0
+    at_mean = {**rows[0], "question_logprob": calibration.means[index]}
+    assert calibration.probability(unknown[0]) == pytest.approx(calibration.probability(at_mean))
+    assert calibration.probability({**rows[0], "question_logprob": -1.0}) > calibration.probability(
+        unknown[0]
+    )
+    required = {k: v for k, v in rows[0].items() if k != "lexical_support"}
+    with pytest.raises(KeyError):
+        calibration.probability(required)  # a required feature missing is a bug, not an unknown
+
+
 def test_answerable_gate_abstains_and_round_trips(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
     rows, answerable = synthetic(1, "question_support", 0.35, 0.0, 0.05)
     calibration = Calibration.load()

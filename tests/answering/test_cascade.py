@@ -49,12 +49,16 @@ class CountingBackend:
         self.calls = 0
         self.max_tokens: list[int] = []
         self.prompts: list[Sequence[dict[str, str]]] = []
+        self.scored_tails: list[str | None] = []
 
-    def stream_chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Iterator[Any]:
+    def stream_chat(
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+    ) -> Iterator[Any]:
         self.calls += 1
         self.max_tokens.append(max_tokens)
         self.prompts.append(messages)
-        return self.model.stream_chat(messages, max_tokens=max_tokens)
+        self.scored_tails.append(scored_tail)
+        return self.model.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail)
 
 
 @pytest.fixture
@@ -126,7 +130,8 @@ def test_confident_local_answer_stays_local(penny, local, fake, paid_server) -> 
     assert answer.answer and answer.answer != ABSTAIN_PHRASE
     assert answer.reason.startswith("confident p=") and answer.reason.endswith(">=0.00")
     assert answer.confidence is not None and 0.0 < answer.confidence < 1.0
-    assert set(answer.features) == set(FEATURES)
+    assert set(answer.features) == set(FEATURES)  # with the question's log-probability from the prefill
+    assert local.scored_tails[-1] == QUESTION and answer.features["question_logprob"] < 0
     assert Path(answer.sources[0].source).name == "normans.md"
     assert isinstance(answer.local_generation, Generation) and answer.paid_generation is None
     assert answer.prompt_tokens == answer.local_generation.prompt_tokens > 100

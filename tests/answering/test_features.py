@@ -3,9 +3,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from assistant.answering.features import FEATURES, ensure_citation, extract_features, relevance
+from assistant.answering.features import (
+    FEATURES,
+    OPTIONAL_FEATURES,
+    ensure_citation,
+    extract_features,
+    relevance,
+)
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from index.retrieval import Passage
 from tests.support.answering import PASSAGES, QUESTION, generation
@@ -16,7 +24,7 @@ def test_features_of_a_supported_answer_and_of_a_made_up_one(embedder) -> None: 
     bad = extract_features(
         QUESTION, PASSAGES, generation("It is in Portugal, near Lisbon [3].", [-2.0, -4.5, -1.0]), embedder
     )
-    assert set(good) == set(FEATURES)
+    assert set(good) == set(FEATURES) - set(OPTIONAL_FEATURES)  # the question was not scored here
     assert good["lexical_support"] == 1.0  # "region", "france" are in passage 1; the rest is the question
     assert bad["lexical_support"] == 0.0
     assert good["embedding_support"] > bad["embedding_support"] + 0.2
@@ -24,6 +32,15 @@ def test_features_of_a_supported_answer_and_of_a_made_up_one(embedder) -> None: 
     assert good["retrieval_top"] == pytest.approx(0.62) and good["retrieval_margin"] == pytest.approx(0.21)
     assert good["mean_logprob"] == pytest.approx(-0.15) and bad["min_logprob"] == -4.5
     assert good["answer_tokens"] == 3
+
+
+def test_the_questions_log_probability_comes_from_the_local_tiers_prefill(embedder) -> None:  # type: ignore[no-untyped-def]
+    scored = replace(
+        generation("Normandy is a region in France [1]."), scored_tail_logprobs=[-0.5, -2.5, -1.5]
+    )
+    features = extract_features(QUESTION, PASSAGES, scored, embedder)
+    assert set(features) == set(FEATURES)
+    assert features["question_logprob"] == pytest.approx(-1.5)
 
 
 def test_uncited_answer_is_checked_against_all_passages(embedder) -> None:  # type: ignore[no-untyped-def]

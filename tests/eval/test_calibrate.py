@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from assistant.answering.calibration import Calibration, fit
 from assistant.answering.decision import Judgement, Policy
-from assistant.answering.features import FEATURES
+from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
 from assistant.settings import CascadeSettings
 from eval.calibrate import calibrate
 from eval.errors import RunError
@@ -27,7 +27,8 @@ POLICY = Policy.from_settings(CascadeSettings())
 
 
 def _features(rng: random.Random, correct: bool) -> dict[str, float]:
-    row = {name: rng.gauss(0.0, 1.0) for name in FEATURES}
+    row = {name: rng.gauss(0.0, 1.0) for name in FEATURES if name not in OPTIONAL_FEATURES}
+    row["question_logprob"] = -2.0  # known, and no signal: the tests of optional features vary it
     row["lexical_support"] = (0.8 if correct else 0.3) + rng.gauss(0.0, 0.15)  # the informative one
     row["abstained"] = 0.0
     return row
@@ -246,6 +247,7 @@ def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_a
         "retrieval_margin",
         "answer_tokens",
         "dense_bm25_agree",
+        "question_logprob",
     }  # only text features can be recomputed; the generation's and retrieval's stay as recorded
     assert fresh.judgement.features["mean_logprob"] == -0.42
     assert fresh.judgement.features["answer_verbatim_rank"] > 0  # the gold answer is in its paragraph
@@ -262,7 +264,7 @@ def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_a
         calibrate(run)
 
 
-def _gate_run(path: Path, seed: int, support_sign: float) -> None:
+def _gate_run(path: Path, seed: int, support_sign: float, lacking: tuple[str, ...] = ()) -> None:
     """Half answerable; ``retrieval_top`` says so in the same direction everywhere, ``question_support``
     in the direction ``support_sign`` (SQuAD 2.0's quirk is -1: its unanswerable questions copy words)."""
     rng = random.Random(seed)
@@ -272,6 +274,8 @@ def _gate_run(path: Path, seed: int, support_sign: float) -> None:
         features = _features(rng, has_answer)
         features["retrieval_top"] = (0.7 if has_answer else 0.5) + rng.gauss(0.0, 0.1)
         features["question_support"] = 0.6 + support_sign * (0.2 if has_answer else -0.2) + rng.gauss(0, 0.1)
+        for name in lacking:  # what a backend that cannot give it leaves out
+            del features[name]
         records.append(
             _record(
                 i,
@@ -308,6 +312,23 @@ def test_two_distributions_drop_the_feature_whose_sign_flips_and_report_auroc_pe
     assert set(local.auroc_has_ans_by_distribution) == {"squad", "docs"}  # the answerable questions alone
     assert "HasAns only: docs" in text
     assert set(loaded.meta["local_correct_has_ans_auroc_by_distribution"]) == {"squad", "docs"}
+
+
+def test_runs_on_a_backend_that_cannot_score_the_question_fit_without_it(tmp_path: Path) -> None:
+    """llama-server or vLLM as the local tier: no question log-probability in any record of that run."""
+    _gate_run(tmp_path / "server", seed=3, support_sign=+1.0, lacking=("question_logprob",))
+    alone = Calibration.load(calibrate([tmp_path / "server"], seed=0, cost_cap=0.6).path)
+    fitted = [
+        alone,
+        alone.answerable,
+    ]  # (P(paid helps) is a constant rate here: the paid tier is always right)
+    assert all(m is not None and "question_logprob" not in m.features for m in fitted)
+
+    _gate_run(tmp_path / "docs", seed=2, support_sign=+1.0)  # Penny's worker: every record has it
+    out = tmp_path / "both.json"
+    pooled = Calibration.load(calibrate([tmp_path / "docs", tmp_path / "server"], out=out, seed=0).path)
+    assert "question_logprob" in pooled.features  # fitted where known, read at its mean where not
+    assert pooled.means[pooled.features.index("question_logprob")] == pytest.approx(-2.0)  # docs' value
 
 
 def test_a_fit_can_keep_to_the_features_another_calibration_reads(tmp_path: Path) -> None:

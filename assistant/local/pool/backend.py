@@ -17,7 +17,8 @@ The stream is read the way llama-server and vLLM send it, not only the way Penny
 per-token ``logprobs`` may come in every chunk (theirs) or all in the final one (ours), ``usage`` in the
 finishing chunk or in a later chunk without choices (``stream_options.include_usage``). A server that sends
 no logprobs still works: the Generation has none (the evaluator then sees a mean and minimum logprob of
-0) and a warning is logged once per URL.
+0) and a warning is logged once per URL. Only Penny's worker honours ``scored_tail``; from the others the
+Generation's ``scored_tail_logprobs`` is None, which the evaluator reads as "not known".
 """
 
 from __future__ import annotations
@@ -82,11 +83,13 @@ class PoolBackend:
     def close(self) -> None:
         self._http.close()
 
-    def chat(self, messages: Sequence[dict[str, str]], max_tokens: int = 256) -> Generation:
-        return final_generation(self.stream_chat(messages, max_tokens=max_tokens))
+    def chat(
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+    ) -> Generation:
+        return final_generation(self.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail))
 
     def stream_chat(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 256
+        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
     ) -> Iterator[str | Generation]:
         """Yield text deltas, then one :class:`Generation`; raises a ``PoolError`` subclass on failure."""
         deadline = time.monotonic() + self.pool.settings.request_deadline_s
@@ -99,7 +102,8 @@ class PoolBackend:
             worker = cast(PoolWorker, lease.worker)
             produced = ""
             try:
-                with closing(self._stream(worker, messages, max_tokens, deadline)) as items:
+                stream = self._stream(worker, messages, max_tokens, deadline, scored_tail)
+                with closing(stream) as items:
                     for item in items:
                         if isinstance(item, Generation):
                             item.text = produced.strip()
@@ -129,7 +133,12 @@ class PoolBackend:
         ) from last_error
 
     def _stream(
-        self, worker: PoolWorker, messages: Sequence[dict[str, str]], max_tokens: int, deadline: float
+        self,
+        worker: PoolWorker,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int,
+        deadline: float,
+        scored_tail: str | None,
     ) -> Iterator[str | Generation]:
         request = ChatCompletionRequest(
             messages=chat_messages(messages),
@@ -141,6 +150,7 @@ class PoolBackend:
             logprobs=True,
             # 1, not 0 or absent: llama-server sends no logprobs for 0, llama-cpp-python's none without.
             top_logprobs=1,
+            scored_tail=scored_tail,
         )
         remaining = max(0.01, deadline - time.monotonic())
         timeout = httpx.Timeout(remaining, connect=min(2.0, remaining))
@@ -191,6 +201,7 @@ class _Reply:
     usage: Usage | None = None
     timings: Timings | None = None
     deltas: int = 0
+    scored_tail_logprobs: list[float] | None = None
 
     def add(self, chunk: ChatCompletionChunk) -> str:
         """Take in one chunk; returns its text delta ('' if none)."""
@@ -202,6 +213,8 @@ class _Reply:
         if choice.logprobs:
             self.logprobs.extend(choice.logprobs.values())
         self.finish_reason = choice.finish_reason or self.finish_reason
+        if isinstance(choice.scored_tail_logprobs, list):
+            self.scored_tail_logprobs = choice.scored_tail_logprobs
         content = choice.delta.text
         self.deltas += bool(content)
         return content
@@ -221,6 +234,7 @@ class _Reply:
             finish_reason=self.finish_reason or "stop",
             seconds=total_ms / 1000 if total_ms is not None else elapsed_s,
             cached_prompt_tokens=self.usage.cached_prompt_tokens if self.usage else 0,
+            scored_tail_logprobs=self.scored_tail_logprobs,
         )
 
 

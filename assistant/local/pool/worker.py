@@ -7,7 +7,8 @@ pool the same way.
 
 Routes: ``POST /v1/chat/completions`` (non-streaming and SSE; greedy decoding; per-token logprobs in the
 OpenAI ``choices[0].logprobs.content[].logprob`` shape when ``logprobs`` is true; ``usage``; llama-server
-style ``timings``), ``GET /healthz`` (JSON: slots, memory), ``GET /metrics`` (Prometheus text).
+style ``timings``; ``scored_tail_logprobs`` when the request names a ``scored_tail``), ``GET /healthz``
+(JSON: slots, memory), ``GET /metrics`` (Prometheus text).
 
 The model is loaded before the port is bound, so "accepts connections" means "ready to generate".
 """
@@ -150,6 +151,10 @@ def _logprobs(generation: Generation, wanted: bool) -> ChoiceLogprobs | None:
     return ChoiceLogprobs.of(generation.token_logprobs) if wanted else None
 
 
+def _scored_tail(generation: Generation) -> list[float] | UnsetType:
+    return UNSET if generation.scored_tail_logprobs is None else generation.scored_tail_logprobs
+
+
 def _usage(generation: Generation) -> Usage:
     usage = Usage.of(generation.prompt_tokens, generation.completion_tokens)
     usage.prompt_tokens_details = PromptTokensDetails(cached_tokens=generation.cached_prompt_tokens)
@@ -175,7 +180,9 @@ class _Generation:
     def __init__(self, state: WorkerState, request: ChatCompletionRequest, max_tokens: int) -> None:
         self.state = state
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-        self._iterator: Iterator[Any] = state.model.stream_chat(messages, max_tokens=max_tokens)
+        self._iterator: Iterator[Any] = state.model.stream_chat(
+            messages, max_tokens=max_tokens, scored_tail=request.scored_tail
+        )
         self._started = False
         self._closed = False
         state.enter()
@@ -243,6 +250,7 @@ async def chat_completions(data: JSONBody[ChatCompletionRequest], state: State) 
             message=AssistantMessage(content=item.text),
             finish_reason=item.finish_reason,
             logprobs=_logprobs(item, data.logprobs),
+            scored_tail_logprobs=_scored_tail(item),
         )
         completion = ChatCompletion(
             id=cid,
@@ -276,7 +284,11 @@ async def chat_completions(data: JSONBody[ChatCompletionRequest], state: State) 
             while not isinstance(item, Generation):
                 yield chunk(ChunkChoice(delta=Delta(content=item)))
                 item = await run.next()
-            final = ChunkChoice(finish_reason=item.finish_reason, logprobs=_logprobs(item, data.logprobs))
+            final = ChunkChoice(
+                finish_reason=item.finish_reason,
+                logprobs=_logprobs(item, data.logprobs),
+                scored_tail_logprobs=_scored_tail(item),
+            )
             yield chunk(final, usage=_usage(item), timings=_timings(item))
             yield SSE_DONE
             outcome = "ok"

@@ -236,8 +236,9 @@ def test_penny_builds_a_remote_pool_from_the_environment(
         assert isinstance(penny.pool, RemotePool)
         assert penny.pool.dispatcher.slots_total == 4
         assert penny.readiness()["local_model"] == "ok"
-        answer = penny.local_backend.chat(QUESTION, max_tokens=8)
+        answer = penny.local_backend.chat(QUESTION, max_tokens=8, scored_tail=QUESTION[0]["content"])
         assert answer.completion_tokens > 0 and answer.token_logprobs
+        assert answer.scored_tail_logprobs and all(lp <= 0 for lp in answer.scored_tail_logprobs)
         assert "local_model" not in penny.__dict__  # nothing was loaded in-process
     finally:
         penny.close()
@@ -267,18 +268,21 @@ def test_a_third_party_openai_server_works_through_v1_models_and_per_chunk_logpr
         pool = remote_pool([url])
         (worker,) = pool.workers(WorkerState.READY)
         assert (worker.health_path, worker.model) == ("/v1/models", "smol-remote")
-        answer = PoolBackend(pool).chat(QUESTION, max_tokens=8)
+        tail = QUESTION[0]["content"]
+        answer = PoolBackend(pool).chat(QUESTION, max_tokens=8, scored_tail=tail)
         assert answer.text and answer.finish_reason in ("stop", "length")
+        assert answer.scored_tail_logprobs is None  # Penny's extension: ignored here, so not known
         assert len(answer.token_logprobs) == answer.completion_tokens > 0  # no usage sent: counted from them
         assert all(lp <= 0 for lp in answer.token_logprobs)
         # The same model behind Penny's own worker gives the same greedy answer over the same wire format.
         ours = remote_pool(workers[:1])
         try:
-            reference = PoolBackend(ours).chat(QUESTION, max_tokens=8)
+            reference = PoolBackend(ours).chat(QUESTION, max_tokens=8, scored_tail=tail)
         finally:
             ours.stop()
         assert answer.text == reference.text
         assert answer.token_logprobs == pytest.approx(reference.token_logprobs, abs=0.1)
+        assert reference.scored_tail_logprobs
     finally:
         if pool is not None:
             pool.stop()

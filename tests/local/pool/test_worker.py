@@ -61,6 +61,23 @@ def test_streaming_sends_deltas_then_a_final_chunk_with_logprobs_and_usage(worke
     assert final["usage"] == plain["usage"]
 
 
+def test_a_scored_tail_gets_its_log_probabilities_in_both_modes(worker_url: str, tiny_model: Any) -> None:
+    question = "What colour is the sky on a clear day?"
+    body = {"messages": QUESTION, "max_tokens": 4, "scored_tail": question}
+    plain = httpx.post(f"{worker_url}/v1/chat/completions", json=body, timeout=120).json()
+    scored = plain["choices"][0]["scored_tail_logprobs"]
+    expected = tiny_model.chat(QUESTION, max_tokens=4, scored_tail=question).scored_tail_logprobs
+    assert scored == pytest.approx(expected, abs=0.05) and len(scored) >= 5 and all(lp <= 0 for lp in scored)
+    with httpx.stream(
+        "POST", f"{worker_url}/v1/chat/completions", json={**body, "stream": True}, timeout=120
+    ) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert chunks[-1]["choices"][0]["scored_tail_logprobs"] == pytest.approx(scored, abs=0.05)
+    assert all("scored_tail_logprobs" not in c["choices"][0] for c in chunks[:-1])
+    unasked = httpx.post(f"{worker_url}/v1/chat/completions", json={**body, "scored_tail": None}, timeout=120)
+    assert "scored_tail_logprobs" not in unasked.json()["choices"][0]
+
+
 def test_bad_requests_get_openai_errors_and_the_worker_keeps_serving(worker_url: str) -> None:
     empty = httpx.post(f"{worker_url}/v1/chat/completions", json={"messages": []}, timeout=30)
     assert empty.status_code == 400
