@@ -82,12 +82,11 @@ def test_bad_requests_get_openai_errors_and_the_worker_keeps_serving(worker_url:
     empty = httpx.post(f"{worker_url}/v1/chat/completions", json={"messages": []}, timeout=30)
     assert empty.status_code == 400
     assert empty.json()["error"]["type"] == "invalid_request_error"
-    too_long = [{"role": "user", "content": "word " * 3000}]  # more tokens than n_ctx=2048
-    for stream in (False, True):
-        response = httpx.post(
-            f"{worker_url}/v1/chat/completions", json={"messages": too_long, "stream": stream}, timeout=60
-        )
-        assert response.status_code == 400
+    too_long = [{"role": "user", "content": "word " * 3000 + "Question: why?"}]  # more tokens than n_ctx=2048
+    for stream, tail in ((False, None), (True, None), (False, "why?"), (True, "why?")):
+        body = {"messages": too_long, "stream": stream, "scored_tail": tail}
+        response = httpx.post(f"{worker_url}/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 400  # scoring the question does not hide the prompt's length
         assert response.json()["error"]["code"] == "context_length_exceeded"
     health = httpx.get(f"{worker_url}/healthz").json()
     assert health["slots_busy"] == 0 and health["requests_deferred"] == 0  # the failed ones left no slot held
