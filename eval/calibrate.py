@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import EVIDENCE_FEATURES
+from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, OPTIONAL_FEATURES
 from eval.calibration_outcome import CalibrationOutcome
 from eval.configs import Config
 from eval.distributions import auroc_by_group, distinct
@@ -56,6 +56,7 @@ def calibrate(
     refresh: bool = False,
     cost_cap: float = COST_CAP,
     features_of: Calibration | None = None,
+    exclude: Sequence[str] = (),
 ) -> CalibrationOutcome:
     """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
     results.jsonl), and choose the price of a wrong answer.
@@ -69,11 +70,15 @@ def calibrate(
     ``refresh`` fills in features the run's records lack (:func:`refresh_features`). ``cost_cap`` is the
     target's largest share of paid-only's cost. ``features_of`` restricts each model to the features the
     same model of that calibration reads: a collection's synthetic questions are one distribution and
-    cannot tell a dataset's artefact from a signal, so its fit keeps to what the default kept.
+    cannot tell a dataset's artefact from a signal, so its fit keeps to what the default kept. ``exclude``
+    leaves features out of every model: a signal measured but not (yet) earning its place, or an A/B.
     """
     from assistant.answering.calibration import fit
 
-    names_of = feature_sets(features_of)
+    unknown = sorted(set(exclude) - set(FEATURES))
+    if unknown:
+        raise RunError(f"--exclude: unknown features {', '.join(unknown)}; known: {', '.join(FEATURES)}")
+    names_of = feature_sets(features_of, exclude)
     run_dirs = [results] if isinstance(results, (str, Path)) else list(results)
     run_dirs = [Path(r) if Path(r).is_dir() else Path(r).parent for r in run_dirs]
     run_dir, calls = run_dirs[0], run_dirs[0] / "calls.jsonl"
@@ -93,8 +98,6 @@ def calibrate(
             "needs at least 10 questions and 3 of each outcome — run more questions (--limit)"
         )
     features = [r.judgement.features for r in usable if r.judgement]
-    from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
-
     required = [name for name in FEATURES if name not in OPTIONAL_FEATURES]
     lacking = sorted({name for row in features for name in required if name not in row})
     if lacking:
@@ -107,8 +110,11 @@ def calibrate(
         [labels[i] for i in test], [usable[i].judgement.p_correct for i in test if usable[i].judgement]
     )
     train_x, train_y = [features[i] for i in train], [labels[i] for i in train]
-    held_out_c = regularization_c or choose_regularization(train_x, train_y, folds, seed)
-    held_out_model = fit(train_x, train_y, regularization_c=held_out_c)
+    local_names = names_of["local_correct"]
+    held_out_c = regularization_c or choose_regularization(train_x, train_y, folds, seed, local_names)
+    held_out_model = fit(
+        train_x, train_y, regularization_c=held_out_c, **({"names": local_names} if local_names else {})
+    )
     after = auroc([labels[i] for i in test], [held_out_model.probability(features[i]) for i in test])
 
     options = {"folds": folds, "seed": seed, "regularization_c": regularization_c, "groups": groups}
@@ -242,9 +248,12 @@ def calibrate(
     )
 
 
-def feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | None]:
+def feature_sets(
+    calibration: Calibration | None, exclude: Sequence[str] = ()
+) -> dict[str, Sequence[str] | None]:
     """Each decision's features: ``calibration``'s model's where it has one, else the default set (None
-    is every feature for P(local correct); the other two read the question and passages only)."""
+    is every feature for P(local correct); the other two read the question and passages only); less
+    ``exclude``."""
     sets: dict[str, Sequence[str] | None] = {
         "local_correct": None,
         "answerable": EVIDENCE_FEATURES,
@@ -255,4 +264,7 @@ def feature_sets(calibration: Calibration | None) -> dict[str, Sequence[str] | N
         for name, model in (("answerable", calibration.answerable), ("paid_helps", calibration.paid_helps)):
             if model is not None:
                 sets[name] = model.features
+    if exclude:
+        for name, names in sets.items():
+            sets[name] = [n for n in (FEATURES if names is None else names) if n not in exclude]
     return sets

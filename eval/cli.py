@@ -238,6 +238,13 @@ def _synthetic_calibration(
     is_flag=True,
     help="Compute features the run lacks (added since it ran) from its stored answers, without generating.",
 )
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="FEATURE",
+    help="Leave this feature out of every model (repeatable): a signal not earning its place, or an A/B.",
+)
 def calibrate_command(
     results: tuple[Path, ...],
     out: Path | None,
@@ -247,6 +254,7 @@ def calibrate_command(
     cost_cap: float,
     ablation: bool,
     refresh_features: bool,
+    exclude: tuple[str, ...],
 ) -> None:
     """Fit the evaluator's three models on RESULTS (run directories or their results.jsonl) and pick the
     price of a wrong answer. Several runs are fitted together as distinct distributions: a feature whose
@@ -264,6 +272,7 @@ def calibrate_command(
             ablate=ablation,
             refresh=refresh_features,
             cost_cap=cost_cap,
+            exclude=exclude,
         )
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

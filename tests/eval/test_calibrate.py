@@ -331,6 +331,20 @@ def test_runs_on_a_backend_that_cannot_score_the_question_fit_without_it(tmp_pat
     assert pooled.means[pooled.features.index("question_logprob")] == pytest.approx(-2.0)  # docs' value
 
 
+def test_excluded_features_are_read_by_no_model(tmp_path: Path) -> None:
+    _gate_run(tmp_path / "docs", seed=2, support_sign=+1.0)
+    outcome = calibrate(
+        [tmp_path / "docs"], seed=0, cost_cap=0.6, exclude=("question_logprob", "retrieval_top")
+    )
+    loaded = Calibration.load(outcome.path)
+    assert loaded.answerable is not None
+    for model in (loaded, loaded.answerable, loaded.paid_helps or loaded):
+        assert not {"question_logprob", "retrieval_top"} & set(model.features)
+    assert "lexical_support" in loaded.features
+    with pytest.raises(RunError, match="unknown features no_such"):
+        calibrate([tmp_path / "docs"], seed=0, exclude=("no_such",))
+
+
 def test_a_fit_can_keep_to_the_features_another_calibration_reads(tmp_path: Path) -> None:
     """A collection's synthetic questions are one distribution: its fit reads what the default kept."""
     _gate_run(tmp_path / "docs", seed=2, support_sign=+1.0)
