@@ -85,9 +85,9 @@ class Calibration:
         """A feature the row lacks (``OPTIONAL_FEATURES``: the backend could not say) is read at its mean."""
         total = self.intercept
         for name, coef, mean, scale in zip(self.features, self.coef, self.means, self.scales, strict=True):
-            value = features.get(name) if name in OPTIONAL_FEATURES else features[name]
-            if value is not None and not math.isnan(value):
-                total += coef * (float(value) - mean) / scale
+            value = feature_value(features, name)
+            if not math.isnan(value):
+                total += coef * (value - mean) / scale
         return total
 
     def probability(self, features: Mapping[str, float]) -> float:
@@ -239,19 +239,18 @@ def known_features(rows: Sequence[Mapping[str, float]], names: Sequence[str]) ->
     return [n for n in names if n not in OPTIONAL_FEATURES or any(n in row for row in rows)]
 
 
-def feature_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> Any:
-    """``rows`` as a float array, one column per name; NaN where a row lacks an optional feature.
+def feature_value(row: Mapping[str, float], name: str) -> float:
+    """``row``'s value of ``name``; NaN for an optional feature the row lacks.
 
     A missing required one is a ``KeyError``: an older Penny built the row (``--refresh-features``)."""
+    return float(row.get(name, math.nan)) if name in OPTIONAL_FEATURES else float(row[name])
+
+
+def feature_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> Any:
+    """``rows`` as a float array, one column per name (:func:`feature_value`: NaN where unknown)."""
     import numpy as np
 
-    return np.asarray(
-        [
-            [float(row.get(n, math.nan)) if n in OPTIONAL_FEATURES else float(row[n]) for n in names]
-            for row in rows
-        ],
-        dtype=float,
-    )
+    return np.asarray([[feature_value(row, n) for n in names] for row in rows], dtype=float)
 
 
 _COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,200}$")
