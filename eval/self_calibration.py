@@ -216,10 +216,13 @@ def refit_from_ledger(
     """Refit P(local correct) and P(answerable) on the ledger's shadow labels plus the collection's
     synthetic ones. A shadow label is the paid tier's verdict, not ground truth: "local correct" is
     agreement with the paid answer, "answerable" is the paid tier not abstaining. P(paid helps) has no
-    such label (the paid answer is the reference), so it is kept from the current calibration."""
+    such label (the paid answer is the reference), so it is kept from the current calibration. Each model
+    reads the features the current calibration's does: a feature left out of it (a sign flip between
+    distributions, or ``--exclude``) stays out."""
     from assistant.answering.calibration import Calibration, collection_calibration_path, fit
-    from assistant.answering.features import EVIDENCE_FEATURES
+    from assistant.answering.features import FEATURES
     from assistant.ledger import open_ledger
+    from eval.calibrate import feature_sets
     from eval.labelled_runs import training_set
     from eval.records import load_records
 
@@ -250,19 +253,21 @@ def refit_from_ledger(
     base = (
         Calibration.load(target) if target.exists() else Calibration.load(settings.cascade.calibration_file)
     )
+    names = feature_sets(base)
+    correct_names, answerable_names = names["local_correct"] or FEATURES, names["answerable"] or FEATURES
     meta = {"source": "penny calibrate --from-ledger", "shadow_labels": len(labels), "synthetic": synthetic}
-    model = fit(rows, correct, regularization_c=0.1, meta=meta)
-    scores: dict[str, float | None] = {"local_correct": _oof_auroc(rows, correct, folds, seed)}
+    model = fit(rows, correct, names=correct_names, regularization_c=0.1, meta=meta)
+    scores: dict[str, float | None] = {"local_correct": _oof_auroc(rows, correct, folds, seed, correct_names)}
     if len(set(answerable)) == 2 and min(sum(answerable), len(answerable) - sum(answerable)) >= 3:
         model.answerable = fit(
             rows,
             answerable,
-            names=EVIDENCE_FEATURES,
+            names=answerable_names,
             regularization_c=0.1,
             meta={"label": "paid tier answered"},
         )
         model.abstain_below = base.abstain_below
-        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, EVIDENCE_FEATURES)
+        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, answerable_names)
     else:  # too few of one kind to refit: P(paid helps) still needs P(answerable) to mix its two parts
         model.answerable, model.abstain_below = base.answerable, base.abstain_below
     model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable

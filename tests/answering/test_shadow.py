@@ -197,6 +197,12 @@ def test_refit_from_the_ledger_round_trips_into_the_service(
     fitted = calibrations.for_collection("docs")
     assert fitted is not calibrations.default and fitted.meta["shadow_labels"] == 30
     assert fitted.paid_helps is not None  # kept from the default: shadow labels cannot say
+    # every row carries every feature, but each model reads what the default's does: a feature the default
+    # left out (question_logprob, by --exclude) stays out
+    default = calibrations.default
+    assert "question_logprob" not in default.features and fitted.features == default.features
+    assert default.answerable is not None and fitted.answerable is not None
+    assert fitted.answerable.features == default.answerable.features
     agreeing = {name: 1.2 for name in FEATURES}
     disagreeing = {name: 0.1 for name in FEATURES}
     assert fitted.probability(agreeing) > 0.5 > fitted.probability(disagreeing)
