@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from assistant.answering.calibration import Calibration, paid_helps_mixture
@@ -77,25 +78,7 @@ def main() -> None:
         assert fitted is not None
         return fitted.oof
 
-    true_correct = [0.999 if y else 0.001 for y in correct]
-    true_answerable = [0.999 if y else 0.001 for y in answerable]
-    # The paid tier's verdict known in advance: helps only where the local answer is wrong and paid's right.
-    true_helps = [0.999 if (not y and bool(p)) else 0.001 for y, p in zip(correct, paid_right, strict=True)]
-    variants = {
-        "shipped models, out of fold": (p_correct, p_answerable, helps(p_correct, p_answerable)),
-        "P(answerable) replaced by the truth": (
-            p_correct,
-            true_answerable,
-            helps(p_correct, true_answerable),
-        ),
-        "P(local correct) replaced by the truth": (
-            true_correct,
-            p_answerable,
-            helps(true_correct, p_answerable),
-        ),
-        "both replaced by the truth": (true_correct, true_answerable, helps(true_correct, true_answerable)),
-        "all three replaced by the truth": (true_correct, true_answerable, true_helps),
-    }
+    variants = oracles(p_correct, p_answerable, helps, correct, answerable, paid_right)
     for group in dict.fromkeys(groups):
         rows = [i for i, g in enumerate(groups) if g == group]
         picked = {name: tuple([p[i] for i in rows] for p in ps) for name, ps in variants.items()}
@@ -144,8 +127,6 @@ def held_out() -> None:
     abstained = [r.judgement.local_abstained for r in records]
     p_correct = [calibration.probability(f) for f in features]
     p_answerable = [calibration.p_answerable(f) or 0.0 for f in features]
-    true_correct = [0.999 if y else 0.001 for y in correct]
-    true_answerable = [0.999 if r.has_answer else 0.001 for r in records]
     assert calibration.paid_helps is not None and calibration.paid_helps_unanswerable is not None
     rate = calibration.paid_helps_unanswerable
 
@@ -157,33 +138,40 @@ def held_out() -> None:
             for f, c, a, x in zip(features, p_c, p_a, abstained, strict=True)
         ]
 
-    true_helps = [
-        0.999 if (not y and bool(p)) else 0.001
-        for y, p in zip(correct, paid_correct_labels(records), strict=True)
-    ]
-    report(
-        f"{HELD_OUT.name}, held out",
-        records,
-        {
-            "shipped models": (p_correct, p_answerable, helps(p_correct, p_answerable)),
-            "P(answerable) replaced by the truth": (
-                p_correct,
-                true_answerable,
-                helps(p_correct, true_answerable),
-            ),
-            "P(local correct) replaced by the truth": (
-                true_correct,
-                p_answerable,
-                helps(true_correct, p_answerable),
-            ),
-            "both replaced by the truth": (
-                true_correct,
-                true_answerable,
-                helps(true_correct, true_answerable),
-            ),
-            "all three replaced by the truth": (true_correct, true_answerable, true_helps),
-        },
-    )
+    answerable = [r.has_answer for r in records]
+    variants = oracles(p_correct, p_answerable, helps, correct, answerable, paid_correct_labels(records))
+    report(f"{HELD_OUT.name}, held out", records, variants)
+
+
+def oracles(
+    p_correct: list[float],
+    p_answerable: list[float],
+    helps: Callable[[list[float], list[float]], list[float]],
+    correct: list[bool],
+    answerable: list[bool],
+    paid_right: list[bool | None],
+) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """The models' probabilities, then each decision replaced by its true label (P(paid helps) follows
+    the other two, as in the service), then all three."""
+    true_correct = [0.999 if y else 0.001 for y in correct]
+    true_answerable = [0.999 if y else 0.001 for y in answerable]
+    # The paid tier's verdict known in advance: helps only where the local answer is wrong and paid's right.
+    true_helps = [0.999 if (not y and bool(p)) else 0.001 for y, p in zip(correct, paid_right, strict=True)]
+    return {
+        "shipped models": (p_correct, p_answerable, helps(p_correct, p_answerable)),
+        "P(answerable) replaced by the truth": (
+            p_correct,
+            true_answerable,
+            helps(p_correct, true_answerable),
+        ),
+        "P(local correct) replaced by the truth": (
+            true_correct,
+            p_answerable,
+            helps(true_correct, p_answerable),
+        ),
+        "both replaced by the truth": (true_correct, true_answerable, helps(true_correct, true_answerable)),
+        "all three replaced by the truth": (true_correct, true_answerable, true_helps),
+    }
 
 
 def report(
