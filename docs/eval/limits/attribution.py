@@ -21,6 +21,7 @@ from eval.fitting import fit_decision
 from eval.labelled_runs import rescored, run_records
 from eval.metrics import auroc
 from eval.paid_helps import fit_paid_helps
+from eval.records import QuestionRecord
 from eval.summaries import ConfigSummary, paid_correct_labels, summarize
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,30 +88,34 @@ def main() -> None:
     held_out()
 
 
-def sharper(records, groups, correct, answerable, p_correct, p_answerable, helps) -> None:
+def sharper(
+    records: list[QuestionRecord],
+    groups: list[str],
+    correct: list[bool],
+    answerable: list[bool],
+    p_correct: list[float],
+    p_answerable: list[float],
+    helps: Callable[[list[float], list[float]], list[float]],
+) -> None:
     """How good must the two signals be? Each log-odds moved by ``shift`` towards its true label (the same
     shift for both), the cascade re-derived: one row per resulting AUROC."""
     rows = [i for i, g in enumerate(groups) if g == groups[0]]
+    has = [i for i in rows if answerable[i]]
+    picked = [records[i] for i in rows]
+    (paid,) = summarize(picked, [Config("paid", "paid")])
     print(f"== {groups[0]}, both signals sharpened towards the truth (out of fold)")
     for shift in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0):
         p_c = [toward(p, y, shift) for p, y in zip(p_correct, correct, strict=True)]
         p_a = [toward(p, y, shift) for p, y in zip(p_answerable, answerable, strict=True)]
         p_h = helps(p_c, p_a)
-        picked = [records[i] for i in rows]
-        (paid,) = summarize(picked, [Config("paid", "paid")])
-        has = [i for i in rows if answerable[i]]
-        aurocs = (
-            auroc([correct[i] for i in has], [p_c[i] for i in has]),
-            auroc([answerable[i] for i in rows], [p_a[i] for i in rows]),
+        correct_auroc = auroc([correct[i] for i in has], [p_c[i] for i in has])
+        answerable_auroc = auroc([answerable[i] for i in rows], [p_a[i] for i in rows])
+        cascade = cascade_line(
+            picked, [p_c[i] for i in rows], [p_a[i] for i in rows], [p_h[i] for i in rows], paid
         )
-        judged = rescored(picked, [p_c[i] for i in rows], [p_a[i] for i in rows], [p_h[i] for i in rows])
-        (cascade,) = summarize(judged, [DEFAULT])
-        share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd
         print(
-            f"  shift {shift:4.2f}: AUROC local correct (HasAns) {aurocs[0]:.3f}, "
-            f"answerable {aurocs[1]:.3f} -> "
-            f"{line(cascade)}, {share:4.0%} of paid's cost, paid also wrong on "
-            f"{cascade.wasted_escalation_share or 0:.0%}"
+            f"  shift {shift:4.2f}: AUROC local correct (HasAns) {correct_auroc:.3f}, "
+            f"answerable {answerable_auroc:.3f} -> {cascade}"
         )
 
 
@@ -175,18 +180,31 @@ def oracles(
 
 
 def report(
-    title: str, records: list, variants: dict[str, tuple[list[float], list[float], list[float]]]
+    title: str,
+    records: list[QuestionRecord],
+    variants: dict[str, tuple[list[float], list[float], list[float]]],
 ) -> None:
     paid, local = summarize(records, [Config("paid", "paid"), Config("local", "local")])
     print(f"== {title} ({len(records)} questions): paid-only {line(paid)}; local-only {line(local)}")
     for name, (p_correct, p_answerable, p_helps) in variants.items():
-        (cascade,) = summarize(rescored(records, p_correct, p_answerable, p_helps), [DEFAULT])
-        share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd
-        wasted = cascade.wasted_escalation_share
-        print(
-            f"  {name:<40} {line(cascade)}, {share:4.0%} of paid's cost, escalates "
-            f"{cascade.paid_call_rate:4.0%}, paid also wrong on {'–' if wasted is None else f'{wasted:.0%}'}"
-        )
+        print(f"  {name:<40} {cascade_line(records, p_correct, p_answerable, p_helps, paid)}")
+
+
+def cascade_line(
+    records: list[QuestionRecord],
+    p_correct: list[float],
+    p_answerable: list[float],
+    p_helps: list[float],
+    paid: ConfigSummary,
+) -> str:
+    """The default cascade on ``records`` judged by these probabilities, as one line."""
+    (cascade,) = summarize(rescored(records, p_correct, p_answerable, p_helps), [DEFAULT])
+    share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd
+    wasted = cascade.wasted_escalation_share
+    return (
+        f"{line(cascade)}, {share:4.0%} of paid's cost, escalates {cascade.paid_call_rate:4.0%}, "
+        f"paid also wrong on {'–' if wasted is None else f'{wasted:.0%}'}"
+    )
 
 
 def line(s: ConfigSummary) -> str:
