@@ -278,3 +278,35 @@ def calibrate_command(
         raise click.ClickException(str(exc)) from exc
     for line in outcome.lines():
         click.echo(line)
+
+
+@eval_group.command("check-questions")
+@click.argument("question_set", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--docs",
+    "docs_root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The folder the questions' `source` paths are relative to.",
+)
+def check_questions_command(question_set: Path, docs_root: Path) -> None:
+    """Prove a natural-question set against its documents: every key fact and evidence sentence occurs in
+    the source it names, no question's own words hold its key facts, and a third is unanswerable."""
+    from collections import Counter
+
+    from eval.question_sets import QuestionSetError, check_question_set, load_question_set
+
+    try:
+        questions = load_question_set(question_set)
+    except QuestionSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    problems = check_question_set(questions, docs_root)
+    for problem in problems:
+        click.echo(problem)
+    kinds = Counter(q.kind for q in questions)
+    click.echo(
+        f"{len(questions)} questions ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}): "
+        + (f"{len(problems)} problems" if problems else "every key fact and evidence sentence found")
+    )
+    if problems:
+        sys.exit(1)

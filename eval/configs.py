@@ -18,6 +18,7 @@ from assistant.answering.prompts import ABSTAIN_PHRASE
 from eval.errors import RunError
 from eval.metrics import score, to_prediction
 from eval.records import QuestionRecord, TierCall
+from eval.verdicts import verdict
 
 SWEEP_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 # Prices of a wrong answer for the expected-loss frontier, in USD: from "barely worth a paid call" to
@@ -36,7 +37,6 @@ PRICE_GRID: tuple[float, ...] = (
     0.05,
     0.1,
 )
-CORRECT_F1 = 0.5  # "the local answer is correct" for AUROC and calibration: F1 ≥ this (NoAns: abstained)
 
 
 @dataclass(frozen=True)
@@ -119,10 +119,6 @@ def needed_tiers(configs: Iterable[Config]) -> tuple[bool, bool]:
     return bool(kinds & {"local", "cascade"}), bool(kinds & {"paid", "cascade"})
 
 
-def is_correct(record_has_answer: bool, em: float, f1: float) -> bool:
-    return f1 >= CORRECT_F1 if record_has_answer else em == 1.0
-
-
 def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
     """The answer, cost and latency that ``config`` would have given on this question."""
     calls: list[TierCall]
@@ -153,6 +149,9 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
     answer = served.answer if served else ABSTAIN_PHRASE
     prediction = to_prediction(answer)
     em, f1 = score(prediction, record.answers)
+    judged = verdict(
+        answer, answerable=record.has_answer, key_facts=record.key_facts or (), gold_answers=record.answers
+    )
     return {
         "config": config.name,
         "id": record.id,
@@ -160,6 +159,8 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
         "prediction": prediction,
         "em": em,
         "f1": f1,
+        "verdict": judged,  # right | missed | wrong (eval.verdicts): what users value
+        "kind": record.kind,
         "tier": served.tier if served else "none",
         "escalated": escalated,
         "paid_call": any(c is paid for c in calls),

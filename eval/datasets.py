@@ -1,4 +1,4 @@
-"""Evaluation datasets: SQuAD 2.0 official JSON and a team's own JSONL questions.
+"""Evaluation datasets: SQuAD 2.0 official JSON, a team's own JSONL questions, and natural-question sets.
 
 Both load into one shape, a ``Dataset`` of ``EvalQuestion``s plus the paragraphs ("contexts") they were
 asked about. Contexts are ingested into a dedicated collection whose passage ids are the context ids, so
@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from eval.question_sets import NaturalQuestion, QuestionSetError
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -39,6 +41,8 @@ class EvalQuestion:
     question: str
     answers: tuple[str, ...]  # empty: the question is unanswerable from the documents
     context_id: str | None = None  # gold passage id in the eval collection, when the dataset has contexts
+    kind: str | None = None  # natural sets: definitional | explanatory | factoid | unanswerable
+    key_facts: tuple[tuple[str, ...], ...] = ()  # natural sets: right = one variant of every group
 
     @property
     def has_answer(self) -> bool:
@@ -50,6 +54,8 @@ class EvalQuestion:
             "question": self.question,
             "answers": list(self.answers),
             "context_id": self.context_id,
+            "kind": self.kind,
+            "key_facts": [list(group) for group in self.key_facts],
         }
 
 
@@ -154,6 +160,22 @@ def _load_jsonl(path: Path) -> Dataset:
                 raise DatasetError(f"{path}:{number}: not valid JSON: {exc}") from exc
             if not isinstance(row, dict) or not isinstance(row.get("question"), str):
                 raise DatasetError(f'{path}:{number}: each line needs {{"question": str, "answers": [str]}}')
+            if "key_facts" in row:
+                try:
+                    natural = NaturalQuestion.from_row(row)
+                except QuestionSetError as exc:
+                    raise DatasetError(f"{path}:{number}: {exc}") from exc
+                questions.append(
+                    EvalQuestion(
+                        natural.id,
+                        natural.question,
+                        # SQuAD F1 still reads the reference answer; the verdict reads the key facts.
+                        (natural.reference,) if natural.answerable else (),
+                        kind=natural.kind,
+                        key_facts=natural.key_facts,
+                    )
+                )
+                continue
             answers = row.get("answers", [])
             if not isinstance(answers, list):
                 raise DatasetError(f"{path}:{number}: 'answers' must be a list ([] = unanswerable)")

@@ -160,3 +160,51 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_truthfulness(summaries: Sequence[ConfigSummary], path: Path, title: str = "") -> Path:
+    """``truthfulness.png``: the truthfulness score (right − wrong) / N against mean cost per answer, the
+    expected-loss frontier as a line, local-only, paid-only and the default cascade marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def point(s: ConfigSummary) -> tuple[float, float]:
+        assert s.truth is not None
+        return s.mean_cost_micro_usd / 1000.0, s.truth.score
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    priced = sorted(
+        (s for s in summaries if s.config.wrong_answer_usd is not None and s.config.sweep and s.truth),
+        key=lambda s: s.config.wrong_answer_usd or 0,
+    )
+    if priced:
+        xs, ys = zip(*(point(s) for s in priced), strict=True)
+        ax.plot(xs, ys, "-^", color="tab:brown", markersize=4, linewidth=1.2, label="cascade:w=W")
+        for s in priced[:: max(1, len(priced) // 5)]:
+            ax.annotate(
+                f"W=${s.config.wrong_answer_usd:g}",
+                point(s),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+                color="tab:brown",
+            )
+    marks = (("local", "s", "tab:orange"), ("paid", "D", "tab:red"), ("cascade", "o", "tab:purple"))
+    for name, marker, color in marks:
+        s = by_name(summaries, name)
+        if s is not None and s.truth is not None:
+            ax.plot(*point(s), marker, markersize=10, color=color, label=f"{name}: {s.truth.score:+.2f}")
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("mean cost per answer (US$ per 1,000 answers, from the ledger)")
+    ax.set_ylabel("truthfulness (right − wrong) / N")
+    ax.set_title(title or "Truthfulness vs cost")
+    ax.set_xlim(left=0)
+    ax.set_ylim(-1.0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8, framealpha=0.85)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -53,6 +53,8 @@ class QuestionRecord:
     complete: bool = True
     policy: Policy | None = None
     route: Decision | None = None
+    kind: str | None = None  # natural-question sets: the question's kind (eval.verdicts.KINDS)
+    key_facts: list[list[str]] | None = None  # natural-question sets: what a right answer must hold
 
     @property
     def has_answer(self) -> bool:

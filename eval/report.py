@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.configs import Config
-from eval.frontier_plot import plot_frontier
+from eval.frontier_plot import plot_frontier, plot_truthfulness
 from eval.metrics import auroc, mean_recall_at_k
 from eval.records import QuestionRecord
 from eval.summaries import (
@@ -26,6 +26,7 @@ from eval.summaries import (
     local_correct_labels,
     summarize,
 )
+from eval.verdicts import Truthfulness
 
 
 def _pct(value: float | None) -> str:
@@ -52,6 +53,58 @@ _HEADER = (
     "| mean cost | total cost | p50 ms | p95 ms |\n"
     "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def _truth_row(label: str, s: ConfigSummary, t: Truthfulness, paid: ConfigSummary | None) -> str:
+    vs_paid = (
+        f"{100 * s.mean_cost_micro_usd / paid.mean_cost_micro_usd:.0f} %"
+        if paid is not None and paid.mean_cost_micro_usd > 0
+        else "–"
+    )
+    return (
+        f"| {label} | {t.score:+.2f} | {t.right} / {t.missed} / {t.wrong} | "
+        f"{_share(t.answerable_accuracy)} | {_share(t.refused_share)} | "
+        f"{_usd(s.mean_cost_micro_usd)} | {vs_paid} |"
+    )
+
+
+_TRUTH_HEADER = (
+    "| config | truthfulness | right / missed / wrong | answerable right | unanswerable refused "
+    "| mean cost | cost vs paid |\n|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def _truthfulness_section(summaries: Sequence[ConfigSummary]) -> list[str]:
+    """What users value (eval.verdicts), per config, then by question kind and by serving tier."""
+    main = [s for s in summaries if not s.config.sweep and s.truth is not None]
+    paid = by_name(summaries, "paid")
+    lines = [
+        "## What users value: right, missed, wrong",
+        "",
+        "Truthfulness = (right − wrong) / N (CRAG): an abstention on an answerable question is *missed* (0), "
+        "a wrong answer −1. An answerable question is right when the answer holds one variant of every key "
+        'fact (SQuAD questions: F1 ≥ 0.5); an unanswerable one when the answer is "not in the documents".',
+        "",
+        _TRUTH_HEADER,
+        *(_truth_row(s.name, s, s.truth, paid) for s in main if s.truth is not None),
+    ]
+    kinds = [s for s in main if s.truth_by_kind]
+    if kinds:
+        lines += ["", "By question kind:", "", _TRUTH_HEADER]
+        lines += [_truth_row(f"{s.name}, {k}", s, t, None) for s in kinds for k, t in s.truth_by_kind.items()]
+        lines.append("")
+        lines.append("(cost columns: the config's mean over all questions.)")
+    default = by_name(summaries, "cascade")
+    if default is not None and default.truth_by_tier:
+        lines += ["", "The default cascade by who served the answer (none: abstained):", "", _TRUTH_HEADER]
+        lines += [
+            _truth_row(f"cascade, {tier}", default, t, None) for tier, t in default.truth_by_tier.items()
+        ]
+    return lines
 
 
 def _default_rule(meta: dict[str, Any]) -> str:
@@ -97,6 +150,9 @@ def render_markdown(
         "EM/F1 are the official SQuAD 2.0 numbers (0–100) after stripping citation markers; an abstention "
         "counts as the empty answer, which is correct only for NoAns questions.",
     ]
+    lines += ["", *_truthfulness_section(summaries)]
+    if frontier_png:
+        lines += ["", "![truthfulness vs cost](truthfulness.png)"]
     paid = by_name(summaries, "paid")
     if paid is not None:
         target = paid.quality.f1 - QUALITY_TOLERANCE_F1
@@ -219,6 +275,11 @@ def write_report(
             summaries,
             Path(out_dir) / "frontier.png",
             title=f"{meta.get('dataset', '')}: F1 vs cost ({len(records)} questions)",
+        )
+        plot_truthfulness(
+            summaries,
+            Path(out_dir) / "truthfulness.png",
+            title=f"{meta.get('dataset', '')}: truthfulness vs cost ({len(records)} questions)",
         )
     report = Path(out_dir) / "report.md"
     report.write_text(

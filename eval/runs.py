@@ -150,6 +150,8 @@ class EvalRun:
             context_id=question.context_id,
             retrieved_ids=[p.id for p in passages],
             retrieval_ms=round((time.perf_counter() - started) * 1000, 1),
+            kind=question.kind,
+            key_facts=[list(group) for group in question.key_facts] or None,
         )
         if need_local:
             record.local, record.judgement, record.route = self.answerer.answer_local(

@@ -8,11 +8,12 @@ they all read a run the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from eval.configs import Config, derive, is_correct
+from eval.configs import Config, derive
 from eval.metrics import QualitySummary, auroc, latency_percentiles, shares, summarize_quality
 from eval.records import QuestionRecord
+from eval.verdicts import Truthfulness, truthfulness
 
 QUALITY_TOLERANCE_F1 = 1.0  # "equal quality": within this many F1 points of paid-only
 COST_TARGET_RATIO = 0.40  # the issue's bar: cascade cost ≤ 40 % of paid-only
@@ -31,6 +32,9 @@ class ConfigSummary:
     degraded: int
     escalations: int = 0
     escalations_paid_wrong: int = 0  # escalated, and the paid answer was wrong too: money for nothing
+    truth: Truthfulness | None = None  # right / missed / wrong over every question (eval.verdicts)
+    truth_by_kind: dict[str, Truthfulness] = field(default_factory=dict)  # natural sets' question kinds
+    truth_by_tier: dict[str, Truthfulness] = field(default_factory=dict)  # by who served (none: abstained)
 
     @property
     def name(self) -> str:
@@ -60,12 +64,18 @@ def summarize(records: Sequence[QuestionRecord], configs: Sequence[Config]) -> l
                 latency_p95_ms=p95,
                 degraded=sum(r["degraded"] for r in rows),
                 escalations=sum(r["escalated"] for r in rows),
-                escalations_paid_wrong=sum(
-                    r["escalated"] and not is_correct(r["has_answer"], r["em"], r["f1"]) for r in rows
-                ),
+                escalations_paid_wrong=sum(r["escalated"] and r["verdict"] != "right" for r in rows),
+                truth=truthfulness((r["has_answer"], r["verdict"]) for r in rows),
+                truth_by_kind=_grouped(rows, "kind"),
+                truth_by_tier=_grouped(rows, "tier"),
             )
         )
     return summaries
+
+
+def _grouped(rows: Sequence[dict], key: str) -> dict[str, Truthfulness]:
+    groups = sorted({r[key] for r in rows if r[key] is not None})
+    return {g: truthfulness((r["has_answer"], r["verdict"]) for r in rows if r[key] == g) for g in groups}
 
 
 def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool], list[float]]:
@@ -76,7 +86,7 @@ def local_correct_labels(records: Sequence[QuestionRecord]) -> tuple[list[bool],
         if record.local is None or record.judgement is None:
             continue
         row = derive(record, local)
-        labels.append(is_correct(record.has_answer, row["em"], row["f1"]))
+        labels.append(row["verdict"] == "right")
         scores.append(record.judgement.p_correct)
     return labels, scores
 
@@ -85,10 +95,7 @@ def paid_correct_labels(records: Sequence[QuestionRecord]) -> list[bool | None]:
     """ "The paid answer was right", per question (None without a paid answer), scored as the ``paid``
     config is: the same derive and correctness rule as :func:`local_correct_labels`."""
     paid = Config("paid", "paid")
-    return [
-        None if r.paid is None else is_correct(r.has_answer, (row := derive(r, paid))["em"], row["f1"])
-        for r in records
-    ]
+    return [None if r.paid is None else derive(r, paid)["verdict"] == "right" for r in records]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import click
 
 class _LazyEvalGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return ["calibrate", "run"]
+        return ["calibrate", "check-questions", "run"]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         from eval.cli import eval_group
