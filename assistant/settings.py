@@ -58,9 +58,10 @@ class IndexSettings(BaseModel):
 
 
 class CascadeSettings(BaseModel):
-    answer_style: Literal["concise", "sentence"] = Field(
-        default="concise",
-        description="concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
+    answer_style: Literal["auto", "concise", "sentence"] = Field(
+        default="auto",
+        description="auto: by the question's kind (a factoid gets the short phrase, 'what is' and 'why' "
+        "get sentences); concise: the shortest exact phrase from the sources; sentence: 1-2 cited sentences.",
     )
     transcript_window_turns: int = Field(
         default=4,
@@ -80,6 +81,31 @@ class CascadeSettings(BaseModel):
     )
     low_confidence_below: float = Field(
         default=0.5, ge=0, le=1, description="A local answer served below this P(correct) is marked."
+    )
+    never_serve_below: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="A local answer rated below this P(correct) is never served: abstain or escalate, by "
+        "expected loss.",
+    )
+    retry_local: bool = Field(
+        default=True,
+        description="Ask the local model once more (the other answer style; for an abstention, the best "
+        "passage alone) when its answer only echoes the question, or it abstained where the sources look "
+        "like they answer.",
+    )
+    retry_min_answerable: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="A local abstention is retried only at this P(answerable) or above.",
+    )
+    retry_min_question_match: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="...and only when a passage sentence matches the question at this cosine or above.",
     )
     budget_pressure: bool = Field(
         default=True, description="Weigh the paid call's cost by the share of the user's budget left."

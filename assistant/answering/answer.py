@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from assistant.answering.decision import Judgement
+from assistant.answering.features import evidence_sentence
 from assistant.local.backend import Generation
 from assistant.paid import PaidResult
 from index.retrieval import Passage
@@ -28,6 +29,14 @@ class Source:
             score=round(passage.score, 4),
             title=passage.title,
         )
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The sentence of source ``source`` (1-based, as the answer's ``[n]``) that the answer rests on."""
+
+    source: int
+    text: str
 
 
 @dataclass
@@ -74,6 +83,12 @@ class CascadeAnswer(Answer):
     local_generation: Generation | None = None  # when the local model ran
     paid_generation: PaidResult | None = None  # when the paid call succeeded
     judgement: Judgement | None = None  # the evaluator's, when the local answer was judged
+    evidence: Evidence | None = None  # the source sentence behind the answer, for the reader to check
+
+    def __post_init__(self) -> None:
+        if self.evidence is None and self.tier in ("local", "paid", "cache"):
+            found = evidence_sentence(self.answer, [s.text for s in self.sources])
+            self.evidence = None if found is None else Evidence(found[0], found[1])
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -82,6 +97,7 @@ class CascadeAnswer(Answer):
             if name not in ("sources", "local_generation", "paid_generation", "judgement")
         }
         data["sources"] = [asdict(source) for source in self.sources]
+        data["evidence"] = None if self.evidence is None else asdict(self.evidence)
         data["latency_ms"] = round(self.latency_ms, 1)
         data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
         data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
@@ -106,6 +122,7 @@ class CascadeAnswer(Answer):
             "low_confidence": self.low_confidence,
             "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
             "latency_ms": round(self.latency_ms, 1),
+            "evidence": None if self.evidence is None else asdict(self.evidence),
             "sources": [
                 {"id": s.id, "source": s.source, "title": s.title, "text": s.text, "score": s.score}
                 for s in self.sources

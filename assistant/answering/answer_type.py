@@ -12,6 +12,7 @@ import re
 from typing import Literal
 
 QuestionType = Literal["date", "number", "entity", "untyped"]
+QuestionKind = Literal["definitional", "explanatory", "factoid"]
 
 _MONTHS = (
     "january|february|march|april|may|june|july|august|september|october|november|december|"
@@ -61,3 +62,44 @@ def type_match(question: str, answer: str) -> float:
     if kind == "number":
         return 1.0 if _NUMBER_ANSWER.search(answer) else 0.0
     return 1.0 if _CAPITALISED.search(answer) else 0.0
+
+
+# "What is X?", "What's an X?", "What does X mean?", "Define X", "Who was X?", "Tell me about X": the user
+# wants X explained, not a span. "What is the Y of X?" asks for a value of X, a factoid.
+_DEFINITIONAL = re.compile(
+    r"^\s*(?:(?:so|and|ok|okay)[, ]+)?(?:"
+    r"(?:what|who)\s*(?:'s|’s|\s+is|\s+are|\s+was|\s+were)\s+(?!(?:the|a|an)\s+\w+(?:\s+\w+){0,2}\s+(?:of|in|for)\b)"
+    r"(?!(?:\w+\s+){0,3}(?:used|called|named|made|located|known|based|born)\b)"
+    r"|what\s+(?:does|do)\s+.+\s+(?:mean|stand\s+for|do)\s*\??\s*$"
+    r"|define\b|meaning\s+of\b|tell\s+me\s+about\b|explain\s+what\b"
+    r")",
+    re.I,
+)
+_EXPLANATORY = re.compile(
+    r"^\s*(?:(?:so|and|ok|okay)[, ]+)?(?:"
+    r"why\b|how\s+(?:does|do|did|can|could|is|are|was|were|should|would|will|to)\b|explain\b|describe\b"
+    r"|what\s+(?:happens|happened|causes|caused|led|leads)\b"
+    r"|what\s+(?:is|are|was|were)\s+.+\s+used\s+for\b"
+    r"|what\s+(?:is|are|was|were)\s+the\s+(?:difference|differences|purpose|point|reason|reasons|role|"
+    r"advantage|advantages|benefit|benefits|effect|effects|idea|relationship)\b"
+    r"|in\s+what\s+way\b"
+    r")",
+    re.I,
+)
+_SHORT_DEFINITIONAL = re.compile(r"^\s*(?:what|who)\s*(?:'s|’s|\s+is|\s+are|\s+was|\s+were)\s+", re.I)
+
+
+def question_kind(question: str) -> QuestionKind:
+    """The form of answer the question asks for: a short fact, or one or two sentences explaining.
+
+    A typed question (when, how many, which year) is a factoid whatever its wording; "why" and "how does"
+    want an explanation; "what is X" and "who was X" want X defined, unless they ask for a value of X
+    ("what is the capital of X").
+    """
+    if question_type(question) in ("date", "number"):
+        return "factoid"
+    if _EXPLANATORY.search(question):
+        return "explanatory"
+    if _DEFINITIONAL.search(question) and len(_SHORT_DEFINITIONAL.sub("", question).split()) <= 8:
+        return "definitional"
+    return "factoid"

@@ -33,15 +33,25 @@ from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer
 from assistant.answering.compression import Diet
-from assistant.answering.decision import Decision, Policy, decide, route
+from assistant.answering.decision import (
+    Decision,
+    Judgement,
+    Policy,
+    RetryReason,
+    better,
+    decide,
+    retry_reason,
+    route,
+)
 from assistant.answering.delivery import Delivery, attribution_tail
 from assistant.answering.escalation import Escalation
 from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import retrieval_features
+from assistant.answering.features import best_question_passage, retrieval_features
 from assistant.answering.local_prompt import LocalPromptBuilder
-from assistant.answering.prompts import AnswerStyle
+from assistant.answering.prompts import StyleSetting, other_style, style_for
 from assistant.answering.request import MODES, Mode, Request
-from assistant.local.backend import Generation, LocalBackend
+from assistant.answering.transcript import Transcript
+from assistant.local.backend import Generation, LocalBackend, final_generation
 from assistant.paid import PaidClient
 
 if TYPE_CHECKING:
@@ -70,7 +80,7 @@ class Cascade:
         local_model_name: str = "local",
         max_tokens: int = 256,
         budget_policy: Literal["local_only", "refuse"] = "local_only",
-        answer_style: AnswerStyle = "concise",
+        answer_style: StyleSetting = "auto",
         transcript_window_turns: int = 4,
         local_context_tokens: int = 4096,
         diet: Diet | None = None,
@@ -275,16 +285,10 @@ class Cascade:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
         judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
-        decision = decide(
-            judgement,
-            self.policy,
-            threshold=req.threshold,
-            local_only=req.mode == "local",
-            paid_cost_usd=self.escalation.expected_cost_usd(
-                messages, self.policy.expected_paid_completion_tokens
-            ),
-            budget_share_left=self.escalation.budget_share_left(req) if self.policy.budget_pressure else None,
-        )
+        decision = self._decide(req, judgement, messages)
+        why = retry_reason(judgement, decision, self.policy)
+        if why is not None and not (req.stream and req.mode == "local"):  # a live stream cannot be taken back
+            generation, decision = self._retry(req, passages, messages, generation, decision, why)
         if req.mode == "local":
             answer = self.delivery.local(req, passages, generation, decision)
             yield from attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
@@ -297,6 +301,61 @@ class Cascade:
         else:
             yield from self.escalation.escalate(req, passages, messages, decision, generation)
 
+    def _decide(self, req: Request, judgement: Judgement, messages: list[dict[str, str]]) -> Decision:
+        return decide(
+            judgement,
+            self.policy,
+            threshold=req.threshold,
+            local_only=req.mode == "local",
+            paid_cost_usd=self.escalation.expected_cost_usd(
+                messages, self.policy.expected_paid_completion_tokens
+            ),
+            budget_share_left=self.escalation.budget_share_left(req) if self.policy.budget_pressure else None,
+        )
+
+    def _retry(
+        self,
+        req: Request,
+        passages: Sequence[Passage],
+        messages: list[dict[str, str]],
+        first: Generation,
+        decision: Decision,
+        why: RetryReason,
+    ) -> tuple[Generation, Decision]:
+        """A second local answer (decision.retry_reason): a degenerate one is asked again in the other answer
+        style, an abstention on the passage that best matches the question alone. The better of the two by
+        the decision rule is kept; the local cost and tokens are both answers'."""
+        style = style_for(req.question, self.prompt_builder.answer_style)
+        if why == "degenerate":
+            shown, style = list(passages), other_style(style)
+        else:
+            shown = [passages[best_question_passage(req.question, passages, self.evaluator.embedder)]]
+        prompt = self.prompt_builder.build(
+            req.question,
+            shown,
+            req.history,
+            collection=req.collection,
+            max_tokens=req.local_max_tokens,
+            style=style,
+        )
+        second = final_generation(self._generate_locally(req, passages, prompt=prompt))
+        judgement = self.evaluator.judge(req.question, passages, second, req.collection)
+        retried = self._decide(req, judgement, messages)
+        kept, chosen = (
+            ("second", (second, retried)) if better(decision, retried) else ("first", (first, decision))
+        )
+        generation, chosen_decision = chosen
+        generation = replace(
+            generation,
+            seconds=first.seconds + second.seconds,
+            prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+            completion_tokens=first.completion_tokens + second.completion_tokens,
+            cached_prompt_tokens=first.cached_prompt_tokens + second.cached_prompt_tokens,
+        )
+        return generation, replace(
+            chosen_decision, reason=f"{chosen_decision.reason}; retried {why}, kept {kept}"
+        )
+
     def _route(self, req: Request, passages: Sequence[Passage]) -> Decision | None:
         retrieval = retrieval_features(passages)
         routed = route(
@@ -305,27 +364,29 @@ class Cascade:
         return None if routed is None else replace(routed, features=retrieval)
 
     def _generate_locally(
-        self, req: Request, passages: Sequence[Passage]
+        self, req: Request, passages: Sequence[Passage], prompt: Transcript | None = None
     ) -> Generator[str | Generation, None, None]:
         """The local tier's answer: text deltas, then the :class:`Generation`, its ``[n]`` numbered as this
         turn's sources. The prompt is built once per request and kept on ``req`` (the disconnect record
         counts it); one home, so a live answer and a fallback one are asked and numbered alike."""
-        if req.local_prompt is None:
-            req.local_prompt = self.prompt_builder.build(
-                req.question,
-                passages,
-                req.history,
-                collection=req.collection,
-                max_tokens=req.local_max_tokens,
-            )
+        if prompt is None:
+            if req.local_prompt is None:
+                req.local_prompt = self.prompt_builder.build(
+                    req.question,
+                    passages,
+                    req.history,
+                    collection=req.collection,
+                    max_tokens=req.local_max_tokens,
+                )
+            prompt = req.local_prompt
         # The question ends the prompt: its likelihood given the passages comes from the same prefill.
         backend_stream = self.local.stream_chat(
-            req.local_prompt.messages, max_tokens=req.local_max_tokens, scored_tail=req.question
+            prompt.messages, max_tokens=req.local_max_tokens, scored_tail=req.question
         )
         try:
             for item in backend_stream:
                 if isinstance(item, Generation):
-                    yield self.prompt_builder.in_turn_numbering(req.local_prompt, passages, item)
+                    yield self.prompt_builder.in_turn_numbering(prompt, passages, item)
                 else:
                     yield item
         except GeneratorExit:

@@ -50,6 +50,10 @@ class Policy:
     low_confidence_below: float = 0.5  # a local answer served below this P(correct) is marked low-confidence
     budget_pressure: bool = True  # divide the paid call's cost by the share of the user's budget left
     expected_paid_completion_tokens: int = 32  # the paid answer's expected length, for its expected cost
+    never_serve_below: float = 0.0  # a local answer below this P(correct) is not served (abstain/escalate)
+    retry_local: bool = False  # a degenerate answer, or an abstention on strong evidence, is asked again
+    retry_min_answerable: float = 0.5  # ...an abstention only at this P(answerable) or above
+    retry_min_question_match: float = 0.5  # ...and when a passage sentence matches the question this well
 
     @classmethod
     def from_settings(cls, cascade: CascadeSettings) -> Policy:
@@ -62,6 +66,10 @@ class Policy:
             abstain_usd=cascade.abstain_usd,
             low_confidence_below=cascade.low_confidence_below,
             budget_pressure=cascade.budget_pressure,
+            never_serve_below=cascade.never_serve_below,
+            retry_local=cascade.retry_local,
+            retry_min_answerable=cascade.retry_min_answerable,
+            retry_min_question_match=cascade.retry_min_question_match,
         )
 
     @property
@@ -167,8 +175,10 @@ def _least_loss(
     helps = answerable if judgement.p_paid_helps is None else judgement.p_paid_helps
     # The paid answer replaces the local one: it keeps a right answer, but can break a right abstention.
     still_wrong = (1.0 - helps) if judgement.local_abstained else (1.0 - p) * (1.0 - helps)
+    # Abstaining locally is the "abstain" action; an answer rated almost surely wrong is never served.
+    unservable = judgement.local_abstained or p < policy.never_serve_below
     losses = {
-        "local": math.inf if judgement.local_abstained else (1.0 - p) * wrong_usd,  # abstaining = "abstain"
+        "local": math.inf if unservable else (1.0 - p) * wrong_usd,
         "abstain": answerable * policy.abstain_usd,
         "escalate": cost + still_wrong * wrong_usd,
     }
@@ -192,6 +202,42 @@ def _least_loss(
         expected_cost_usd=paid_cost_usd if action == "escalate" else 0.0,
         low_confidence=low,
     )
+
+
+RetryReason = Literal["degenerate", "abstained_on_evidence"]
+
+
+def retry_reason(judgement: Judgement, decision: Decision, policy: Policy) -> RetryReason | None:
+    """Whether a second local answer is worth asking for, and why; None when not.
+
+    Two failures of a small model's first answer are worth a second, cheap local try: an answer that only
+    echoes the question or names a title ("degenerate": wrong whatever its logprobs say), and an abstention
+    where the evidence says the sources answer (P(answerable) and the best question-sentence match both
+    high). By expected loss: only when the decision taken without it still expects to lose something; a
+    second local answer costs a fraction of a paid call.
+    """
+    if not policy.retry_local:
+        return None
+    if decision.expected_loss_usd and min(decision.expected_loss_usd.values()) <= 0.0:
+        return None
+    if judgement.features.get("degenerate"):
+        return "degenerate"
+    if (
+        judgement.local_abstained
+        and (judgement.p_answerable or 0.0) >= policy.retry_min_answerable
+        and judgement.features.get("question_sentence_cos", 0.0) >= policy.retry_min_question_match
+    ):
+        return "abstained_on_evidence"
+    return None
+
+
+def better(first: Decision, second: Decision) -> bool:
+    """Whether ``second`` (a retried answer's decision) is better than ``first``: a lower least expected
+    loss by the expected-loss rule, else (threshold rule) a higher P(correct) with a served answer."""
+    if first.expected_loss_usd and second.expected_loss_usd:
+        return min(second.expected_loss_usd.values()) < min(first.expected_loss_usd.values())
+    p1, p2 = first.confidence or 0.0, second.confidence or 0.0
+    return second.action != "abstain" and p2 > p1
 
 
 def _threshold_rule(

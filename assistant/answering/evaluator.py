@@ -61,8 +61,10 @@ class Evaluator:
         features = self.features(question, passages, generation)
         calibration = self.calibrations.for_collection(collection)
         abstained = bool(features["abstained"])
+        # An echo of the question or a bare title is wrong whatever its logprobs say (features.is_degenerate).
+        degenerate = bool(features.get("degenerate"))
         return Judgement(
-            p_correct=calibration.probability(features),
+            p_correct=0.0 if degenerate else calibration.probability(features),
             p_answerable=calibration.p_answerable(features),
             abstain_below=calibration.abstain_below,
             features=features,

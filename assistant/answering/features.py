@@ -47,6 +47,8 @@ FEATURES: tuple[str, ...] = (
     "dense_bm25_agree",  # 1 if dense and BM25 retrieval rank the same passage first (hybrid only)
     "question_names_missing",  # share of the question's names and numbers that no passage holds
     "question_logprob",  # mean log-probability of the question's tokens given the passages before it
+    "answer_new_words",  # content words the answer adds to the question's (capped at 10; 0: an echo)
+    "degenerate",  # 1 if the answer only repeats the question or is a bare title (never right)
 )
 
 # Features only some local backends can give: Penny's model and worker score the question in the prompt's
@@ -159,6 +161,34 @@ def question_names_missing(question: str, passages: Sequence[Passage]) -> float:
     return len(names - words) / len(names)
 
 
+def _stem(word: str) -> str:
+    """Plural and possessive folded ("Normans" is "Norman"): enough to tell an echo, not a stemmer."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def new_content_words(question: str, answer: str) -> set[str]:
+    """The answer's content words that the question does not already hold."""
+    asked = {_stem(w) for w in content_words(question)}
+    return {w for w in content_words(_CITATION.sub(" ", answer)) if _stem(w) not in asked}
+
+
+def is_bare_title(answer: str, passages: Sequence[Passage]) -> bool:
+    """The answer is only a document's or a section's title: a heading names a topic, it answers nothing."""
+    target = normalize(answer)
+    titles = {normalize(p.title) for p in passages} | {
+        normalize(heading) for p in passages for heading in str(p.metadata.get("headings", "")).split(" > ")
+    }
+    return bool(target) and target in titles
+
+
+def is_degenerate(question: str, answer: str, passages: Sequence[Passage]) -> bool:
+    """An answer that cannot be right whatever its logprobs say: it adds no content word to the question
+    ("What is Sky Q?" -> "Sky Q"), or it is a bare title. An abstention is not degenerate: it says so."""
+    if is_abstention(answer) or not _CITATION.sub(" ", answer).strip():
+        return False
+    return not new_content_words(question, answer) or is_bare_title(answer, passages)
+
+
 def normalize(text: str) -> str:
     """SQuAD's answer normalisation (lowercase, no punctuation, articles or extra spaces), so "the Normans."
     is found in "...by the Normans in 1066"."""
@@ -187,11 +217,15 @@ def answer_verbatim_rank(answer: str, passages: Sequence[Passage]) -> float:
 def answer_sentence(answer: str, passages: Sequence[Passage]) -> str | None:
     """The passage sentence the answer came from: the first holding it verbatim, else the one sharing most
     of its content words; None when no sentence shares any."""
+    return _answer_sentence(answer, [p.text for p in passages])
+
+
+def _answer_sentence(answer: str, texts: Sequence[str]) -> str | None:
     target = normalize(answer)
     words = content_words(_CITATION.sub(" ", answer))
     best, best_overlap = None, 0
-    for passage in passages:
-        for sentence in sentences(passage.text):
+    for text in texts:
+        for sentence in sentences(text):
             if target and f" {target} " in f" {normalize(sentence)} ":
                 return sentence
             overlap = len(words & content_words(sentence))
@@ -242,6 +276,15 @@ def sentence_cosines(
     }
 
 
+def best_question_passage(question: str, passages: Sequence[Passage], embedder: Embedder) -> int:
+    """Index of the passage holding the sentence closest to the question (0 when none has a sentence)."""
+    units = [(i, s) for i, p in enumerate(passages) for s in sentences(p.text)]
+    if not units:
+        return 0
+    vectors = embedder.embed_memo([question, *(s for _, s in units)])
+    return units[int((vectors[1:] @ vectors[0]).argmax())][0]
+
+
 def dense_bm25_agree(passages: Sequence[Passage]) -> float:
     """1 when the dense and the BM25 ranking put the same passage first; 0.5 when retrieval was not hybrid.
 
@@ -289,6 +332,8 @@ def text_features(
     text = "" if abstained else answer
     source = answer_sentence(text, passages) if text else None
     return {
+        "answer_new_words": float(min(10, len(new_content_words(question, text)))),
+        "degenerate": 1.0 if is_degenerate(question, answer, passages) else 0.0,
         "lexical_support": 0.0 if abstained else lexical_support(question, answer, support),
         "embedding_support": embedding_support(text, support, embedder),
         "abstained": 1.0 if abstained else 0.0,
@@ -300,6 +345,20 @@ def text_features(
         "type_match": type_match(question, text) if text else 0.5,
         **sentence_cosines(question, text, source, passages, embedder),
     }
+
+
+def evidence_sentence(answer: str, texts: Sequence[str]) -> tuple[int, str] | None:
+    """The source sentence behind an answer, with its source's number: the first cited source's sentence
+    that holds the answer or most of its words (every source when it cites none); None for an abstention
+    or an answer no sentence supports. What a reader checks the answer against at a glance."""
+    if not texts or is_abstention(answer):
+        return None
+    cited = cited_numbers(answer, len(texts))
+    for number in cited or range(1, len(texts) + 1):
+        sentence = _answer_sentence(answer, [texts[number - 1]])
+        if sentence is not None:
+            return number, sentence
+    return None
 
 
 def ensure_citation(question: str, answer: str, passages: Sequence[Passage]) -> str:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from assistant.answering.compression import Diet, compress
-from assistant.answering.prompts import AnswerStyle, grounded_messages
+from assistant.answering.prompts import StyleSetting, grounded_messages
 from assistant.answering.transcript import Transcript, TurnSources, renumber_citations, transcript_messages
 from assistant.paid.tokens import count_messages
 
@@ -32,7 +32,7 @@ class LocalPromptBuilder:
         *,
         retriever: Callable[[str], Retriever],
         embedder: Callable[[], Embedder],
-        answer_style: AnswerStyle = "concise",
+        answer_style: StyleSetting = "auto",
         transcript_window_turns: int = 4,
         context_tokens: int = 4096,
         diet: Diet | None = None,
@@ -53,10 +53,15 @@ class LocalPromptBuilder:
         self.turn_sources.remember(collection, question, passages)
 
     def grounded(
-        self, question: str, passages: Sequence[Passage], history: Sequence[dict[str, str]]
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        history: Sequence[dict[str, str]],
+        style: StyleSetting | None = None,
     ) -> list[dict[str, str]]:
-        """The grounded prompt, with earlier turns of the conversation between system and question."""
-        system, *rest = grounded_messages(question, passages, self.answer_style)
+        """The grounded prompt, with earlier turns of the conversation between system and question.
+        ``style`` overrides the configured answer style (a retry asks in the other one)."""
+        system, *rest = grounded_messages(question, passages, style or self.answer_style)
         return [system, *history, *rest]
 
     def build(
@@ -67,14 +72,15 @@ class LocalPromptBuilder:
         *,
         collection: str,
         max_tokens: int,
+        style: StyleSetting | None = None,
     ) -> Transcript:
         """The local tier's prompt: a follow-up turn begins with the previous turn's prompt, so llama.cpp
         reuses its KV cache (transcript.py). Compact when that would crowd the context window. With the
         prompt diet each turn's passages show the sentences that matter to that turn's question; an earlier
         turn's are compressed again the same way, so its prompt is still a prefix."""
         shown = self.on_diet(question, passages)
-        compact = Transcript(self.grounded(question, shown, history), shown)
-        if not history or self.transcript_window_turns <= 1:
+        compact = Transcript(self.grounded(question, shown, history, style), shown)
+        if not history or self.transcript_window_turns <= 1 or style is not None:
             return compact
 
         def sources_of(earlier_question: str) -> Sequence[Passage]:

@@ -5,7 +5,9 @@ questions it is both more often right and far easier to check (an A/B on 11 answ
 qwen2.5-0.5b: F1 60.9 vs 24.9 for ``sentence``), and it leaves the model no room to embroider. It does not
 ask for ``[n]`` citations: small models then sometimes answer with a bare "[1]"; the cascade attributes
 the answer to its source afterwards (``features.ensure_citation``). ``sentence`` asks for one or two
-sentences with citations, for collections whose questions want explanations.
+sentences with citations, for questions that want a definition or an explanation: asked "What is X?", the
+shortest phrase is often X itself. ``auto`` (the default) picks per question by its kind
+(:func:`style_for`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,27 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
+from assistant.answering.answer_type import question_kind
 from index.retrieval import Passage
 
 ABSTAIN_PHRASE = "I don't know based on the documents."
 
 AnswerStyle = Literal["concise", "sentence"]
-ANSWER_STYLES: tuple[str, ...] = ("concise", "sentence")
+StyleSetting = Literal["auto", "concise", "sentence"]  # auto: by the question's kind (answer_type.py)
+ANSWER_STYLES: tuple[str, ...] = ("auto", "concise", "sentence")
+
+
+def style_for(question: str, setting: StyleSetting) -> AnswerStyle:
+    """The answer form the question asks for: a factoid gets the short phrase, "what is" and "why" get one
+    or two cited sentences (a phrase there is a title or the question's own words)."""
+    if setting == "auto":
+        return "concise" if question_kind(question) == "factoid" else "sentence"
+    return setting
+
+
+def other_style(style: AnswerStyle) -> AnswerStyle:
+    return "sentence" if style == "concise" else "concise"
+
 
 SYSTEM_PROMPTS: dict[str, str] = {
     "concise": (
@@ -45,13 +62,13 @@ def format_sources(passages: Sequence[Passage], max_chars: int = 1500) -> str:
 
 
 def grounded_messages(
-    question: str, passages: Sequence[Passage], style: AnswerStyle = "concise"
+    question: str, passages: Sequence[Passage], style: StyleSetting = "concise"
 ) -> list[dict[str, str]]:
     """Chat messages for a grounded answer. Sources go in the user turn: small models follow it better."""
-    if style not in SYSTEM_PROMPTS:
+    if style not in ANSWER_STYLES:
         raise ValueError(f"unknown answer style {style!r}; choose one of {', '.join(ANSWER_STYLES)}")
     return [
-        {"role": "system", "content": SYSTEM_PROMPTS[style]},
+        {"role": "system", "content": SYSTEM_PROMPTS[style_for(question, style)]},
         {
             "role": "user",
             "content": f"Sources:\n{format_sources(passages)}\n\nQuestion: {question}",

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.answering.prompts import AnswerStyle, format_sources, grounded_messages
+from assistant.answering.prompts import StyleSetting, format_sources, grounded_messages
 from index.retrieval import Passage
 
 
@@ -71,7 +71,7 @@ def transcript_messages(
     passages: Sequence[Passage],
     history: Sequence[dict[str, str]],
     *,
-    style: AnswerStyle,
+    style: StyleSetting,
     sources_of: Callable[[str], Sequence[Passage]],
     window_turns: int,
 ) -> Transcript:

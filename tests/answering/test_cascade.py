@@ -250,6 +250,17 @@ def test_without_a_paid_tier_the_expected_loss_rule_never_picks_escalation(penny
     assert answer.low_confidence and "escalate" not in answer.expected_loss_usd
 
 
+def test_an_answer_rated_almost_surely_wrong_is_never_served(penny, local) -> None:  # type: ignore[no-untyped-def]
+    """P(correct) 0.05 is below never_serve_below (0.1): with no paid tier the cascade abstains, though
+    serving it would cost less than abstaining at these prices."""
+    cascade = _escalating(penny, local, None)
+    cascade.policy = replace(cascade.policy, never_serve_below=0.1)
+    answer = cascade.answer(QUESTION)
+    assert answer.action == "abstain" and answer.tier == "none"
+    assert set(answer.expected_loss_usd) == {"abstain"}  # serving is ruled out, paying impossible
+    assert answer.reason.startswith("unanswerable")
+
+
 def test_retrieval_empty_abstains_without_running_the_local_model(penny, local, fake, paid_server) -> None:  # type: ignore[no-untyped-def]
     answer = build(penny, local, paid_server[1]).answer(OFF_TOPIC)
     assert answer.tier == "none" and answer.answer == ABSTAIN_PHRASE
@@ -495,7 +506,15 @@ def _constant_calibration(p_correct: float, p_answerable: float, p_paid_helps: f
 def _escalating(penny, local, paid_url: str | None, ledger: Ledger | None = None) -> Cascade:  # type: ignore[no-untyped-def]
     """A cascade whose evaluator says: the local answer is likely wrong (0.05), the question answerable
     (0.95), and paying likely helps (0.9): with a paid tier and no budget pressure, it escalates."""
-    cascade = build(penny, local, paid_url, ledger=ledger, wrong_answer_usd=0.001, abstain_usd=0.002)
+    cascade = build(
+        penny,
+        local,
+        paid_url,
+        ledger=ledger,
+        wrong_answer_usd=0.001,
+        abstain_usd=0.002,
+        never_serve_below=0.0,
+    )
     cascade.evaluator = Evaluator(_constant_calibration(0.05, 0.95, 0.9), penny.embedder)
     return cascade
 
@@ -649,3 +668,19 @@ def test_paid_answer_is_charged_and_recorded_in_one_go_even_if_the_client_leaves
     assert held["whole"] == ("settled", answer.paid_cost_micro_usd) and answer.paid_cost_micro_usd > 0
     assert recorded is not None and recorded["paid_cost_micro_usd"] == answer.paid_cost_micro_usd
     assert held["left"][0] == "settled"  # ... but the paid call it made is charged, not left held
+
+
+def test_an_echo_is_asked_again_in_the_other_style_and_both_answers_are_paid_for(penny, local) -> None:  # type: ignore[no-untyped-def]
+    """Three tokens of the tiny model ("Complexity theory is") add no word to the question: degenerate, so
+    wrong whatever its logprobs say. The cascade asks once more in the other style, judges both, keeps the
+    better by expected loss and records both answers' compute."""
+    from assistant.answering.prompts import SYSTEM_PROMPTS
+
+    answer = build(penny, local, None).answer("What is complexity theory?", max_tokens=3)
+    assert local.calls == 2 and "retried degenerate" in answer.reason
+    first, second = local.prompts
+    assert first[0]["content"] == SYSTEM_PROMPTS["sentence"]  # "what is X": sentences
+    assert second[0]["content"] == SYSTEM_PROMPTS["concise"]  # the retry: the other style
+    assert answer.local_generation is not None and answer.local_generation.completion_tokens == 3 + 3
+    assert answer.confidence == 0.0 or answer.features["degenerate"] == 0.0  # an echo is never trusted
+    assert answer.action != "local" or answer.features["degenerate"] == 0.0

@@ -71,6 +71,17 @@ def test_chat_page_streams_answer_with_sources_and_tier(settings, browser) -> No
         shot = Path(ARTIFACTS / "web-chat.png")
         browser.save_screenshot(str(shot))
         assert badge.text in {"local", "paid", "cache", "none"}
+        # Plain words for what happened; the decision's numbers behind a disclosure.
+        summary = browser.find_element(By.CSS_SELECTOR, "[data-testid=summary]").text
+        plain = {
+            "local": {"answered locally", "answered locally, low confidence"},
+            "paid": {"checked with the paid model", "answered by the paid model"},
+            "none": {"not in the documents"},
+        }
+        assert summary in plain.get(badge.text, {summary}) and "p=" not in summary
+        assert browser.find_element(By.CSS_SELECTOR, "details.why summary").text == "details"
+        evidence = browser.find_elements(By.CSS_SELECTOR, "[data-testid=evidence]")
+        assert (badge.text == "none") == (not evidence)  # a served answer shows the sentence it rests on
         assert answer.strip() and not answer.startswith("Error")
         assert sources and "normans.md" in sources[0].text
         assert browser.find_element(By.ID, "session-cost").text.startswith("$")

@@ -27,7 +27,9 @@ POLICY = Policy.from_settings(CascadeSettings())
 
 
 def _features(rng: random.Random, correct: bool) -> dict[str, float]:
-    row = {name: rng.gauss(0.0, 1.0) for name in FEATURES if name not in OPTIONAL_FEATURES}
+    constant = {"answer_new_words": 3.0, "degenerate": 0.0}  # no signal, and no draw: the noise stays put
+    row = {name: rng.gauss(0.0, 1.0) for name in FEATURES if name not in (*OPTIONAL_FEATURES, *constant)}
+    row |= constant
     row["question_logprob"] = -2.0  # known, and no signal: the tests of optional features vary it
     row["lexical_support"] = (0.8 if correct else 0.3) + rng.gauss(0.0, 0.15)  # the informative one
     row["abstained"] = 0.0
