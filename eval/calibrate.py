@@ -192,7 +192,7 @@ def calibrate(
     paid = chosen = best = None
     rescored_records = rescored(usable, oof, gate_oof, helps_oof)
     if has_paid:
-        paid, chosen, best = choose_price(rescored_records, tolerance_f1, cost_cap)
+        paid, chosen, best = choose_price(rescored_records, cost_cap)
     pick = chosen or best
     final.meta = {
         **final.meta,

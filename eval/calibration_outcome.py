@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.distributions import SignFlip
-from eval.pricing import COST_CAP, HAS_ANS_TOLERANCE_F1
-from eval.summaries import QUALITY_TOLERANCE_F1, ConfigSummary
+from eval.pricing import COST_CAP, TARGET_ANSWERABLE_RIGHT, TARGET_REFUSED, TARGET_TRUTHFULNESS
+from eval.summaries import ConfigSummary
 
 
 def format_auroc(value: float | None) -> str:
@@ -106,21 +106,25 @@ class CalibrationOutcome:
                 else f"mean cost ${pick.mean_cost_micro_usd / 1e6:.6f}"
             )
             paid = self.paid.quality if self.paid else None
+            target = (
+                f"truthfulness ≥ {TARGET_TRUTHFULNESS:g}, answerable right ≥ "
+                f"{100 * TARGET_ANSWERABLE_RIGHT:.0f} %, unanswerable refused ≥ "
+                f"{100 * TARGET_REFUSED:.0f} %, cost ≤ {100 * self.cost_cap:.0f} % of paid"
+            )
             verdict = (
-                f"meets the target: F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} ({self.target_f1:.1f}), HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g}, cost ≤ {100 * self.cost_cap:.0f} % of paid"
+                f"meets the target: {target}"
                 if self.chosen
-                else f"NO price setting holds F1 ≥ paid − {QUALITY_TOLERANCE_F1:g} with HasAns F1 ≥ "
-                f"paid − {HAS_ANS_TOLERANCE_F1:g} at ≤ {100 * self.cost_cap:.0f} % of paid's cost; shown: "
-                "the best F1 within that cost with HasAns F1 no worse than local-only"
+                else f"NO price setting meets the target ({target}); shown: the best truthfulness within "
+                "that cost, its answerable accuracy near local-only's"
             )
             wasted = pick.wasted_escalation_share
             abstain_usd = (pick.config.abstain_ratio or 0.0) * pick.config.wrong_answer_usd
             out.append(
-                f"wrong answer ${pick.config.wrong_answer_usd:g}, abstention ${abstain_usd:g}: F1 "
-                f"{pick.quality.f1:.1f} (HasAns {pick.quality.has_ans_f1 or 0:.1f}, NoAns "
-                f"{pick.quality.no_ans_f1 or 0:.1f}; paid-only {paid.f1 if paid else 0:.1f} / "
-                f"{(paid.has_ans_f1 or 0) if paid else 0:.1f}), {cost}, escalates "
+                f"wrong answer ${pick.config.wrong_answer_usd:g}, abstention ${abstain_usd:g}: "
+                f"{_truth(pick)} on natural questions; F1 {pick.quality.f1:.1f} (HasAns "
+                f"{pick.quality.has_ans_f1 or 0:.1f}, NoAns {pick.quality.no_ans_f1 or 0:.1f}; paid-only "
+                f"{paid.f1 if paid else 0:.1f} / {(paid.has_ans_f1 or 0) if paid else 0:.1f}), {cost}, "
+                "escalates "
                 f"{100 * pick.paid_call_rate:.0f} %, paid also wrong on "
                 f"{'–' if wasted is None else f'{100 * wasted:.0f} %'} of escalations — {verdict} "
                 "(out-of-fold estimate)"
@@ -137,12 +141,21 @@ class CalibrationOutcome:
         return out
 
 
+def _truth(s: ConfigSummary) -> str:
+    t = s.truth
+    if t is None:
+        return "truthfulness –"
+    accuracy = "–" if t.answerable_accuracy is None else f"{100 * t.answerable_accuracy:.0f} %"
+    refused = "–" if t.refused_share is None else f"{100 * t.refused_share:.0f} %"
+    return f"truthfulness {t.score:+.2f} (answerable right {accuracy}, unanswerable refused {refused})"
+
+
 def _versus(paid: ConfigSummary, local: ConfigSummary, cascade: ConfigSummary) -> str:
     """One run's cascade at the chosen prices against its paid-only and local-only answers."""
 
     def f1s(s: ConfigSummary) -> str:
         q = s.quality
-        return f"F1 {q.f1:.1f} (HasAns {q.has_ans_f1 or 0:.1f}, NoAns {q.no_ans_f1 or 0:.1f})"
+        return f"{_truth(s)}, F1 {q.f1:.1f} (HasAns {q.has_ans_f1 or 0:.1f}, NoAns {q.no_ans_f1 or 0:.1f})"
 
     share = cascade.mean_cost_micro_usd / paid.mean_cost_micro_usd if paid.mean_cost_micro_usd else 0.0
     wasted = cascade.wasted_escalation_share

@@ -1,9 +1,11 @@
-"""Which price of a wrong answer (and of an abstention) holds quality at least cost.
+"""Which prices of a wrong answer and of an abstention serve users best, at what share of paid-only's cost.
 
-The target (F1 near paid-only's, HasAns F1 near it too, within a share of paid-only's cost), the grid of
-price settings, the choice among them on a run's probabilities, and the calibrated report that shows the
-run at the chosen prices. :mod:`eval.calibrate` fits the models whose out-of-fold probabilities this
-prices; the target lives here so it can be read and changed without the fitting.
+The target is what users value (:mod:`eval.verdicts`): the truthfulness score, answerable questions right,
+unanswerable ones refused, within a share of paid-only's cost. A wrong answer is priced above an
+abstention: "I don't know" is worth more to a user than a confident wrong answer. The grid of price
+settings, the choice among them on a run's probabilities, and the calibrated report that shows the run at
+the chosen prices live here; :mod:`eval.calibrate` fits the models whose out-of-fold probabilities this
+prices.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from pathlib import Path
 
 from eval.configs import PRICE_GRID, Config, price_name, threshold_name
 from eval.records import QuestionRecord
-from eval.summaries import QUALITY_TOLERANCE_F1, ConfigSummary, summarize
+from eval.summaries import ConfigSummary, summarize
 
 THRESHOLD_GRID: tuple[float, ...] = tuple(round(i * 0.02, 2) for i in range(51))
-ABSTAIN_RATIOS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)  # price of an abstention / of a wrong answer
-HAS_ANS_TOLERANCE_F1 = 3.0  # the target: HasAns F1 no more than this below paid-only's
-COST_CAP = 0.30  # the target: at most this share of paid-only's cost
+# Price of an abstention as a share of a wrong answer's: always less than 1.
+ABSTAIN_RATIOS: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.75)
+COST_CAP = 0.25  # the target: at most this share of paid-only's cost
+TARGET_TRUTHFULNESS = 0.5  # (right − wrong) / N
+TARGET_ANSWERABLE_RIGHT = 0.75  # share of answerable questions answered right
+TARGET_REFUSED = 0.8  # share of unanswerable questions answered "not in the documents"
+ABSTENTION_SLACK = 0.10  # short of the target, answerable accuracy stays within this of local-only's
 
 
 def price_configs(
@@ -32,37 +38,44 @@ def price_configs(
     ]
 
 
-def meets_target(summary: ConfigSummary, paid: ConfigSummary, tolerance_f1: float) -> bool:
-    """The issue's bar: F1 within ``tolerance_f1`` of paid-only, HasAns F1 within 3 points of it."""
-    q, ref = summary.quality, paid.quality
-    if q.f1 < ref.f1 - tolerance_f1 - 1e-9:
-        return False
-    if q.has_ans_f1 is None or ref.has_ans_f1 is None:
-        return True
-    return q.has_ans_f1 >= ref.has_ans_f1 - HAS_ANS_TOLERANCE_F1 - 1e-9
+def meets_target(summary: ConfigSummary) -> bool:
+    """Truthfulness, answerable accuracy and refusals all at the target."""
+    t = summary.truth
+    return (
+        t is not None
+        and t.score >= TARGET_TRUTHFULNESS - 1e-9
+        and (t.answerable_accuracy or 0.0) >= TARGET_ANSWERABLE_RIGHT - 1e-9
+        and (t.refused_share if t.refused_share is not None else 1.0) >= TARGET_REFUSED - 1e-9
+    )
 
 
 def choose_price(
-    records: Sequence[QuestionRecord],
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
-    cost_cap: float = COST_CAP,
+    records: Sequence[QuestionRecord], cost_cap: float = COST_CAP
 ) -> tuple[ConfigSummary, ConfigSummary | None, ConfigSummary]:
-    """(paid summary, cheapest price setting meeting the target, best-F1 price setting).
+    """(paid summary, best price setting meeting the target, best price setting).
 
-    A price setting is (W, abstention price as a share of W); the decision at each is the service's
-    expected-loss rule on the records' probabilities.
+    Both are the highest truthfulness within ``cost_cap`` of paid-only's cost (ties: cheaper). Natural
+    questions (those of a natural-question set) are what users ask, so the prices are chosen on them when the records
+    hold any. Short of the target, a score is not bought by abstaining: answerable accuracy stays within
+    ``ABSTENTION_SLACK`` of local-only's; nor by escalating everything (the cost cap).
     """
+    natural = [r for r in records if r.kind is not None]
+    records = natural or list(records)
     summaries = summarize(records, [Config("paid", "paid"), Config("local", "local"), *price_configs()])
     paid, local, cascades = summaries[0], summaries[1], summaries[2:]
+
+    def truth(s: ConfigSummary) -> tuple[float, float]:
+        return (round(s.truth.score, 3) if s.truth else -1.0, -s.mean_cost_micro_usd)
+
     affordable = [s for s in cascades if s.mean_cost_micro_usd <= cost_cap * paid.mean_cost_micro_usd]
-    meeting = [s for s in affordable if meets_target(s, paid, tolerance_f1)]
-    chosen = min(meeting, key=lambda s: (s.mean_cost_micro_usd, -s.quality.f1), default=None)
-    # Short of the target, buy F1 neither with abstentions (HasAns F1 at least local-only's) nor by
-    # escalating everything (within the cost cap).
-    floor = local.quality.has_ans_f1 or 0.0
-    fair = [s for s in affordable if (s.quality.has_ans_f1 or 0.0) >= floor - 1e-9] or affordable or cascades
-    best = max(fair, key=lambda s: (round(s.quality.f1, 1), -s.mean_cost_micro_usd))
-    return paid, chosen, best
+    chosen = max((s for s in affordable if meets_target(s)), key=truth, default=None)
+    floor = ((local.truth.answerable_accuracy if local.truth else None) or 0.0) - ABSTENTION_SLACK
+    fair = (
+        [s for s in affordable if s.truth and (s.truth.answerable_accuracy or 0.0) >= floor - 1e-9]
+        or affordable
+        or cascades
+    )
+    return paid, chosen, max(fair, key=truth)
 
 
 def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:

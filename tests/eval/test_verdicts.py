@@ -4,6 +4,7 @@ checked against their documents."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,30 @@ def test_a_malformed_natural_row_names_its_line_and_field(tmp_path: Path) -> Non
     path.write_text(json.dumps({**row, "kind": "opinion"}) + "\n", encoding="utf-8")
     with pytest.raises(QuestionSetError, match="'kind' must be one of"):
         load_question_set(path)
+
+
+def test_prices_are_chosen_on_truthfulness_with_a_wrong_answer_dearer_than_an_abstention() -> None:
+    from eval.pricing import ABSTAIN_RATIOS, choose_price
+
+    records = []
+    for i in range(30):
+        answerable, local_right = i % 3 != 0, i % 3 == 1
+        local = "Rollo was a Viking leader [1]." if local_right else "Rollo [1]"
+        p = 0.9 if local_right else 0.15
+        record = _natural_record("definitional" if answerable else "unanswerable", answerable, local, "", p)
+        paid = TierCall("Rollo was a Viking ruler [1].", "p", "paid", cost_micro_usd=1000, latency_ms=900.0)
+        records.append(
+            replace(
+                record,
+                id=f"q{i}",
+                paid=paid,  # the paid tier answers the unanswerable ones too: wrong
+                judgement=Judgement(p_correct=p, p_answerable=0.9 if answerable else 0.1, p_paid_helps=0.9),
+            )
+        )
+    paid, chosen, best = choose_price(records)
+    assert max(ABSTAIN_RATIOS) < 1.0 and best.config.abstain_ratio is not None
+    assert best.truth is not None and paid.truth is not None and best.truth.score > paid.truth.score
+    # Local answers kept where they are sure, the rest abstained: within the cost cap, nothing wrong.
+    assert best.mean_cost_micro_usd <= 0.25 * paid.mean_cost_micro_usd
+    assert (best.truth.right, best.truth.missed, best.truth.wrong) == (20, 10, 0)
+    assert chosen is None  # the target also wants 75 % of answerable questions right: 10 of 20 are
