@@ -55,9 +55,9 @@ def choose_price(
     """(paid summary, best price setting meeting the target, best price setting).
 
     Both are the highest truthfulness within ``cost_cap`` of paid-only's cost (ties: cheaper). Natural
-    questions (those of a natural-question set) are what users ask, so the prices are chosen on them when the records
-    hold any. Short of the target, a score is not bought by abstaining: answerable accuracy stays within
-    ``ABSTENTION_SLACK`` of local-only's; nor by escalating everything (the cost cap).
+    questions (from a natural-question set) are what users ask, so the prices are chosen on them when the
+    records hold any. Short of the target, a score is not bought by abstaining: answerable accuracy stays
+    within ``ABSTENTION_SLACK`` of local-only's; nor by escalating everything (the cost cap).
     """
     natural = [r for r in records if r.kind is not None]
     records = natural or list(records)
