@@ -226,7 +226,7 @@ def _synthetic_calibration(
 @click.option(
     "--cost-cap",
     type=float,
-    default=0.30,
+    default=0.25,
     show_default=True,
     help="Target cost: at most this share of paid-only's.",
 )

@@ -40,7 +40,8 @@ def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list
 
     Generation is what a run pays for; a new evidence feature should not need it again. Only missing
     features are filled: the stored ones are what the service computed live. A question whose retrieval
-    no longer returns the recorded passages (the collection changed) is an error, not a silent mismatch.
+    ranks other passages today is read on the recorded ones, fetched by id; one whose recorded passages
+    are gone from the collection is an error, not a silent mismatch.
     """
     from assistant.answering.features import FEATURES, OPTIONAL_FEATURES, text_features
     from assistant.service import Penny
@@ -58,8 +59,12 @@ def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list
             out.append(r)
             continue
         passages = retriever.search(r.question)
+        if [p.id for p in passages] != r.retrieved_ids:  # ranked otherwise now: read the recorded ones
+            passages = retriever.by_ids(r.retrieved_ids)
         if [p.id for p in passages] != r.retrieved_ids:
-            raise RunError(f"question {r.id}: retrieval no longer returns the recorded passages; re-run it")
+            raise RunError(
+                f"question {r.id}: the recorded passages are no longer in the collection; re-run it"
+            )
         fresh = text_features(r.question, passages, r.local.answer, penny.embedder)
         features = {**r.judgement.features, **{name: fresh[name] for name in missing if name in fresh}}
         out.append(replace(r, judgement=replace(r.judgement, features=features)))

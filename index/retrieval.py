@@ -156,6 +156,11 @@ class Retriever:
         allowed = self._matching_ids(where, index.stamp) if where else None
         return index.top(query, n, allowed)
 
+    def by_ids(self, ids: list[str]) -> list[Passage]:
+        """The passages with these ids, in this order (score 0): what a stored answer was given, read again
+        when retrieval would now rank others (eval recomputes a stored answer's text features)."""
+        return self._passages([(pid, 0.0) for pid in ids])
+
     def _passages(
         self, ranked: list[tuple[str, float]], details: dict[str, dict[str, Any]] | None = None
     ) -> list[Passage]:

@@ -239,11 +239,15 @@ def test_features_added_after_a_run_are_refused_then_refreshed_from_the_stored_a
             policy=POLICY,
         )
         (fresh,) = refresh_features([old], dataset.collection_name)
+        # Ranked otherwise today: the recorded passages are read back by id, in the recorded order.
         moved = replace(old, retrieved_ids=list(reversed(old.retrieved_ids)))
-        with pytest.raises(RunError, match="no longer returns the recorded passages"):
-            refresh_features([moved], dataset.collection_name)
+        (reread,) = refresh_features([moved], dataset.collection_name)
+        gone = replace(old, retrieved_ids=["ctx-deleted", *old.retrieved_ids[1:]])
+        with pytest.raises(RunError, match="recorded passages are no longer in the collection"):
+            refresh_features([gone], dataset.collection_name)
     finally:
         get_settings.cache_clear()
+    assert reread.judgement is not None and reread.judgement.features["n_citations"] == 1
     assert fresh.judgement is not None and set(fresh.judgement.features) == set(FEATURES) - {
         "min_logprob",
         "retrieval_margin",
