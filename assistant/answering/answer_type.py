@@ -64,15 +64,16 @@ def type_match(question: str, answer: str) -> float:
     return 1.0 if _CAPITALISED.search(answer) else 0.0
 
 
-# "What is X?", "What's an X?", "What does X mean?", "Define X", "Who was X?", "Tell me about X": the user
-# wants X explained, not a span. "What is the Y of X?" asks for a value of X, a factoid.
-_DEFINITIONAL = re.compile(
-    r"^\s*(?:(?:so|and|ok|okay)[, ]+)?(?:"
-    r"(?:what|who)\s*(?:'s|’s|\s+is|\s+are|\s+was|\s+were)\s+(?!(?:the|a|an)\s+\w+(?:\s+\w+){0,2}\s+(?:of|in|for)\b)"
-    r"(?!(?:\w+\s+){0,3}(?:used|called|named|made|located|known|based|born)\b)"
-    r"|what\s+(?:does|do)\s+.+\s+(?:mean|stand\s+for|do)\s*\??\s*$"
-    r"|define\b|meaning\s+of\b|tell\s+me\s+about\b|explain\s+what\b"
-    r")",
+# "What is X?", "What's an X?", "Who was X?": the user wants X explained, unless X is a value of something
+# ("the capital of France", "Bohemond's son"), a participle ("absorbed into ...") or ends on a preposition.
+_COPULA = re.compile(
+    r"^\s*(?:(?:so|and|ok|okay)[, ]+)?(what|who)\s*(?:'s|’s|\s+is|\s+are|\s+was|\s+were)\s+(.+?)\s*\??\s*$",
+    re.I,
+)
+_DEFINE = re.compile(
+    r"^\s*(?:what\s+(?:does|do)\s+.+\s+(?:mean|stand\s+for)\s*\??\s*$|what\s+does\s+it\s+mean\b|"
+    r"define\b|meaning\s+of\b|"
+    r"tell\s+me\s+about\b|explain\s+what\b)",
     re.I,
 )
 _EXPLANATORY = re.compile(
@@ -86,20 +87,67 @@ _EXPLANATORY = re.compile(
     r")",
     re.I,
 )
-_SHORT_DEFINITIONAL = re.compile(r"^\s*(?:what|who)\s*(?:'s|’s|\s+is|\s+are|\s+was|\s+were)\s+", re.I)
+# "the capital of France", "the path length limit on Windows", "time complexity of quicksort"; not "the Zen
+# of Python" (a name) or "a coroutine in Python" (a thing, in a context).
+_VALUE_OF = re.compile(
+    r"(?:the\s+[a-z][\w-]*(?:\s+[\w-]+){0,2}\s+(?:of|in|for|from|by|on)"
+    r"|(?!the\b)[\w-]+(?:\s+[\w-]+){0,2}\s+of)\b"
+)
+_PREPOSITIONS = frozenset(
+    [
+        "of",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "from",
+        "to",
+        "about",
+        "into",
+        "onto",
+        "over",
+        "under",
+        "out",
+        "as",
+    ]
+)
+_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.I)
+
+
+def _asks_to_define(question: str) -> bool:
+    if _DEFINE.search(question):
+        return True
+    match = _COPULA.match(question)
+    if match is None:
+        return False
+    asker, subject = match.group(1).lower(), match.group(2)
+    bare = _ARTICLE.sub("", subject)
+    words = bare.split()
+    if not words or len(words) > 6 or re.search(r"['’]s\b", subject):
+        return False  # long, or a possessive: "Bohemond's son" is a value of Bohemond
+    if words[-1].lower() in _PREPOSITIONS or words[0].lower() in ("one", "some", "any", "all"):
+        return False
+    if _VALUE_OF.match(subject):
+        return False
+    if words[0].lower().endswith("ed") and len(words) > 1:
+        return False  # "absorbed into the Anglo-Norman language": a participle asks who or what did it
+    # "Who was Rollo?", "Who were the Normans?" ask about a name; "Who was the hostage?" asks for one.
+    return asker == "what" or words[0][0].isupper()
 
 
 def question_kind(question: str) -> QuestionKind:
     """The form of answer the question asks for: a short fact, or one or two sentences explaining.
 
-    A typed question (when, how many, which year) is a factoid whatever its wording; "why" and "how does"
-    want an explanation; "what is X" and "who was X" want X defined, unless they ask for a value of X
+    "Why" and "how does" want an explanation; otherwise a typed question (when, how many, which year) is a
+    factoid whatever its wording; "what is X" and "who was X" want X defined, unless they ask for a value of X
     ("what is the capital of X").
     """
-    if question_type(question) in ("date", "number"):
-        return "factoid"
     if _EXPLANATORY.search(question):
         return "explanatory"
-    if _DEFINITIONAL.search(question) and len(_SHORT_DEFINITIONAL.sub("", question).split()) <= 8:
+    if question_type(question) in ("date", "number"):
+        return "factoid"
+    if _asks_to_define(question):
         return "definitional"
     return "factoid"

@@ -40,6 +40,14 @@ PASSAGES = [
         ("How much does a Sky Q box cost?", "factoid"),
         ("When was Rollo born?", "factoid"),
         ("Who conquered England in 1066?", "factoid"),
+        ("Who was Bohemond's son?", "factoid"),  # a value of Bohemond
+        ("Who was the hostage?", "factoid"),  # asks for a name
+        ("Who were the Normans?", "definitional"),  # asks about one
+        ("What was absorbed into the Anglo-Norman language?", "factoid"),
+        ("What's the Zen of Python?", "definitional"),  # a title, not a value of Python
+        ("What's a coroutine in Python?", "definitional"),
+        ("What does it mean for an object to be hashable?", "definitional"),
+        ("How do you measure how long an algorithm takes?", "explanatory"),
     ],
 )
 def test_question_kind(question: str, kind: str) -> None:
