@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eval.configs import Config
 from eval.summaries import (
@@ -150,16 +151,7 @@ def plot_frontier(summaries: Sequence[ConfigSummary], path: Path, title: str = "
                 color=color,
                 label=f"{baseline.name} only: F1 {baseline.quality.f1:.1f}",
             )
-    ax.set_xlabel("mean cost per answer (US$ per 1,000 answers, from the ledger)")
-    ax.set_ylabel("F1 (SQuAD 2.0, 0–100)")
-    ax.set_title(title or "Quality vs cost")
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8, framealpha=0.85)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, "F1 (SQuAD 2.0, 0–100)", title or "Quality vs cost")
 
 
 def plot_truthfulness(summaries: Sequence[ConfigSummary], path: Path, title: str = "") -> Path:
@@ -197,11 +189,18 @@ def plot_truthfulness(summaries: Sequence[ConfigSummary], path: Path, title: str
         if s is not None and s.truth is not None:
             ax.plot(*point(s), marker, markersize=10, color=color, label=f"{name}: {s.truth.score:+.2f}")
     ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set_xlabel("mean cost per answer (US$ per 1,000 answers, from the ledger)")
-    ax.set_ylabel("truthfulness (right − wrong) / N")
-    ax.set_title(title or "Truthfulness vs cost")
-    ax.set_xlim(left=0)
     ax.set_ylim(-1.0, 1.0)
+    return _save(fig, ax, path, "truthfulness (right − wrong) / N", title or "Truthfulness vs cost")
+
+
+def _save(fig: Any, ax: Any, path: Path, ylabel: str, title: str) -> Path:
+    """Both plots' cost axis, grid, legend and file."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel("mean cost per answer (US$ per 1,000 answers, from the ledger)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
     fig.tight_layout()
