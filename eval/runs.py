@@ -159,7 +159,10 @@ class EvalRun:
             )
             record.policy = self.answerer.policy
         earlier = self.paid_from.get(question.id)
-        if need_paid and earlier is not None and earlier.retrieved_ids == record.retrieved_ids:
+        reusable = earlier is not None and earlier.paid is not None and not earlier.paid.degraded
+        if (
+            need_paid and reusable and earlier.retrieved_ids == record.retrieved_ids
+        ):  # a failed call is asked again
             record.paid = earlier.paid
         elif need_paid:
             if self.max_cost_micro_usd is not None:

@@ -271,18 +271,22 @@ def test_paid_answers_are_reused_from_an_earlier_run_where_retrieval_matches(
     answerer: Any, complete_run: Any, tmp_path: Path
 ) -> None:
     """``--paid-from``: a rerun after a local-tier change asks only the local tier again, and asks the
-    paid tier where a question now retrieves other passages."""
+    paid tier where a question now retrieves other passages, or where the earlier paid call failed."""
     earlier = load_records(complete_run.out_dir / "calls.jsonl")
-    moved = earlier[0].id
+    moved, failed = earlier[0].id, earlier[1].id
     stale = [r if r.id != moved else replace(r, retrieved_ids=["elsewhere"]) for r in earlier]
+    stale = [
+        r if r.id != failed or r.paid is None else replace(r, paid=replace(r.paid, degraded=True))
+        for r in stale
+    ]
     recording = Recording(answerer)
     questions = [q for q in load_dataset(MINI).questions if q.id in {r.id for r in earlier}]
     outcome = _run(questions, recording, tmp_path / "again", paid_from=stale)
 
     assert sorted(recording.local_asked) == sorted(q.question for q in questions)
-    moved_question = next(q.question for q in questions if q.id == moved)
-    assert recording.paid_asked == [moved_question]
+    asked_again = [q.question for q in questions if q.id in (moved, failed)]
+    assert sorted(recording.paid_asked) == sorted(asked_again)
     by_id = {r.id: r for r in outcome.records}
     for r in earlier:
-        if r.id != moved:
+        if r.id not in (moved, failed):
             assert by_id[r.id].paid == r.paid
