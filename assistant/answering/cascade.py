@@ -324,7 +324,7 @@ class Cascade:
     ) -> tuple[Generation, Decision]:
         """A second local answer (decision.retry_reason): a degenerate one is asked again in the other answer
         style, an abstention on the passage that best matches the question alone. The better of the two by
-        the decision rule is kept; the local cost and tokens are both answers'."""
+        the decision rule is kept; its usage is reported, the local cost (worker-seconds) is both answers'."""
         style = style_for(req.question, self.prompt_builder.answer_style)
         if why == "degenerate":
             shown, style = list(passages), other_style(style)
@@ -345,13 +345,8 @@ class Cascade:
             ("second", (second, retried)) if better(decision, retried) else ("first", (first, decision))
         )
         generation, chosen_decision = chosen
-        generation = replace(
-            generation,
-            seconds=first.seconds + second.seconds,
-            prompt_tokens=first.prompt_tokens + second.prompt_tokens,
-            completion_tokens=first.completion_tokens + second.completion_tokens,
-            cached_prompt_tokens=first.cached_prompt_tokens + second.cached_prompt_tokens,
-        )
+        # Usage is the served answer's (a client's max_tokens bounds what it gets); the cost is both tries'.
+        generation = replace(generation, seconds=first.seconds + second.seconds)
         return generation, replace(
             chosen_decision, reason=f"{chosen_decision.reason}; retried {why}, kept {kept}"
         )

@@ -673,7 +673,7 @@ def test_paid_answer_is_charged_and_recorded_in_one_go_even_if_the_client_leaves
 def test_an_echo_is_asked_again_in_the_other_style_and_both_answers_are_paid_for(penny, local) -> None:  # type: ignore[no-untyped-def]
     """Three tokens of the tiny model ("Complexity theory is") add no word to the question: degenerate, so
     wrong whatever its logprobs say. The cascade asks once more in the other style, judges both, keeps the
-    better by expected loss and records both answers' compute."""
+    better by expected loss and charges both answers' compute; the usage is the served answer's."""
     from assistant.answering.prompts import SYSTEM_PROMPTS
 
     answer = build(penny, local, None).answer("What is complexity theory?", max_tokens=3)
@@ -681,6 +681,6 @@ def test_an_echo_is_asked_again_in_the_other_style_and_both_answers_are_paid_for
     first, second = local.prompts
     assert first[0]["content"] == SYSTEM_PROMPTS["sentence"]  # "what is X": sentences
     assert second[0]["content"] == SYSTEM_PROMPTS["concise"]  # the retry: the other style
-    assert answer.local_generation is not None and answer.local_generation.completion_tokens == 3 + 3
+    assert answer.local_generation is not None and answer.local_generation.completion_tokens <= 3
     assert answer.confidence == 0.0 or answer.features["degenerate"] == 0.0  # an echo is never trusted
     assert answer.action != "local" or answer.features["degenerate"] == 0.0
