@@ -20,7 +20,7 @@ statuses in one table (``assistant/api/errors.py``).
     ├── LimiterUnavailable           assistant.limits: Redis down and limits.on_redis_error = refuse (503)
     ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504)
     ├── ModelError                   assistant.local.registry: a GGUF model that cannot be assembled
-    └── CalibrationError             assistant.answering.calibration: an unusable calibration file
+    └── CalibrationError             assistant.calibration: an unusable calibration file
 """
 
 from __future__ import annotations

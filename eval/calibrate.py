@@ -38,7 +38,7 @@ from eval.summaries import (
 )
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
 
 LOCAL_CORRECT_LABEL = "local answer correct: F1 >= 0.5 (HasAns) or abstained (NoAns)"
 
@@ -73,7 +73,7 @@ def calibrate(
     cannot tell a dataset's artefact from a signal, so its fit keeps to what the default kept. ``exclude``
     leaves features out of every model: a signal measured but not (yet) earning its place, or an A/B.
     """
-    from assistant.answering.calibration import fit
+    from assistant.calibration import fit
 
     unknown = sorted(set(exclude) - set(FEATURES))
     if unknown:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
     from assistant.settings import Settings
     from eval.answerer import CascadeAnswerer
 
@@ -181,8 +181,8 @@ def _synthetic_calibration(
     quiet: bool,
 ) -> Calibration:
     """Fit on questions written from the run's collection, and judge the run's answers with that fit."""
-    from assistant.answering.calibration import Calibration
     from assistant.answering.evaluator import Evaluator
+    from assistant.calibration import Calibration
     from eval.self_calibration import calibrate_collection
 
     fitted = calibrate_collection(

@@ -41,7 +41,7 @@ def coefficients_by_group(
     regularization_c: float,
 ) -> dict[str, dict[str, float]]:
     """Distribution → feature → standardised coefficient, for each distribution with both outcomes."""
-    from assistant.answering.calibration import fit
+    from assistant.calibration import fit
 
     out = {}
     for group in distinct(groups):

@@ -14,7 +14,7 @@ from eval.distributions import SignFlip, auroc_by_group, consistent_features, di
 from eval.metrics import auroc
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
 
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
 
@@ -39,8 +39,8 @@ def out_of_fold(
     """P(label) of each question from a model fitted on the other folds (on ``names``, default all)."""
     from sklearn.model_selection import StratifiedKFold
 
-    from assistant.answering.calibration import fit
     from assistant.answering.features import FEATURES
+    from assistant.calibration import fit
 
     names = FEATURES if names is None else names
 
@@ -109,8 +109,8 @@ def trees_out_of_fold(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    from assistant.answering.calibration import feature_matrix, known_features
     from assistant.answering.features import FEATURES
+    from assistant.calibration.fitting import feature_matrix, known_features
 
     names = known_features(features, FEATURES if names is None else names)
     x = feature_matrix(features, names)  # the trees take an unknown (NaN) as it is
@@ -135,8 +135,8 @@ def fit_decision(
     """Choose C, score out of fold, and fit on all rows (on ``names``, default all features); None when a
     label has fewer than 3 examples. With rows from two or more distributions (``groups``), a feature
     whose sign differs between them is left out, and AUROC is also given per distribution."""
-    from assistant.answering.calibration import fit, known_features
     from assistant.answering.features import FEATURES
+    from assistant.calibration.fitting import fit, known_features
 
     names = known_features(features, FEATURES if names is None else names)
     if sum(labels) < 3 or len(labels) - sum(labels) < 3:

@@ -15,7 +15,7 @@ from eval.records import QuestionRecord, load_records
 from eval.summaries import local_correct_labels
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
 
 
 def run_records(run_dir: Path, refresh: bool) -> tuple[list[QuestionRecord], list[bool]]:

@@ -1,6 +1,6 @@
 """P(paid helps) as the service computes it: a model on the answerable questions the local tier got
 wrong, the paid tier's rate on the unanswerable ones, mixed by P(answerable | local wrong)
-(:func:`assistant.answering.calibration.paid_helps_mixture`), scored out of fold.
+(:func:`assistant.calibration.paid_helps_mixture`), scored out of fold.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from eval.fitting import fit_decision
 from eval.metrics import auroc
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
 
 PAID_HELPS_LABEL = "the paid answer is right, on answerable questions where the local one is wrong"
 
 
 @dataclass(frozen=True)
 class PaidHelpsFit:
-    """P(paid helps) as the service computes it (:func:`~assistant.answering.calibration.paid_helps_mixture`):
+    """P(paid helps) as the service computes it (:func:`~assistant.calibration.paid_helps_mixture`):
     a model on the answerable questions the local answer got wrong, a rate on the unanswerable ones, mixed
     by P(answerable | local wrong)."""
 
@@ -57,7 +57,7 @@ def fit_paid_helps(
     as format 2 did. The unanswerable rate is Laplace-smoothed and left one out for the questions it
     counts. None when a label has fewer than 3 examples.
     """
-    from assistant.answering.calibration import paid_helps_mixture
+    from assistant.calibration import paid_helps_mixture
 
     wrong = [i for i, y in enumerate(local_correct) if not y and paid_right[i] is not None]
     mixed = p_answerable is not None
@@ -131,8 +131,8 @@ def _constant_rate(
     """Too few of one outcome to fit on features: a smoothed rate (a model whose coefficients are 0)."""
     import math
 
-    from assistant.answering.calibration import Calibration
     from assistant.answering.features import FEATURES
+    from assistant.calibration import Calibration
 
     names = list(FEATURES if names is None else names)
     rate, left_out = _smoothed_rate(labels)

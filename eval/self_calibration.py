@@ -89,14 +89,14 @@ def calibrate_collection(
 ) -> CollectionCalibration:
     """Write ``questions`` synthetic questions from ``collection``, answer them on the real path, fit, and
     write the collection's calibration (default: where the service looks, see
-    :func:`assistant.answering.calibration.collection_calibration_path`).
+    :func:`assistant.calibration.collection_calibration_path`).
 
     P(answerable), the gate that makes the cascade abstain, is kept from the default calibration unless
     ``synthetic_gate``: swapped-entity probes do not stand in for real unanswerable questions (on SQuAD the
     synthetic gate scored AUROC 0.52 on real questions and abstained on most of them; see
     docs/eval/synthetic-squad). Shadow labels (``--from-ledger``) refit the gate from real traffic.
     """
-    from assistant.answering.calibration import Calibration, collection_calibration_path
+    from assistant.calibration import Calibration, collection_calibration_path
     from assistant.ledger import open_ledger
     from assistant.paid import PaidClient
     from assistant.service import Penny
@@ -219,8 +219,8 @@ def refit_from_ledger(
     such label (the paid answer is the reference), so it is kept from the current calibration. Each model
     reads the features the current calibration's does: a feature left out of it (a sign flip between
     distributions, or ``--exclude``) stays out."""
-    from assistant.answering.calibration import Calibration, collection_calibration_path, fit
     from assistant.answering.features import FEATURES
+    from assistant.calibration import Calibration, collection_calibration_path, fit
     from assistant.ledger import open_ledger
     from eval.calibrate import feature_sets
     from eval.labelled_runs import training_set

@@ -14,7 +14,7 @@ from eval.configs import Config
 from eval.records import QuestionRecord
 
 if TYPE_CHECKING:
-    from assistant.answering.calibration import Calibration
+    from assistant.calibration import Calibration
 
 
 @dataclass(frozen=True)

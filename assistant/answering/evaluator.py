@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from assistant.answering.calibration import Calibration, Calibrations
 from assistant.answering.decision import Judgement
 from assistant.answering.features import extract_features
+from assistant.calibration import Calibration, Calibrations
 
 if TYPE_CHECKING:
     from assistant.local.backend import Generation

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from assistant.answering.cache import SemanticCache
-from assistant.answering.calibration import Calibration, Calibrations
 from assistant.answering.cascade import Cascade
 from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.shadow import ShadowSampler
+from assistant.calibration import Calibration, Calibrations
 
 if TYPE_CHECKING:
     from assistant.ledger import Ledger

@@ -67,7 +67,7 @@ def ask(
     question: str, collection: str | None, as_json: bool, mode: str, threshold: float | None, explain: bool
 ) -> None:
     """Answer QUESTION from the indexed documents."""
-    from assistant.answering.calibration import CalibrationError
+    from assistant.calibration import CalibrationError
     from assistant.service import Penny
 
     try:

@@ -19,13 +19,13 @@ import pytest
 
 from assistant.answering.answer import CascadeAnswer
 from assistant.answering.cache import SemanticCache
-from assistant.answering.calibration import Calibration
 from assistant.answering.cascade import Cascade
 from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import FEATURES
 from assistant.answering.prompts import ABSTAIN_PHRASE, grounded_messages
+from assistant.calibration import Calibration
 from assistant.ledger import Ledger, PriceTable
 from assistant.local.backend import Generation
 from assistant.local.model import LocalModel

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from assistant.answering.calibration import Calibration
 from assistant.answering.decision import Policy, decide, route
 from assistant.answering.evaluator import Evaluator
 from assistant.answering.features import FEATURES, OPTIONAL_FEATURES, retrieval_top_and_margin
 from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.calibration import Calibration
 from assistant.settings import CascadeSettings
 from index.retrieval import Passage
 from tests.support.answering import PASSAGES, QUESTION, generation

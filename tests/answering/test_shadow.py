@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from assistant.answering.answer import CascadeAnswer
-from assistant.answering.calibration import Calibration, Calibrations, collection_calibration_path
 from assistant.answering.features import FEATURES
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from assistant.answering.shadow import SHADOW_ACCOUNT, ShadowSampler, agreement_f1
+from assistant.calibration import Calibration, Calibrations, collection_calibration_path
 from assistant.ledger import Ledger
 from assistant.paid import PaidClient
 from tests.support.fake_paid import FakePaid, Reply

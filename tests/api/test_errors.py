@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answering.calibration import CalibrationError
 from assistant.api.errors import api_error_of
+from assistant.calibration import CalibrationError
 from assistant.errors import PennyError
 from assistant.ledger import (
     AlreadyExists,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assistant.answering.calibration import Calibration, fit
 from assistant.answering.decision import Judgement, Policy
 from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
+from assistant.calibration import Calibration, fit
 from assistant.settings import CascadeSettings
 from eval.calibrate import calibrate
 from eval.errors import RunError

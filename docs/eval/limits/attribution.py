@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from assistant.answering.calibration import Calibration, paid_helps_mixture
+from assistant.calibration import Calibration, paid_helps_mixture
 from eval.configs import Config
 from eval.fitting import fit_decision
 from eval.labelled_runs import rescored, run_records

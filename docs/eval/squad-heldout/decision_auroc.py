@@ -10,7 +10,7 @@ import random
 import sys
 from pathlib import Path
 
-from assistant.answering.calibration import Calibration
+from assistant.calibration import Calibration
 from eval.labelled_runs import judged_by
 from eval.metrics import auroc
 from eval.records import load_records

@@ -1,21 +1,18 @@
 """The calibration: logistic models turning the evaluator's features into the three probabilities the
 cascade decides on: P(local answer correct), P(answerable) and P(paid answer correct | local wrong).
 
-Coefficients live in a JSON file (one ships; ``python -m eval calibrate`` refits it with :func:`fit`). The
-file carries a ``format_version`` so an older Penny refuses a file it would misread instead of silently
-mis-scoring answers. Version 2 added ``paid_helps``; version 3 conditions it on the question being
-answerable and adds ``paid_helps_unanswerable`` (:func:`paid_helps_mixture`). Older files still load and
-mean what they meant.
+Coefficients live in a JSON file (one ships; ``python -m eval calibrate`` refits it with
+:func:`assistant.calibration.fitting.fit`). The file carries a ``format_version`` so an older Penny refuses
+a file it would misread instead of silently mis-scoring answers. Version 2 added ``paid_helps``; version 3
+conditions it on the question being answerable and adds ``paid_helps_unanswerable``
+(:func:`paid_helps_mixture`). Older files still load and mean what they meant.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import re
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,8 +20,6 @@ from typing import Any
 
 from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
 from assistant.errors import PennyError
-
-log = logging.getLogger("penny.calibration")
 
 FORMAT_VERSION = 3  # 3: paid_helps given answerable, + paid_helps_unanswerable; 2: paid_helps; 1: neither
 
@@ -193,104 +188,8 @@ def paid_helps_mixture(
     return weight * answerable_helps + (1.0 - weight) * unanswerable_helps
 
 
-def fit(
-    features: Sequence[Mapping[str, float]],
-    labels: Sequence[bool | int],
-    *,
-    names: Sequence[str] = FEATURES,
-    regularization_c: float = 1.0,
-    meta: dict[str, Any] | None = None,
-) -> Calibration:
-    """Fit P(correct) by L2-regularised logistic regression on standardised features.
-
-    ``features`` are dicts from :func:`assistant.answering.features.extract_features`; ``labels`` say
-    whether each local answer was correct. Needs both outcomes among the labels.
-    """
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    if len(features) != len(labels):
-        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
-    y = np.asarray([int(bool(label)) for label in labels])
-    if len(set(y.tolist())) < 2:
-        raise ValueError("need both correct and incorrect answers to fit a calibration")
-    names = known_features(features, names)
-    x = feature_matrix(features, names)
-    known = ~np.isnan(x)
-    means = np.where(known, x, 0.0).sum(axis=0) / np.maximum(known.sum(axis=0), 1)
-    x = np.where(known, x, means)  # an unknown optional feature is read at its mean, as logit() reads it
-    scales = x.std(axis=0)
-    scales[scales < 1e-9] = 1.0  # a constant feature: leave it unscaled (its coefficient goes to ~0)
-    model = LogisticRegression(C=regularization_c, max_iter=1000)
-    model.fit((x - means) / scales, y)
-    return Calibration(
-        features=list(names),
-        coef=[float(c) for c in model.coef_[0]],
-        intercept=float(model.intercept_[0]),
-        means=[float(m) for m in means],
-        scales=[float(s) for s in scales],
-        meta={"n": len(y), "positive_rate": float(y.mean()), "C": regularization_c, **(meta or {})},
-    )
-
-
-def known_features(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> list[str]:
-    """``names`` less the optional features that no row has: rows answered by a backend that cannot give
-    them (llama-server, vLLM) fit a model without them rather than one on a column of unknowns."""
-    return [n for n in names if n not in OPTIONAL_FEATURES or any(n in row for row in rows)]
-
-
 def feature_value(row: Mapping[str, float], name: str) -> float:
     """``row``'s value of ``name``; NaN for an optional feature the row lacks.
 
     A missing required one is a ``KeyError``: an older Penny built the row (``--refresh-features``)."""
     return float(row.get(name, math.nan)) if name in OPTIONAL_FEATURES else float(row[name])
-
-
-def feature_matrix(rows: Sequence[Mapping[str, float]], names: Sequence[str]) -> Any:
-    """``rows`` as a float array, one column per name (:func:`feature_value`: NaN where unknown)."""
-    import numpy as np
-
-    return np.asarray([[feature_value(row, n) for n in names] for row in rows], dtype=float)
-
-
-_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9._-]{3,200}$")
-
-
-def collection_calibration_path(directory: Path, collection: str) -> Path:
-    """Where ``penny calibrate --collection`` writes, and the service looks, for one collection."""
-    if not _COLLECTION_NAME.match(collection):
-        raise CalibrationError(f"{collection!r} is not a collection name")
-    return Path(directory) / f"{collection}.json"
-
-
-class Calibrations:
-    """The calibration for each collection: its own file in ``directory`` when one was fitted on it,
-    else the default. A file written while serving is picked up on its next question (checked by mtime);
-    an unreadable one is logged and the default used, so a bad refit never takes answering down."""
-
-    def __init__(self, default: Calibration, directory: Path | None = None) -> None:
-        self.default = default
-        self.directory = directory
-        self._loaded: dict[str, tuple[float, Calibration]] = {}
-        self._lock = threading.Lock()
-
-    def for_collection(self, collection: str | None) -> Calibration:
-        if self.directory is None or not collection or not _COLLECTION_NAME.match(collection):
-            return self.default
-        path = collection_calibration_path(self.directory, collection)
-        try:
-            mtime = path.stat().st_mtime
-        except FileNotFoundError:
-            return self.default
-        with self._lock:
-            cached = self._loaded.get(collection)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
-        try:
-            calibration = Calibration.load(path)
-        except CalibrationError as exc:
-            log.warning("collection %s: %s; using the default calibration", collection, exc)
-            return self.default
-        with self._lock:
-            self._loaded[collection] = (mtime, calibration)
-        return calibration

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering.calibration import (
+from assistant.answering.decision import Policy, decide
+from assistant.answering.evaluator import Evaluator
+from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, extract_features
+from assistant.calibration import (
     FORMAT_VERSION,
     Calibration,
     CalibrationError,
     fit,
     paid_helps_mixture,
 )
-from assistant.answering.decision import Policy, decide
-from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, extract_features
 from tests.conftest import REPO
 from tests.support.answering import PASSAGES, QUESTION, generation, synthetic
 
