@@ -20,14 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, OPTIONAL_FEATURES
+from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
+from assistant.calibration.fitting import (
+    ablation,
+    auroc,
+    choose_regularization,
+    feature_sets,
+    stratified_split,
+)
 from eval.calibration_outcome import CalibrationOutcome
 from eval.configs import Config
 from eval.distributions import auroc_by_group, distinct
 from eval.errors import RunError
-from eval.fitting import ablation, choose_regularization, fit_decision, stratified_split
+from eval.fitting import fit_decision
 from eval.labelled_runs import rescored, run_records
-from eval.metrics import auroc
 from eval.paid_helps import fit_paid_helps
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
 from eval.summaries import (
@@ -65,8 +71,8 @@ def calibrate(
     corpus): they are fitted together, features that change sign between them are left out
     (:mod:`eval.distributions`), and each AUROC is also reported per run. Outputs go to the first run.
     ``regularization_c`` None picks C by cross-validation per model
-    (:func:`eval.fitting.choose_regularization`). ``ablate`` also measures the out-of-fold AUROC each
-    feature adds to each model (:func:`eval.fitting.ablation`).
+    (:func:`assistant.calibration.fitting.choose_regularization`). ``ablate`` also measures the
+    out-of-fold AUROC each feature adds to each model (:func:`assistant.calibration.fitting.ablation`).
     ``refresh`` fills in features the run's records lack (:func:`refresh_features`). ``cost_cap`` is the
     target's largest share of paid-only's cost. ``features_of`` restricts each model to the features the
     same model of that calibration reads: a collection's synthetic questions are one distribution and
@@ -246,25 +252,3 @@ def calibrate(
         cost_cap=cost_cap,
         by_run=by_run,
     )
-
-
-def feature_sets(
-    calibration: Calibration | None, exclude: Sequence[str] = ()
-) -> dict[str, Sequence[str] | None]:
-    """Each decision's features: ``calibration``'s model's where it has one, else the default set (None
-    is every feature for P(local correct); the other two read the question and passages only); less
-    ``exclude``."""
-    sets: dict[str, Sequence[str] | None] = {
-        "local_correct": None,
-        "answerable": EVIDENCE_FEATURES,
-        "paid_helps": EVIDENCE_FEATURES,
-    }
-    if calibration is not None:
-        sets["local_correct"] = calibration.features
-        for name, model in (("answerable", calibration.answerable), ("paid_helps", calibration.paid_helps)):
-            if model is not None:
-                sets[name] = model.features
-    if exclude:
-        for name, names in sets.items():
-            sets[name] = [n for n in (FEATURES if names is None else names) if n not in exclude]
-    return sets

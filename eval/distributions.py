@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eval.metrics import auroc
+from assistant.calibration import auroc
 
 MIN_WEIGHT = 0.1  # |standardised coefficient| below this is no evidence of a direction either way
 

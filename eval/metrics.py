@@ -1,4 +1,5 @@
-"""Metrics: official SQuAD 2.0 EM/F1 (HasAns/NoAns), retrieval recall@k, latency, shares, evaluator AUROC.
+"""Metrics: official SQuAD 2.0 EM/F1 (HasAns/NoAns), retrieval recall@k, latency, shares (the
+evaluator's AUROC is :func:`assistant.calibration.fitting.auroc`).
 
 EM/F1 follow the official SQuAD 2.0 evaluation script (``evaluate-v2.0.py``) exactly: lowercase, strip
 punctuation, drop the articles a/an/the, collapse whitespace; max over gold answers; an unanswerable
@@ -132,12 +133,3 @@ def shares(tiers: Sequence[str]) -> dict[str, float]:
         tier: counts.get(tier, 0) / len(tiers) if tiers else 0.0
         for tier in ("local", "paid", "cache", "none")
     }
-
-
-def auroc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
-    """Area under the ROC curve of ``scores`` for ``labels``; None when only one class is present."""
-    from sklearn.metrics import roc_auc_score
-
-    if len(set(labels)) < 2:
-        return None
-    return float(roc_auc_score([int(x) for x in labels], list(scores)))

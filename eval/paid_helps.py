@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from assistant.calibration import paid_helps_mixture
+from assistant.calibration.fitting import auroc, constant_model, smoothed_rate
 from eval.calibration_outcome import DecisionFit, format_auroc
 from eval.distributions import auroc_by_group, distinct
 from eval.fitting import fit_decision
-from eval.metrics import auroc
 
 if TYPE_CHECKING:
     from assistant.calibration import Calibration
@@ -57,8 +58,6 @@ def fit_paid_helps(
     as format 2 did. The unanswerable rate is Laplace-smoothed and left one out for the questions it
     counts. None when a label has fewer than 3 examples.
     """
-    from assistant.calibration import paid_helps_mixture
-
     wrong = [i for i, y in enumerate(local_correct) if not y and paid_right[i] is not None]
     mixed = p_answerable is not None
     fitted_on = [i for i in wrong if has_answer[i]] if mixed else wrong
@@ -84,7 +83,7 @@ def fit_paid_helps(
         helps[i] = p
     if p_answerable is None:
         return PaidHelpsFit(summary, helps, model, None, fitted_on)
-    rate, left_out = _smoothed_rate([bool(paid_right[i]) for i in unanswerable])
+    rate, left_out = smoothed_rate([bool(paid_right[i]) for i in unanswerable])
     rates = [rate] * len(features)
     for i, own in zip(unanswerable, left_out, strict=True):
         rates[i] = own
@@ -118,37 +117,11 @@ def fit_paid_helps(
     return PaidHelpsFit(summary, oof, model, rate, fitted_on)
 
 
-def _smoothed_rate(labels: Sequence[bool]) -> tuple[float, list[float]]:
-    """The Laplace-smoothed rate of ``labels``, and each label's rate with that label left out (its
-    out-of-fold value)."""
-    right, n = sum(labels), len(labels)
-    return (right + 1) / (n + 2), [(right - y + 1) / (n + 1) for y in labels]
-
-
 def _constant_rate(
     labels: Sequence[bool], names: Sequence[str] | None, regularization_c: float | None
 ) -> tuple[DecisionFit, list[float], Calibration]:
     """Too few of one outcome to fit on features: a smoothed rate (a model whose coefficients are 0)."""
-    import math
-
-    from assistant.answering.features import FEATURES
-    from assistant.calibration import Calibration
-
-    names = list(FEATURES if names is None else names)
-    rate, left_out = _smoothed_rate(labels)
-    model = Calibration(
-        features=names,
-        coef=[0.0] * len(names),
-        intercept=math.log(rate / (1 - rate)),
-        means=[0.0] * len(names),
-        scales=[1.0] * len(names),
-        meta={
-            "n": len(labels),
-            "positive_rate": sum(labels) / len(labels),
-            "label": PAID_HELPS_LABEL,
-            "constant": True,
-        },
-    )
+    model, left_out = constant_model(labels, names, meta={"label": PAID_HELPS_LABEL})
     summary = DecisionFit(
         "paid_helps", PAID_HELPS_LABEL, len(labels), sum(labels), regularization_c or 0.0, None
     )

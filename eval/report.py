@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from assistant.calibration import auroc
 from eval.configs import Config
 from eval.frontier_plot import plot_frontier, plot_truthfulness
-from eval.metrics import auroc, mean_recall_at_k
+from eval.metrics import mean_recall_at_k
 from eval.records import QuestionRecord
 from eval.summaries import (
     COST_TARGET_RATIO,

@@ -221,8 +221,8 @@ def refit_from_ledger(
     distributions, or ``--exclude``) stays out."""
     from assistant.answering.features import FEATURES
     from assistant.calibration import Calibration, collection_calibration_path, fit
+    from assistant.calibration.fitting import feature_sets
     from assistant.ledger import open_ledger
-    from eval.calibrate import feature_sets
     from eval.labelled_runs import training_set
     from eval.records import load_records
 
@@ -282,8 +282,7 @@ def _oof_auroc(
     seed: int,
     names: Sequence[str] | None = None,
 ) -> float | None:
-    from eval.fitting import out_of_fold
-    from eval.metrics import auroc
+    from assistant.calibration.fitting import auroc, out_of_fold
 
     if min(sum(labels), len(labels) - sum(labels)) < 2:
         return None

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from assistant.calibration import auroc
 from eval.configs import Config, derive
-from eval.metrics import QualitySummary, auroc, latency_percentiles, shares, summarize_quality
+from eval.metrics import QualitySummary, latency_percentiles, shares, summarize_quality
 from eval.records import QuestionRecord
 from eval.verdicts import Truthfulness, truthfulness
 

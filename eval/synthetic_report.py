@@ -39,10 +39,9 @@ def compare_on_real(
 
     Also returns the records rescored both ways, for the two cascade frontiers.
     """
-    from eval.calibrate import feature_sets
+    from assistant.calibration.fitting import auroc, feature_sets
     from eval.fitting import fit_decision
     from eval.labelled_runs import judged_by, rescored, training_set
-    from eval.metrics import auroc
     from eval.paid_helps import fit_paid_helps
     from eval.summaries import paid_correct_labels
 

@@ -2,7 +2,7 @@
 (:mod:`.store`) and the fitting (:mod:`.fitting`). The service and ``eval`` both build on it; it imports
 nothing from ``eval``."""
 
-from assistant.calibration.fitting import fit
+from assistant.calibration.fitting import auroc, fit
 from assistant.calibration.model import (
     FORMAT_VERSION,
     Calibration,
@@ -17,6 +17,7 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "Calibrations",
+    "auroc",
     "collection_calibration_path",
     "default_calibration_path",
     "fit",

@@ -15,11 +15,10 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from assistant.calibration import Calibration, paid_helps_mixture
+from assistant.calibration import Calibration, auroc, paid_helps_mixture
 from eval.configs import Config
 from eval.fitting import fit_decision
 from eval.labelled_runs import rescored, run_records
-from eval.metrics import auroc
 from eval.paid_helps import fit_paid_helps
 from eval.records import QuestionRecord
 from eval.summaries import ConfigSummary, paid_correct_labels, summarize

@@ -10,9 +10,8 @@ import random
 import sys
 from pathlib import Path
 
-from assistant.calibration import Calibration
+from assistant.calibration import Calibration, auroc
 from eval.labelled_runs import judged_by
-from eval.metrics import auroc
 from eval.records import load_records
 from eval.summaries import local_correct_labels
 
