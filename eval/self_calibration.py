@@ -6,17 +6,18 @@ three models are fitted on those labels (:func:`eval.calibrate.calibrate`). The 
 service looks for that collection's calibration, so the next question on it uses the new fit.
 
 From the ledger: shadow labels (a served local answer checked by the paid tier) are added to the synthetic
-ones and the two label-bearing models refitted (:func:`refit_from_ledger`).
+ones (:func:`synthetic_labels`) and the two label-bearing models refitted
+(:func:`assistant.calibration.refit_from_ledger`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.calibration import LabelledAnswers, collection_work_dir
 from eval.configs import Config
 from eval.errors import RunError
 from eval.runs import EvalRun
@@ -25,11 +26,6 @@ if TYPE_CHECKING:
     from assistant.settings import Settings
     from eval.calibration_outcome import CalibrationOutcome
     from eval.synthetic import GenerationOutcome
-
-
-def collection_work_dir(settings: Settings, collection: str) -> Path:
-    """Where ``penny calibrate --collection`` keeps its questions, attempts and eval run (to resume)."""
-    return settings.calibration_dir / f"{collection}.run"
 
 
 RUN_CONFIGS = (Config("local", "local"), Config("paid", "paid"), Config("cascade", "cascade"))
@@ -188,102 +184,16 @@ def _forget_question_set(run_dir: Path, ids: Sequence[str]) -> None:
         meta.unlink()
 
 
-@dataclass
-class LedgerRefit:
-    path: Path
-    shadow_labels: int
-    synthetic_labels: int
-    auroc: dict[str, float | None] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        scores = ", ".join(f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in self.auroc.items())
-        return [
-            f"refitted on {self.shadow_labels} shadow labels from the ledger and {self.synthetic_labels} "
-            f"synthetic ones; out-of-fold AUROC: {scores or '–'}",
-            f"calibration written to {self.path}",
-        ]
-
-
-def refit_from_ledger(
-    settings: Settings,
-    *,
-    collection: str | None = None,
-    since: datetime | None = None,
-    out: Path | None = None,
-    folds: int = 5,
-    seed: int = 0,
-) -> LedgerRefit:
-    """Refit P(local correct) and P(answerable) on the ledger's shadow labels plus the collection's
-    synthetic ones. A shadow label is the paid tier's verdict, not ground truth: "local correct" is
-    agreement with the paid answer, "answerable" is the paid tier not abstaining. P(paid helps) has no
-    such label (the paid answer is the reference), so it is kept from the current calibration. Each model
-    reads the features the current calibration's does: a feature left out of it (a sign flip between
-    distributions, or ``--exclude``) stays out."""
-    from assistant.answering.features import FEATURES
-    from assistant.calibration import Calibration, collection_calibration_path, fit
-    from assistant.calibration.fitting import feature_sets
-    from assistant.ledger import open_ledger
+def synthetic_labels(settings: Settings, collection: str) -> LabelledAnswers | None:
+    """The labelled answers of ``collection``'s calibration run, for a refit from the ledger
+    (:func:`assistant.calibration.refit_from_ledger`); None before ``penny calibrate --collection`` ran."""
     from eval.labelled_runs import training_set
     from eval.records import load_records
 
-    ledger = open_ledger(settings, paid_models=())
-    labels = ledger.shadow_labels(collection=collection, since=since)
-    rows: list[dict[str, float]] = [dict(label.features) for label in labels]
-    correct: list[bool] = [label.agreed for label in labels]
-    answerable: list[bool] = [not label.paid_abstained for label in labels]
-    synthetic = 0
-    if collection is not None:
-        calls = collection_work_dir(settings, collection) / "run" / "calls.jsonl"
-        if calls.exists():
-            usable, ys = training_set([r for r in load_records(calls) if r.complete])
-            rows += [r.judgement.features for r in usable if r.judgement]
-            correct += ys
-            answerable += [r.has_answer for r in usable]
-            synthetic = len(usable)
-    if len(rows) < 10 or len(set(correct)) < 2:
-        raise RunError(
-            f"{len(rows)} labelled answers ({sum(correct)} correct); a refit needs at least 10 with both "
-            "outcomes: raise cascade.shadow_rate, or run `penny calibrate --collection` first"
-        )
-    target = out or (
-        collection_calibration_path(settings.calibration_dir, collection)
-        if collection
-        else settings.calibration_dir / "ledger.json"
-    )
-    base = (
-        Calibration.load(target) if target.exists() else Calibration.load(settings.cascade.calibration_file)
-    )
-    names = feature_sets(base)
-    correct_names, answerable_names = names["local_correct"] or FEATURES, names["answerable"] or FEATURES
-    meta = {"source": "penny calibrate --from-ledger", "shadow_labels": len(labels), "synthetic": synthetic}
-    model = fit(rows, correct, names=correct_names, regularization_c=0.1, meta=meta)
-    scores: dict[str, float | None] = {"local_correct": _oof_auroc(rows, correct, folds, seed, correct_names)}
-    if len(set(answerable)) == 2 and min(sum(answerable), len(answerable) - sum(answerable)) >= 3:
-        model.answerable = fit(
-            rows,
-            answerable,
-            names=answerable_names,
-            regularization_c=0.1,
-            meta={"label": "paid tier answered"},
-        )
-        model.abstain_below = base.abstain_below
-        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, answerable_names)
-    else:  # too few of one kind to refit: P(paid helps) still needs P(answerable) to mix its two parts
-        model.answerable, model.abstain_below = base.answerable, base.abstain_below
-    model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable
-    model.save(target)
-    return LedgerRefit(target, len(labels), synthetic, scores)
-
-
-def _oof_auroc(
-    rows: Sequence[dict[str, float]],
-    labels: Sequence[bool],
-    folds: int,
-    seed: int,
-    names: Sequence[str] | None = None,
-) -> float | None:
-    from assistant.calibration.fitting import auroc, out_of_fold
-
-    if min(sum(labels), len(labels) - sum(labels)) < 2:
+    calls = collection_work_dir(settings, collection) / "run" / "calls.jsonl"
+    if not calls.exists():
         return None
-    return auroc(labels, out_of_fold(rows, labels, folds, seed, 0.1, names))
+    usable, correct = training_set([r for r in load_records(calls) if r.complete])
+    return LabelledAnswers(
+        [r.judgement.features for r in usable if r.judgement], correct, [r.has_answer for r in usable]
+    )

@@ -1,6 +1,6 @@
 """The evaluator's calibration: the models and their file (:mod:`.model`), each collection's own file
-(:mod:`.store`) and the fitting (:mod:`.fitting`). The service and ``eval`` both build on it; it imports
-nothing from ``eval``."""
+(:mod:`.store`), the fitting (:mod:`.fitting`) and the core of self-calibration (:mod:`.self_calibration`).
+The service, the CLI and ``eval`` build on it; it imports nothing from ``eval``."""
 
 from assistant.calibration.fitting import auroc, fit
 from assistant.calibration.model import (
@@ -10,6 +10,12 @@ from assistant.calibration.model import (
     default_calibration_path,
     paid_helps_mixture,
 )
+from assistant.calibration.self_calibration import (
+    LabelledAnswers,
+    LedgerRefit,
+    collection_work_dir,
+    refit_from_ledger,
+)
 from assistant.calibration.store import Calibrations, collection_calibration_path
 
 __all__ = [
@@ -17,9 +23,13 @@ __all__ = [
     "Calibration",
     "CalibrationError",
     "Calibrations",
+    "LabelledAnswers",
+    "LedgerRefit",
     "auroc",
     "collection_calibration_path",
+    "collection_work_dir",
     "default_calibration_path",
     "fit",
     "paid_helps_mixture",
+    "refit_from_ledger",
 ]

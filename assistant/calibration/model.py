@@ -25,7 +25,7 @@ FORMAT_VERSION = 3  # 3: paid_helps given answerable, + paid_helps_unanswerable;
 
 
 class CalibrationError(PennyError, ValueError):
-    """A calibration file that cannot be used; the message names the file and the fix."""
+    """A calibration that cannot be loaded or refitted; the message names the fix."""
 
 
 class _NewerFormat(CalibrationError):

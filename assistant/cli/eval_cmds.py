@@ -64,10 +64,11 @@ def calibrate_cmd(
 ) -> None:
     """Fit the evaluator on a collection's own documents (the paid tier writes the questions), or refit it
     from live traffic's shadow labels. The service picks the result up for that collection by itself."""
+    from assistant.calibration import refit_from_ledger
     from assistant.settings import get_settings
     from eval.cli import EXIT_COST_LIMIT, _micro_usd
     from eval.errors import RunError
-    from eval.self_calibration import calibrate_collection, refit_from_ledger
+    from eval.self_calibration import calibrate_collection, synthetic_labels
 
     if not from_ledger and collection is None:
         raise click.UsageError("pass --collection NAME, or --from-ledger")
@@ -76,7 +77,10 @@ def calibrate_cmd(
     settings = get_settings()
     try:
         if from_ledger:
-            refit = refit_from_ledger(settings, collection=collection, since=since, out=out, seed=seed)
+            synthetic = synthetic_labels(settings, collection) if collection else None
+            refit = refit_from_ledger(
+                settings, collection=collection, since=since, out=out, seed=seed, synthetic=synthetic
+            )
             for line in refit.lines():
                 click.echo(line)
             return

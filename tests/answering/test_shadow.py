@@ -14,7 +14,7 @@ from assistant.answering.answer import CascadeAnswer
 from assistant.answering.features import FEATURES
 from assistant.answering.prompts import ABSTAIN_PHRASE
 from assistant.answering.shadow import SHADOW_ACCOUNT, ShadowSampler, agreement_f1
-from assistant.calibration import Calibration, Calibrations, collection_calibration_path
+from assistant.calibration import Calibration, Calibrations, collection_calibration_path, refit_from_ledger
 from assistant.ledger import Ledger
 from assistant.paid import PaidClient
 from tests.support.fake_paid import FakePaid, Reply
@@ -177,7 +177,6 @@ def test_refit_from_the_ledger_round_trips_into_the_service(
     ledger: Ledger, ledger_url: str, tmp_path: Path, fake: FakePaid, paid_server, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from assistant.settings import Settings
-    from eval.self_calibration import refit_from_ledger
 
     shadow = sampler(ledger, paid_server[1])
     for i in range(30):  # the paid tier agrees when the answer was "confident"

@@ -231,6 +231,9 @@ def test_penny_calibrate_writes_questions_answers_them_and_charges_the_system_ac
     again = calibrate("--questions", "12")  # a rerun asks nothing again
     assert again.exit_code == result.exit_code
     assert len(calibration_ledger_rows(settings)) == len(rows)
+    # a refit from the ledger (no shadow labels here) reads the run's 12 labels too
+    refit = CliRunner().invoke(cli, ["calibrate", "--from-ledger", "--collection", "team-docs"])
+    assert "12 labelled answers" in refit.output or "and 12 synthetic ones" in refit.output, refit.output
 
 
 def test_the_cost_limit_stops_writing_and_a_rerun_resumes(collection_env) -> None:  # type: ignore[no-untyped-def]
