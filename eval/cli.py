@@ -1,4 +1,5 @@
 """``python -m eval run|calibrate`` and ``penny eval run|calibrate``: one click group, two entry points.
+:func:`register` adds it, and ``penny calibrate``, to ``penny`` (entry point group ``penny.cli``).
 
 Heavy imports (torch, chromadb, llama.cpp, matplotlib, scikit-learn) happen inside the commands.
 """
@@ -6,11 +7,13 @@ Heavy imports (torch, chromadb, llama.cpp, matplotlib, scikit-learn) happen insi
 from __future__ import annotations
 
 import sys
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from assistant.cli.cost_limit import EXIT_COST_LIMIT, parse_max_cost_usd
 
 if TYPE_CHECKING:
     from assistant.calibration import Calibration
@@ -18,21 +21,6 @@ if TYPE_CHECKING:
     from eval.answerer import CascadeAnswerer
 
 DEFAULT_CONFIGS = ("local", "paid", "cascade", "sweep", "frontier")
-EXIT_COST_LIMIT = 3
-
-
-def _micro_usd(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        amount = Decimal(value)
-    except InvalidOperation as exc:
-        raise click.BadParameter(
-            f"{value!r} is not an amount in USD, e.g. 0.50", param_hint="--max-cost-usd"
-        ) from exc
-    if amount < 0:
-        raise click.BadParameter("must be ≥ 0", param_hint="--max-cost-usd")
-    return int(amount * 1_000_000)
 
 
 @click.group("eval")
@@ -110,7 +98,7 @@ def run_command(
     from eval.runs import EvalRun
 
     settings = get_settings()
-    max_cost_micro_usd = _micro_usd(max_cost_usd)
+    max_cost_micro_usd = parse_max_cost_usd(max_cost_usd)
     try:
         dataset = load_dataset(dataset_path)
         questions = dataset.sample(limit, seed).questions
@@ -310,3 +298,91 @@ def check_questions_command(question_set: Path, docs_root: Path) -> None:
     )
     if problems:
         sys.exit(1)
+
+
+@click.command("calibrate")
+@click.option(
+    "--collection", default=None, help="Write questions from this collection's chunks and fit on them."
+)
+@click.option(
+    "--questions", type=int, default=300, show_default=True, help="Questions to write (half answerable)."
+)
+@click.option("--max-cost-usd", default=None, help="Stop before the paid calls could pass this spend.")
+@click.option(
+    "--from-ledger", is_flag=True, help="Refit from the ledger's shadow labels (plus synthetic ones)."
+)
+@click.option(
+    "--since", type=click.DateTime(), default=None, help="With --from-ledger: labels since this date."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Default: where the service looks."
+)
+@click.option(
+    "--synthetic-gate",
+    is_flag=True,
+    help="Also fit P(answerable) on the synthetic probes (default: keep the default calibration's gate).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def penny_calibrate_command(
+    collection: str | None,
+    questions: int,
+    max_cost_usd: str | None,
+    from_ledger: bool,
+    since: datetime | None,
+    seed: int,
+    out: Path | None,
+    synthetic_gate: bool,
+    quiet: bool,
+) -> None:
+    """Fit the evaluator on a collection's own documents (the paid tier writes the questions), or refit it
+    from live traffic's shadow labels. The service picks the result up for that collection by itself."""
+    from assistant.calibration import refit_from_ledger
+    from assistant.settings import get_settings
+    from eval.errors import RunError
+    from eval.self_calibration import calibrate_collection, synthetic_labels
+
+    if not from_ledger and collection is None:
+        raise click.UsageError("pass --collection NAME, or --from-ledger")
+    if questions < 10:
+        raise click.BadParameter("at least 10 questions are needed to fit", param_hint="--questions")
+    settings = get_settings()
+    try:
+        if from_ledger:
+            synthetic = synthetic_labels(settings, collection) if collection else None
+            refit = refit_from_ledger(
+                settings, collection=collection, since=since, out=out, seed=seed, synthetic=synthetic
+            )
+            for line in refit.lines():
+                click.echo(line)
+            return
+        assert collection is not None
+        outcome = calibrate_collection(
+            settings,
+            collection,
+            questions=questions,
+            max_cost_micro_usd=parse_max_cost_usd(max_cost_usd),
+            seed=seed,
+            progress=not quiet,
+            out=out,
+            synthetic_gate=synthetic_gate,
+        )
+    except (RunError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in outcome.lines():
+        click.echo(line)
+    if outcome.stopped:
+        sys.exit(EXIT_COST_LIMIT)
+
+
+def register(cli: click.Group) -> None:
+    """The ``penny.cli`` entry point: ``penny eval run|calibrate`` (this group, under ``penny``'s own
+    help line) and ``penny calibrate``, which runs eval runs to fit on a collection."""
+    cli.add_command(
+        click.Group(
+            "eval",
+            commands=eval_group.commands,
+            help="Compare local, paid and cascade answers on a dataset; calibrate the evaluator.",
+        )
+    )
+    cli.add_command(penny_calibrate_command)

@@ -1,9 +1,11 @@
-"""The eval CLI: registered under ``penny eval``, and bad input fails with a message naming the fix."""
+"""The eval CLI: plugged into ``penny`` through the ``penny.cli`` entry point, and bad input fails with a
+message naming the fix."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -50,3 +52,32 @@ def test_run_rejects_bad_input_before_asking_anything(
     assert result.exit_code != 0
     assert message in result.output
     assert not (tmp_path / "run").exists()  # nothing written, nothing asked
+
+
+def test_penny_eval_and_calibrate_plug_in_through_the_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    from assistant.cli.plugins import ENTRY_POINT_GROUP, PluginGroup
+
+    plugins = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert plugins.get("eval") == "eval.cli:register", f"reinstall (`pip install -e .`): {plugins}"
+    bare = PluginGroup("penny")  # none of penny's own commands: what it gets is the plugin's
+    result = CliRunner().invoke(bare, ["eval", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "calibrate" in result.output and "run" in result.output
+    assert set(bare.commands) == {"eval", "calibrate"}
+
+
+def test_a_plugin_that_fails_to_load_loses_its_commands_not_penny(monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    import assistant.cli.plugins as plugins
+    from assistant.cli.plugins import ENTRY_POINT_GROUP, PluginGroup
+
+    broken = EntryPoint("broken", "no_such_module:register", ENTRY_POINT_GROUP)
+    monkeypatch.setattr(plugins, "entry_points", lambda group: [broken])
+    group = PluginGroup("penny")
+    group.add_command(click.Command("hello", callback=lambda: click.echo("hi")))
+    result = CliRunner().invoke(group, ["hello"])
+    assert result.exit_code == 0 and result.stdout == "hi\n"
+    assert "plugin broken (no_such_module:register) did not load" in result.stderr
