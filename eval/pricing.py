@@ -57,7 +57,7 @@ def choose_price(
     Both are the highest truthfulness within ``cost_cap`` of paid-only's cost (ties: cheaper). Natural
     questions (from a natural-question set) are what users ask, so the prices are chosen on them when the
     records hold any. Short of the target, a score is not bought by abstaining: answerable accuracy stays
-    within ``ABSTENTION_SLACK`` of local-only's; nor by escalating everything (the cost cap).
+    within ``ABSTENTION_SLACK`` of local-only's, even where that costs more than ``cost_cap``.
     """
     natural = [r for r in records if r.kind is not None]
     records = natural or list(records)
@@ -67,15 +67,15 @@ def choose_price(
     def truth(s: ConfigSummary) -> tuple[float, float]:
         return (round(s.truth.score, 3) if s.truth else -1.0, -s.mean_cost_micro_usd)
 
-    affordable = [s for s in cascades if s.mean_cost_micro_usd <= cost_cap * paid.mean_cost_micro_usd]
-    chosen = max((s for s in affordable if meets_target(s)), key=truth, default=None)
+    def affordable(s: ConfigSummary) -> bool:
+        return s.mean_cost_micro_usd <= cost_cap * paid.mean_cost_micro_usd
+
+    chosen = max((s for s in cascades if affordable(s) and meets_target(s)), key=truth, default=None)
     floor = ((local.truth.answerable_accuracy if local.truth else None) or 0.0) - ABSTENTION_SLACK
-    fair = (
-        [s for s in affordable if s.truth and (s.truth.answerable_accuracy or 0.0) >= floor - 1e-9]
-        or affordable
-        or cascades
-    )
-    return paid, chosen, max(fair, key=truth)
+    fair = [s for s in cascades if s.truth and (s.truth.answerable_accuracy or 0.0) >= floor - 1e-9]
+    # The abstention floor before the cost cap: a cheaper score bought by abstaining is no choice.
+    candidates = [s for s in fair if affordable(s)] or fair or cascades
+    return paid, chosen, max(candidates, key=truth)
 
 
 def _write_calibrated_report(run_dir: Path, records: Sequence[QuestionRecord], pick: ConfigSummary) -> Path:
