@@ -37,7 +37,6 @@ from eval.labelled_runs import rescored, run_records
 from eval.paid_helps import fit_paid_helps
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
 from eval.summaries import (
-    QUALITY_TOLERANCE_F1,
     ConfigSummary,
     paid_correct_labels,
     summarize,
@@ -56,7 +55,6 @@ def calibrate(
     test_fraction: float = 0.3,
     seed: int = 0,
     folds: int = 5,
-    tolerance_f1: float = QUALITY_TOLERANCE_F1,
     regularization_c: float | None = None,
     ablate: bool = False,
     refresh: bool = False,
@@ -241,7 +239,6 @@ def calibrate(
         auroc_before=before,
         auroc_after=after,
         paid_f1=paid.quality.f1 if paid else None,
-        target_f1=paid.quality.f1 - tolerance_f1 if paid else None,
         chosen=chosen,
         best_f1=best,
         paid_mean_cost_micro_usd=paid.mean_cost_micro_usd if paid else None,

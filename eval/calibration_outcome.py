@@ -67,7 +67,6 @@ class CalibrationOutcome:
     auroc_before: float | None
     auroc_after: float | None
     paid_f1: float | None
-    target_f1: float | None
     chosen: ConfigSummary | None  # cheapest price setting meeting the target, on out-of-fold scores
     best_f1: ConfigSummary | None  # the best price setting, when none meets the target
     paid_mean_cost_micro_usd: float | None

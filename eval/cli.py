@@ -205,13 +205,6 @@ def _synthetic_calibration(
 @click.option("--test-fraction", type=float, default=0.3, show_default=True, help="Held-out share for AUROC.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
-    "--tolerance-f1",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Target quality: F1 ≥ paid F1 minus this many points.",
-)
-@click.option(
     "--cost-cap",
     type=float,
     default=0.25,
@@ -238,7 +231,6 @@ def calibrate_command(
     out: Path | None,
     test_fraction: float,
     seed: int,
-    tolerance_f1: float,
     cost_cap: float,
     ablation: bool,
     refresh_features: bool,
@@ -256,7 +248,6 @@ def calibrate_command(
             out=out,
             test_fraction=test_fraction,
             seed=seed,
-            tolerance_f1=tolerance_f1,
             ablate=ablation,
             refresh=refresh_features,
             cost_cap=cost_cap,
