@@ -18,7 +18,7 @@ from assistant.answering.prompts import ABSTAIN_PHRASE
 from eval.errors import RunError
 from eval.metrics import score, to_prediction
 from eval.records import QuestionRecord, TierCall
-from eval.verdicts import verdict
+from eval.verdicts import judge
 
 SWEEP_GRID: tuple[float, ...] = tuple(round(i * 0.05, 2) for i in range(21))
 # Prices of a wrong answer for the expected-loss frontier, in USD: from "barely worth a paid call" to
@@ -149,9 +149,7 @@ def derive(record: QuestionRecord, config: Config) -> dict[str, Any]:
     answer = served.answer if served else ABSTAIN_PHRASE
     prediction = to_prediction(answer)
     em, f1 = score(prediction, record.answers)
-    judged = verdict(
-        answer, answerable=record.has_answer, key_facts=record.key_facts or (), gold_answers=record.answers
-    )
+    judged = judge(prediction, answerable=record.has_answer, key_facts=record.key_facts or (), f1=f1)
     return {
         "config": config.name,
         "id": record.id,

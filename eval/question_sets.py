@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.metrics import normalize_answer
-from eval.verdicts import KINDS, holds
+from eval.verdicts import KINDS, contains, holds_key_facts
 
 
 class QuestionSetError(ValueError):
@@ -104,7 +104,7 @@ def check_question_set(questions: Sequence[NaturalQuestion], docs_root: Path) ->
     an echo from an answer; ids are unique; at least a third of the set is unanswerable.
     """
     problems: list[str] = []
-    texts: dict[str, str] = {}
+    texts: dict[str, str] = {}  # source -> its text, normalised once
     ids = [q.id for q in questions]
     problems += [f"{i}: duplicate id" for i in sorted({i for i in ids if ids.count(i) > 1})]
     unanswerable = sum(not q.answerable for q in questions)
@@ -114,7 +114,7 @@ def check_question_set(questions: Sequence[NaturalQuestion], docs_root: Path) ->
         path = Path(docs_root) / q.source
         if q.source not in texts:
             try:
-                texts[q.source] = document_text(path) if path.is_file() else ""
+                texts[q.source] = normalize_answer(document_text(path)) if path.is_file() else ""
             except Exception as exc:  # a loader's error names the broken file
                 problems.append(f"{q.id}: cannot read {q.source}: {exc}")
                 texts[q.source] = ""
@@ -125,10 +125,10 @@ def check_question_set(questions: Sequence[NaturalQuestion], docs_root: Path) ->
             continue
         text = texts[q.source]
         for group in q.key_facts:
-            if not any(holds(text, v) for v in group):
+            if not any(contains(text, v) for v in group):
                 problems.append(f"{q.id}: no variant of key fact {group} occurs in {q.source}")
-        if q.evidence and normalize_answer(q.evidence) not in normalize_answer(text):
+        if q.evidence and normalize_answer(q.evidence) not in text:
             problems.append(f"{q.id}: evidence sentence not found in {q.source}")
-        if all(any(holds(q.question, v) for v in group) for group in q.key_facts):
+        if holds_key_facts(q.question, q.key_facts):
             problems.append(f"{q.id}: the question's own words hold every key fact (an echo would be right)")
     return problems

@@ -29,17 +29,17 @@ KINDS: tuple[str, ...] = ("definitional", "explanatory", "factoid", "unanswerabl
 CORRECT_F1 = 0.5  # a span answer is right at F1 ≥ this (SQuAD questions, which have no key facts)
 
 
-def holds(answer: str, variant: str) -> bool:
-    """Whether ``answer`` holds ``variant`` as whole words, both normalised as SQuAD does."""
+def contains(normalized: str, variant: str) -> bool:
+    """Whether ``normalized`` (a text already through ``normalize_answer``) holds ``variant`` as whole
+    words: a document or an answer is normalised once, however many variants are looked for in it."""
     target = normalize_answer(variant)
-    return (
-        bool(target) and re.search(rf"(?<!\w){re.escape(target)}(?!\w)", normalize_answer(answer)) is not None
-    )
+    return bool(target) and re.search(rf"(?<!\w){re.escape(target)}(?!\w)", normalized) is not None
 
 
 def holds_key_facts(answer: str, key_facts: Sequence[Sequence[str]]) -> bool:
     """One variant of every group: the answer states each fact that makes it right."""
-    return bool(key_facts) and all(any(holds(answer, v) for v in group) for group in key_facts)
+    text = normalize_answer(answer)
+    return bool(key_facts) and all(any(contains(text, v) for v in group) for group in key_facts)
 
 
 def verdict(
@@ -51,13 +51,21 @@ def verdict(
 ) -> Verdict:
     """The verdict on one answer (see the module docstring)."""
     prediction = to_prediction(answer)
+    f1 = score(prediction, gold_answers)[1] if prediction and answerable and not key_facts else 0.0
+    return judge(prediction, answerable=answerable, key_facts=key_facts, f1=f1)
+
+
+def judge(
+    prediction: str, *, answerable: bool, key_facts: Sequence[Sequence[str]] = (), f1: float = 0.0
+) -> Verdict:
+    """:func:`verdict` on an answer already made a SQuAD prediction (``to_prediction``: citations gone, an
+    abstention empty), with its F1 against the gold answers: what ``eval.configs.derive`` has in hand."""
     if not prediction:
         return "missed" if answerable else "right"
     if not answerable:
         return "wrong"
     if key_facts:
         return "right" if holds_key_facts(prediction, key_facts) else "wrong"
-    _, f1 = score(prediction, gold_answers)
     return "right" if f1 >= CORRECT_F1 else "wrong"
 
 
