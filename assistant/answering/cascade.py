@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer
@@ -285,10 +286,11 @@ class Cascade:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
         judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
-        decision = self._decide(req, judgement, messages)
+        decide_for = self._decider(req, messages)
+        decision = decide_for(judgement)
         why = retry_reason(judgement, decision, self.policy)
         if why is not None and not (req.stream and req.mode == "local"):  # a live stream cannot be taken back
-            generation, decision = self._retry(req, passages, messages, generation, decision, why)
+            generation, decision = self._retry(req, passages, generation, decision, why, decide_for)
         if req.mode == "local":
             answer = self.delivery.local(req, passages, generation, decision)
             yield from attribution_tail("".join(streamed), answer.answer)  # the rest was streamed live
@@ -301,10 +303,12 @@ class Cascade:
         else:
             yield from self.escalation.escalate(req, passages, messages, decision, generation)
 
-    def _decide(self, req: Request, judgement: Judgement, messages: list[dict[str, str]]) -> Decision:
-        return decide(
-            judgement,
-            self.policy,
+    def _decider(self, req: Request, messages: list[dict[str, str]]) -> Callable[[Judgement], Decision]:
+        """``decide()`` for this request: the paid call's expected cost and the budget share left (a ledger
+        read) are the request's, looked up once whichever local answer is judged."""
+        return partial(
+            decide,
+            policy=self.policy,
             threshold=req.threshold,
             local_only=req.mode == "local",
             paid_cost_usd=self.escalation.expected_cost_usd(
@@ -317,10 +321,10 @@ class Cascade:
         self,
         req: Request,
         passages: Sequence[Passage],
-        messages: list[dict[str, str]],
         first: Generation,
         decision: Decision,
         why: RetryReason,
+        decide_for: Callable[[Judgement], Decision],
     ) -> tuple[Generation, Decision]:
         """A second local answer (decision.retry_reason): a degenerate one is asked again in the other answer
         style, an abstention on the passage that best matches the question alone. The better of the two by
@@ -340,7 +344,7 @@ class Cascade:
         )
         second = final_generation(self._generate_locally(req, passages, prompt=prompt))
         judgement = self.evaluator.judge(req.question, passages, second, req.collection)
-        retried = self._decide(req, judgement, messages)
+        retried = decide_for(judgement)
         kept, chosen = (
             ("second", (second, retried)) if better(decision, retried) else ("first", (first, decision))
         )
