@@ -83,12 +83,14 @@ class CascadeAnswer(Answer):
     local_generation: Generation | None = None  # when the local model ran
     paid_generation: PaidResult | None = None  # when the paid call succeeded
     judgement: Judgement | None = None  # the evaluator's, when the local answer was judged
-    evidence: Evidence | None = None  # the source sentence behind the answer, for the reader to check
 
-    def __post_init__(self) -> None:
-        if self.evidence is None and self.tier in ("local", "paid", "cache"):
-            found = evidence_sentence(self.answer, [s.text for s in self.sources])
-            self.evidence = None if found is None else Evidence(found[0], found[1])
+    @property
+    def evidence(self) -> Evidence | None:
+        """The source sentence behind a served answer, for the reader to check; derived, never stored."""
+        if self.tier not in ("local", "paid", "cache"):
+            return None
+        found = evidence_sentence(self.answer, [s.text for s in self.sources])
+        return None if found is None else Evidence(*found)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -97,7 +99,8 @@ class CascadeAnswer(Answer):
             if name not in ("sources", "local_generation", "paid_generation", "judgement")
         }
         data["sources"] = [asdict(source) for source in self.sources]
-        data["evidence"] = None if self.evidence is None else asdict(self.evidence)
+        evidence = self.evidence
+        data["evidence"] = None if evidence is None else asdict(evidence)
         data["latency_ms"] = round(self.latency_ms, 1)
         data["confidence"] = None if self.confidence is None else round(self.confidence, 4)
         data["answerable"] = None if self.answerable is None else round(self.answerable, 4)
@@ -122,7 +125,7 @@ class CascadeAnswer(Answer):
             "low_confidence": self.low_confidence,
             "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
             "latency_ms": round(self.latency_ms, 1),
-            "evidence": None if self.evidence is None else asdict(self.evidence),
+            "evidence": None if (evidence := self.evidence) is None else asdict(evidence),
             "sources": [
                 {"id": s.id, "source": s.source, "title": s.title, "text": s.text, "score": s.score}
                 for s in self.sources
