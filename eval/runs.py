@@ -159,10 +159,10 @@ class EvalRun:
             )
             record.policy = self.answerer.policy
         earlier = self.paid_from.get(question.id)
+        # An earlier paid answer is reused where the question retrieves the same passages; a failed
+        # (degraded) one is asked again.
         reusable = earlier is not None and earlier.paid is not None and not earlier.paid.degraded
-        if (
-            need_paid and reusable and earlier.retrieved_ids == record.retrieved_ids
-        ):  # a failed call is asked again
+        if need_paid and reusable and earlier.retrieved_ids == record.retrieved_ids:
             record.paid = earlier.paid
         elif need_paid:
             if self.max_cost_micro_usd is not None:
