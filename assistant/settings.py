@@ -146,7 +146,8 @@ class CascadeSettings(BaseModel):
     prompt_diet: bool = Field(
         default=True,
         description="The local prompt keeps only the passage sentences that matter to the question "
-        "(answering/compression.py); sources and the paid prompt stay whole. docs/eval/prompt-diet.md.",
+        "(answering/prompt/compression.py); sources and the paid prompt stay whole. "
+        "docs/eval/prompt-diet.md.",
     )
     prompt_diet_budget_tokens: int = Field(
         default=300, ge=1, description="Most passage text the local prompt keeps, in estimated tokens."

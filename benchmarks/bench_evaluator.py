@@ -1,5 +1,5 @@
 """What does each evaluator signal cost per answer? Times every feature group of
-``assistant.answering.features`` on real SQuAD 2.0 paragraphs with the real MiniLM embedder.
+``assistant.answering.judge.features`` on real SQuAD 2.0 paragraphs with the real MiniLM embedder.
 
 Per question of ``tests/data/squad2-mini.json``: its paragraph and the next two as the passages (the
 service retrieves three), and as the local answer the gold answer (or, for an unanswerable question, a
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from assistant.answering import features as f
-    from assistant.answering.answer_type import type_match
+    from assistant.answering.judge.answer_type import type_match
     from assistant.local.backend import Generation
     from index.embedding import get_embedder
     from index.retrieval import Passage

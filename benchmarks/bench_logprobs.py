@@ -41,7 +41,7 @@ QUESTIONS = [
 
 def prompts(n_ctx_tokens_hint: int = 700) -> list[list[dict[str, str]]]:
     """Grounded prompts, one per question, each with four different paragraphs of normans.md as sources."""
-    from assistant.answering.prompts import grounded_messages
+    from assistant.answering.prompt.grounded import grounded_messages
     from index.retrieval import Passage
 
     text = (REPO / "samples" / "normans.md").read_text()

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from assistant.answering.prompts import grounded_messages  # noqa: E402
+from assistant.answering.prompt.grounded import grounded_messages  # noqa: E402
 from assistant.local.pool import PoolBackend, WorkerPool, WorkerState  # noqa: E402
 from assistant.local.registry import ModelRegistry  # noqa: E402
 from assistant.settings import PoolSettings, Settings  # noqa: E402

@@ -1,4 +1,5 @@
-"""Prefill saved on multi-turn conversations by the transcript layout (assistant/answering/transcript.py).
+"""Prefill saved on multi-turn conversations by the transcript layout
+(assistant/answering/prompt/transcript.py).
 
 Conversations are the shared SQuAD sample's paragraphs: each paragraph's answerable questions, asked in
 order as one conversation (follow-ups on one topic), the assistant's previous answers in the history. Each

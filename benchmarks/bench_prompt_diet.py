@@ -1,4 +1,5 @@
-"""The prompt diet (``assistant/answering/compression.py``): what each setting saves, and what it costs.
+"""The prompt diet (``assistant/answering/prompt/compression.py``): what each setting saves, and what it
+costs.
 
 On a SQuAD 2.0 file (default: the shared 626-question sample), each question's contexts indexed whole as
 eval does, hybrid retrieval top 3 once per question, the local tier only:
@@ -36,9 +37,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from assistant.answering.compression import Diet, compress  # noqa: E402
-from assistant.answering.features import sentences  # noqa: E402
-from assistant.answering.prompts import grounded_messages  # noqa: E402
+from assistant.answering.prompt.compression import Diet, compress  # noqa: E402
+from assistant.answering.prompt.grounded import grounded_messages  # noqa: E402
+from assistant.answering.text import sentences  # noqa: E402
 from assistant.settings import CascadeSettings, Settings  # noqa: E402
 from eval.metrics import normalize_answer, score, to_prediction  # noqa: E402
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from assistant.answering.decision import Decision, Judgement, Policy, route
-from assistant.answering.features import retrieval_top_and_margin
-from assistant.answering.prompts import grounded_messages
+from assistant.answering.decision import Decision, Policy, route
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.judge.features import retrieval_top_and_margin
+from assistant.answering.prompt.grounded import grounded_messages
 from eval.configs import needed_tiers, parse_configs
 from eval.errors import RunError
 from eval.records import TierCall

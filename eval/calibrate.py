@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
+from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES
 from assistant.calibration.fitting import (
     ablation,
     auroc,

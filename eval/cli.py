@@ -169,7 +169,7 @@ def _synthetic_calibration(
     quiet: bool,
 ) -> Calibration:
     """Fit on questions written from the run's collection, and judge the run's answers with that fit."""
-    from assistant.answering.evaluator import Evaluator
+    from assistant.answering.judge.evaluator import Evaluator
     from assistant.calibration import Calibration
     from eval.self_calibration import calibrate_collection
 

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from assistant.answering.decision import Decision, Judgement, Policy, decide
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.decision import Decision, Policy, decide
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from eval.errors import RunError
 from eval.metrics import score, to_prediction
 from eval.records import QuestionRecord, TierCall

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import FEATURES
+from assistant.answering.judge.features import FEATURES
 from assistant.calibration.fitting import (
     auroc,
     choose_regularization,

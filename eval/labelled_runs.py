@@ -43,7 +43,7 @@ def refresh_features(records: Sequence[QuestionRecord], collection: str) -> list
     ranks other passages today is read on the recorded ones, fetched by id; one whose recorded passages
     are gone from the collection is an error, not a silent mismatch.
     """
-    from assistant.answering.features import FEATURES, OPTIONAL_FEATURES, text_features
+    from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES, text_features
     from assistant.service import Penny
     from assistant.settings import get_settings
 

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.answering.decision import Decision, Judgement, Policy
+from assistant.answering.decision import Decision, Policy
+from assistant.answering.judge.evaluator import Judgement
 from eval.errors import RunError
 from eval.jsonl import read_jsonl
 

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from assistant.answering.decision import Decision, Judgement, Policy
+from assistant.answering.decision import Decision, Policy
+from assistant.answering.judge.evaluator import Judgement
 from eval.configs import Config, derive, needed_tiers
 from eval.datasets import Dataset, EvalQuestion
 from eval.errors import RunError

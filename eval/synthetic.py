@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.charged import charged_chat
-from assistant.answering.features import normalize, retrieval_top_and_margin
-from assistant.answering.prompts import format_sources
+from assistant.answering.judge.features import retrieval_top_and_margin
+from assistant.answering.prompt.grounded import format_sources
+from assistant.answering.text import normalize
 from eval.jsonl import append_jsonl, read_jsonl
 from eval.metrics import token_f1
 from eval.synthetic_rules import (

@@ -56,3 +56,52 @@ def test_the_check_sees_imports_inside_functions_and_through_importlib() -> None
         "    return importlib.import_module('eval.runs'), __import__('eval'), eval('1')\n"
     )
     assert eval_import_lines(source) == [4, 5, 7, 7]
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every absolute module ``source`` imports, wherever in the module the import is."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+ANSWERING = "assistant.answering"
+# Each part of answering and the parts of it that it may import: the flow at the top builds on the judge,
+# the judge reads the prompt's answer format, and everything reads the two leaves.
+_MAY_IMPORT = {
+    "judge": ("judge", "prompt", "question", "text"),
+    "prompt": ("prompt", "question", "text"),
+    "question": (),
+    "text": (),
+}
+
+
+def _part(module: str) -> str:
+    return module.removeprefix(ANSWERING + ".").split(".")[0]
+
+
+def test_the_judge_and_the_local_prompt_never_import_the_flow() -> None:
+    package = REPO / "assistant" / "answering"
+    breaches = []
+    for path in sorted(package.rglob("*.py")):
+        part = path.relative_to(package).parts[0].removesuffix(".py")
+        if part not in _MAY_IMPORT:
+            continue  # the flow may import any part
+        for module in imported_modules(path.read_text(encoding="utf-8")):
+            if module.startswith(ANSWERING + ".") and _part(module) not in _MAY_IMPORT[part]:
+                breaches.append(f"{path.relative_to(REPO)} imports {module}")
+    assert len(list(package.rglob("*.py"))) > 20  # the walk found the package
+    assert not breaches, breaches
+
+
+def test_the_part_check_reads_nested_imports_and_names_the_part() -> None:
+    nested = "def f():\n    from assistant.answering.cascade import Cascade\n"
+    source = nested + "import assistant.answering.text\n"
+    modules = imported_modules(source)
+    assert modules == {"assistant.answering.cascade", "assistant.answering.text"}
+    assert sorted(_part(m) for m in modules) == ["cascade", "text"]
+    assert "cascade" not in _MAY_IMPORT["judge"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from assistant.answering.decision import Judgement
-from assistant.answering.features import evidence_sentence
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.judge.features import evidence_sentence
 from assistant.local.backend import Generation
 from assistant.paid import PaidResult
 from index.retrieval import Passage

@@ -6,7 +6,7 @@ local answer -> evaluator's judgement -> serve locally, abstain, or escalate wit
 prompt. This module is that flow and nothing else; each fork's parts live apart:
 
 - what to do at each fork: :mod:`assistant.answering.decision`;
-- what the local model reads (transcript layout, prompt diet): :mod:`assistant.answering.local_prompt`
+- what the local model reads (transcript layout, prompt diet): :mod:`assistant.answering.prompt.builder`
   (the sources, the evaluator and the paid tier see whole passages);
 - asking the paid tier, with its money held in the ledger, and falling back when it fails:
   :mod:`assistant.answering.escalation`;
@@ -33,25 +33,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.answer import CascadeAnswer
-from assistant.answering.compression import Diet
-from assistant.answering.decision import (
-    Decision,
-    Judgement,
-    Policy,
-    RetryReason,
-    better,
-    decide,
-    retry_reason,
-    route,
-)
+from assistant.answering.decision import Decision, Policy, RetryReason, better, decide, retry_reason, route
 from assistant.answering.delivery import Delivery, attribution_tail
 from assistant.answering.escalation import Escalation
-from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import best_question_passage, retrieval_features
-from assistant.answering.local_prompt import LocalPromptBuilder
-from assistant.answering.prompts import StyleSetting, other_style, style_for
+from assistant.answering.judge.evaluator import Evaluator, Judgement
+from assistant.answering.judge.features import best_question_passage, retrieval_features
+from assistant.answering.prompt.builder import LocalPromptBuilder
+from assistant.answering.prompt.compression import Diet
+from assistant.answering.prompt.grounded import StyleSetting, other_style, style_for
+from assistant.answering.prompt.transcript import Transcript
 from assistant.answering.request import MODES, Mode, Request
-from assistant.answering.transcript import Transcript
 from assistant.local.backend import Generation, LocalBackend, final_generation
 from assistant.paid import PaidClient
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from assistant.answering.judge.evaluator import Judgement
     from assistant.settings import CascadeSettings
 
 Action = Literal["local", "escalate", "abstain"]
@@ -81,18 +82,6 @@ class Policy:
             f"least expected loss: a wrong answer costs ${self.wrong_answer_usd:g}, an unneeded abstention "
             f"${self.abstain_usd:g}"
         )
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """What the evaluator concluded about one local answer; :func:`decide` turns it into an action."""
-
-    p_correct: float  # P(the local answer is right)
-    p_answerable: float | None = None  # None when the calibration has no answerable model
-    abstain_below: float = 0.0  # the threshold rule's gate on p_answerable (0: no gate)
-    features: dict[str, float] = field(default_factory=dict)
-    local_abstained: bool = False
-    p_paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong); None: no model
 
 
 @dataclass(frozen=True)

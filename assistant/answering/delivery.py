@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
 from assistant.answering.decision import Decision
-from assistant.answering.features import ensure_citation
-from assistant.answering.prompts import ABSTAIN_PHRASE, is_abstention
+from assistant.answering.judge.features import ensure_citation
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, is_abstention
 from assistant.local.backend import Generation
 from assistant.paid.tokens import count_messages
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from assistant.answering.cache import SemanticCache
 from assistant.answering.cascade import Cascade
-from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
-from assistant.answering.evaluator import Evaluator
+from assistant.answering.judge.evaluator import Evaluator
+from assistant.answering.prompt.compression import Diet
 from assistant.answering.shadow import ShadowSampler
 from assistant.calibration import Calibration, Calibrations
 

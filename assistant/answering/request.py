@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from assistant.answering.transcript import Transcript
+    from assistant.answering.prompt.transcript import Transcript
     from assistant.ledger import Principal, Reservation, Usage
     from index.retrieval import Passage
 

@@ -20,8 +20,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from assistant.answering.charged import charged_chat
-from assistant.answering.features import normalize
-from assistant.answering.prompts import is_abstention
+from assistant.answering.prompt.grounded import is_abstention
+from assistant.answering.text import normalize
 
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer

@@ -20,7 +20,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 
 from assistant.answering.answer import CascadeAnswer
-from assistant.answering.prompts import grounded_messages
+from assistant.answering.prompt.grounded import grounded_messages
 from assistant.api.auth import principal_of
 from assistant.api.errors import ApiError
 from assistant.errors import PennyError

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, OPTIONAL_FEATURES
+from assistant.answering.judge.features import EVIDENCE_FEATURES, FEATURES, OPTIONAL_FEATURES
 from assistant.calibration.model import Calibration, feature_value
 
 C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -24,7 +24,7 @@ def fit(
 ) -> Calibration:
     """Fit P(correct) by L2-regularised logistic regression on standardised features.
 
-    ``features`` are dicts from :func:`assistant.answering.features.extract_features`; ``labels`` say
+    ``features`` are dicts from :func:`assistant.answering.judge.features.extract_features`; ``labels`` say
     whether each local answer was correct. Needs both outcomes among the labels.
     """
     import numpy as np

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
+from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES
 from assistant.errors import PennyError
 
 FORMAT_VERSION = 3  # 3: paid_helps given answerable, + paid_helps_unanswerable; 2: paid_helps; 1: neither

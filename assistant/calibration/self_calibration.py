@@ -67,7 +67,7 @@ def refit_from_ledger(
     not abstaining. P(paid helps) has no such label (the paid answer is the reference), so it is kept
     from the current calibration. Each model reads the features the current calibration's does: a
     feature left out of it (a sign flip between distributions, or ``--exclude``) stays out."""
-    from assistant.answering.features import FEATURES
+    from assistant.answering.judge.features import FEATURES
     from assistant.calibration.fitting import feature_sets, fit
     from assistant.calibration.model import Calibration
     from assistant.calibration.store import collection_calibration_path

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from assistant.answering.answer import CascadeAnswer, Evidence, Source
-from assistant.answering.answer_type import question_kind
-from assistant.answering.decision import Decision, Judgement, Policy, better, decide, retry_reason
-from assistant.answering.features import evidence_sentence, is_degenerate, new_content_words
-from assistant.answering.prompts import ABSTAIN_PHRASE, SYSTEM_PROMPTS, grounded_messages, style_for
+from assistant.answering.decision import Decision, Policy, better, decide, retry_reason
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.judge.features import evidence_sentence, is_degenerate, new_content_words
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, SYSTEM_PROMPTS, grounded_messages, style_for
+from assistant.answering.question import question_kind
 from index.retrieval import Passage
 
 PASSAGES = [

@@ -20,11 +20,11 @@ import pytest
 from assistant.answering.answer import CascadeAnswer
 from assistant.answering.cache import SemanticCache
 from assistant.answering.cascade import Cascade
-from assistant.answering.compression import Diet
 from assistant.answering.decision import Policy
-from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import FEATURES
-from assistant.answering.prompts import ABSTAIN_PHRASE, grounded_messages
+from assistant.answering.judge.evaluator import Evaluator
+from assistant.answering.judge.features import FEATURES
+from assistant.answering.prompt.compression import Diet
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, grounded_messages
 from assistant.calibration import Calibration
 from assistant.ledger import Ledger, PriceTable
 from assistant.local.backend import Generation
@@ -674,7 +674,7 @@ def test_an_echo_is_asked_again_in_the_other_style_and_both_answers_are_paid_for
     """Three tokens of the tiny model ("Complexity theory is") add no word to the question: degenerate, so
     wrong whatever its logprobs say. The cascade asks once more in the other style, judges both, keeps the
     better by expected loss and charges both answers' compute; the usage is the served answer's."""
-    from assistant.answering.prompts import SYSTEM_PROMPTS
+    from assistant.answering.prompt.grounded import SYSTEM_PROMPTS
 
     answer = build(penny, local, None).answer("What is complexity theory?", max_tokens=3)
     assert local.calls == 2 and "retried degenerate" in answer.reason

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from assistant.answering.compression import GAP, STUB, Diet, compress, estimate_tokens, sentence_scores
-from assistant.answering.features import sentence_cosines, sentences
+from assistant.answering.judge.features import sentence_cosines
+from assistant.answering.prompt.compression import GAP, STUB, Diet, compress, estimate_tokens, sentence_scores
+from assistant.answering.text import sentences
 from assistant.settings import CascadeSettings
 from index.retrieval import Passage
 

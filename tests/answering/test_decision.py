@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.answering.decision import Decision, Judgement, Policy, decide, route
+from assistant.answering.decision import Decision, Policy, decide, route
+from assistant.answering.judge.evaluator import Judgement
 
 POLICY = Policy(
     escalate_below=0.5, retrieval_floor=0.25, on_empty_retrieval="abstain", on_local_abstain="escalate"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from assistant.answering.decision import Policy, decide, route
-from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import FEATURES, OPTIONAL_FEATURES, retrieval_top_and_margin
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.judge.evaluator import Evaluator
+from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES, retrieval_top_and_margin
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from assistant.calibration import Calibration
 from assistant.settings import CascadeSettings
 from index.retrieval import Passage

@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.answering.features import (
+from assistant.answering.judge.features import (
     FEATURES,
     OPTIONAL_FEATURES,
     ensure_citation,
     extract_features,
     relevance,
 )
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from index.retrieval import Passage
 from tests.support.answering import PASSAGES, QUESTION, generation
 
@@ -110,7 +110,8 @@ def test_sentence_support_prefers_the_sentence_that_restates_the_question(embedd
 
 
 def test_answer_type_against_question_type() -> None:
-    from assistant.answering.answer_type import question_type, type_match
+    from assistant.answering.judge.answer_type import type_match
+    from assistant.answering.question import question_type
 
     assert question_type("When did the Normans conquer England?") == "date"
     assert question_type("In what year was Rollo baptised?") == "date"
@@ -126,7 +127,7 @@ def test_answer_type_against_question_type() -> None:
 
 
 def test_dense_and_bm25_agreement_on_the_top_passage() -> None:
-    from assistant.answering.features import dense_bm25_agree
+    from assistant.answering.judge.features import dense_bm25_agree
 
     agree = [Passage("a", "s", "t", 0.03, {"dense_rank": 1, "bm25_rank": 1})]
     differ = [
@@ -139,7 +140,7 @@ def test_dense_and_bm25_agreement_on_the_top_passage() -> None:
 
 
 def test_a_name_or_number_no_passage_holds_marks_the_question_unanswered() -> None:
-    from assistant.answering.features import question_names, question_names_missing
+    from assistant.answering.judge.features import question_names, question_names_missing
 
     passages = [Passage("a", "s", "William of Normandy conquered England in 1066.", 0.7)]
     assert question_names("Who conquered England in 1066?") == {"england", "1066"}

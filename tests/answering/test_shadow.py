@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from assistant.answering.answer import CascadeAnswer
-from assistant.answering.features import FEATURES
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.judge.features import FEATURES
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from assistant.answering.shadow import SHADOW_ACCOUNT, ShadowSampler, agreement_f1
 from assistant.calibration import Calibration, Calibrations, collection_calibration_path, refit_from_ledger
 from assistant.ledger import Ledger

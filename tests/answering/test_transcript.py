@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from assistant.answering.prompts import grounded_messages
-from assistant.answering.transcript import TurnSources, renumber_citations, transcript_messages
+from assistant.answering.prompt.grounded import grounded_messages
+from assistant.answering.prompt.transcript import TurnSources, renumber_citations, transcript_messages
 from assistant.local.model import LocalModel
 from index.retrieval import Passage
 

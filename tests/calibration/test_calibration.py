@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from assistant.answering.decision import Policy, decide
-from assistant.answering.evaluator import Evaluator
-from assistant.answering.features import EVIDENCE_FEATURES, FEATURES, extract_features
+from assistant.answering.judge.evaluator import Evaluator
+from assistant.answering.judge.features import EVIDENCE_FEATURES, FEATURES, extract_features
 from assistant.calibration import (
     FORMAT_VERSION,
     Calibration,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answering.features import EVIDENCE_FEATURES, FEATURES
+from assistant.answering.judge.features import EVIDENCE_FEATURES, FEATURES
 from assistant.calibration import Calibration, auroc
 from assistant.calibration.fitting import constant_model, feature_sets, smoothed_rate
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering.features import FEATURES
+from assistant.answering.judge.features import FEATURES
 from assistant.calibration import (
     Calibration,
     CalibrationError,

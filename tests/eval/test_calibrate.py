@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from assistant.answering.decision import Judgement, Policy
-from assistant.answering.features import FEATURES, OPTIONAL_FEATURES
+from assistant.answering.decision import Policy
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES
 from assistant.calibration import Calibration, fit
 from assistant.settings import CascadeSettings
 from eval.calibrate import calibrate

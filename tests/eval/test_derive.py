@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from assistant.answering.decision import Decision, Judgement, Policy
+from assistant.answering.decision import Decision, Policy
+from assistant.answering.judge.evaluator import Judgement
 from assistant.settings import CascadeSettings
 from eval.configs import PRICE_GRID, Config, derive, parse_configs
 from eval.errors import RunError

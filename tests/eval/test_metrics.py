@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from eval.metrics import (
     exact_match,
     latency_percentiles,

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from assistant.answering.decision import Decision, Judgement, route
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.decision import Decision, route
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from eval.configs import parse_configs
 from eval.datasets import Dataset, load_dataset
 from eval.errors import RunError

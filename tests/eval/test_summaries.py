@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.answering.decision import Judgement, Policy
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.decision import Policy
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from assistant.settings import CascadeSettings
 from eval.records import QuestionRecord, TierCall
 from eval.summaries import decision_aurocs

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from assistant.calibration import Calibration, Calibrations, collection_calibration_path
 from assistant.cli import cli
 from eval.synthetic_rules import answer_problem, entities, parse_question, swap_entity

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering.decision import Judgement, Policy
-from assistant.answering.prompts import ABSTAIN_PHRASE
+from assistant.answering.decision import Policy
+from assistant.answering.judge.evaluator import Judgement
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE
 from assistant.settings import CascadeSettings
 from eval.configs import Config, derive
 from eval.datasets import DatasetError, load_dataset

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.answering.prompts import grounded_messages
+from assistant.answering.prompt.grounded import grounded_messages
 from assistant.local.model import LocalModel
 from assistant.local.prefill import common_prefix, locate_tail, tail_tokens
 from index.retrieval import Passage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from assistant.answering.features import FEATURES
+from assistant.answering.judge.features import FEATURES
 from assistant.local.backend import Generation
 from index.retrieval import Passage
 

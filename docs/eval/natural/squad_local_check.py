@@ -15,9 +15,9 @@ import random
 import sys
 from pathlib import Path
 
-from assistant.answering.answer_type import question_kind
-from assistant.answering.features import is_degenerate
-from assistant.answering.prompts import is_abstention
+from assistant.answering.judge.features import is_degenerate
+from assistant.answering.prompt.grounded import is_abstention
+from assistant.answering.question import question_kind
 from assistant.service import Penny
 from assistant.settings import get_settings
 from eval.metrics import score, to_prediction

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from assistant.answering.features import content_words, sentences
+from assistant.answering.text import content_words, sentences
 
 if TYPE_CHECKING:
     import numpy as np

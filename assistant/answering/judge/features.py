@@ -14,13 +14,12 @@ The same word overlap attributes an uncited answer to its passage (:func:`ensure
 
 from __future__ import annotations
 
-import re
-import string
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from assistant.answering.answer_type import type_match
-from assistant.answering.prompts import cited_numbers, is_abstention
+from assistant.answering.judge.answer_type import type_match
+from assistant.answering.prompt.grounded import cited_numbers, is_abstention
+from assistant.answering.text import content_words, normalize, sentences, strip_citations, words
 
 if TYPE_CHECKING:
     from assistant.local.backend import Generation
@@ -70,12 +69,6 @@ EVIDENCE_FEATURES: tuple[str, ...] = (
     "question_logprob",
 )
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CITATION = re.compile(r"\[\d{1,2}\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
 
 def relevance(passage: Passage) -> float:
     """A passage's relevance on the cosine scale, whatever the retrieval mode.
@@ -105,19 +98,13 @@ def retrieval_features(passages: Sequence[Passage]) -> dict[str, float]:
     return {"retrieval_top": top, "retrieval_margin": margin}
 
 
-def content_words(text: str) -> set[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return {w for w in _WORD.findall(text.lower()) if w not in ENGLISH_STOP_WORDS}
-
-
 def lexical_support(question: str, answer: str, passages: Sequence[Passage]) -> float:
     """Share of the answer's content words, beyond those of the question, that occur in ``passages``.
 
     Words copied from the question are left out: repeating the question proves nothing. An answer with no
     new content word gets 0.
     """
-    answer_words = content_words(_CITATION.sub(" ", answer)) - content_words(question)
+    answer_words = content_words(strip_citations(answer)) - content_words(question)
     if not answer_words or not passages:
         return 0.0
     passage_words: set[str] = set()
@@ -128,8 +115,8 @@ def lexical_support(question: str, answer: str, passages: Sequence[Passage]) -> 
 
 def question_coverage(question: str, text: str) -> float:
     """Share of the question's content words that ``text`` contains (0 for a question without any)."""
-    words = content_words(question)
-    return len(words & content_words(text)) / len(words) if words else 0.0
+    asked = content_words(question)
+    return len(asked & content_words(text)) / len(asked) if asked else 0.0
 
 
 def question_support(question: str, passages: Sequence[Passage]) -> float:
@@ -143,7 +130,7 @@ def question_support(question: str, passages: Sequence[Passage]) -> float:
 
 def question_names(question: str) -> set[str]:
     """The question's names and numbers, lowercased: its capitalised words past the first, and figures."""
-    tokens = _WORD.findall(question)
+    tokens = words(question)
     return {t.lower() for i, t in enumerate(tokens) if t.isdigit() or (i > 0 and t[0].isupper() and t != "I")}
 
 
@@ -157,8 +144,8 @@ def question_names_missing(question: str, passages: Sequence[Passage]) -> float:
     names = question_names(question)
     if not names or not passages:
         return 0.0
-    words = {w for p in passages for w in _WORD.findall(p.text.lower())}
-    return len(names - words) / len(names)
+    held = {w for p in passages for w in words(p.text.lower())}
+    return len(names - held) / len(names)
 
 
 def _stem(word: str) -> str:
@@ -169,7 +156,7 @@ def _stem(word: str) -> str:
 def new_content_words(question: str, answer: str) -> set[str]:
     """The answer's content words that the question does not already hold."""
     asked = {_stem(w) for w in content_words(question)}
-    return {w for w in content_words(_CITATION.sub(" ", answer)) if _stem(w) not in asked}
+    return {w for w in content_words(strip_citations(answer)) if _stem(w) not in asked}
 
 
 def is_bare_title(answer: str, passages: Sequence[Passage]) -> bool:
@@ -184,19 +171,9 @@ def is_bare_title(answer: str, passages: Sequence[Passage]) -> bool:
 def is_degenerate(question: str, answer: str, passages: Sequence[Passage]) -> bool:
     """An answer that cannot be right whatever its logprobs say: it adds no content word to the question
     ("What is Sky Q?" -> "Sky Q"), or it is a bare title. An abstention is not degenerate: it says so."""
-    if is_abstention(answer) or not _CITATION.sub(" ", answer).strip():
+    if is_abstention(answer) or not strip_citations(answer).strip():
         return False
     return not new_content_words(question, answer) or is_bare_title(answer, passages)
-
-
-def normalize(text: str) -> str:
-    """SQuAD's answer normalisation (lowercase, no punctuation, articles or extra spaces), so "the Normans."
-    is found in "...by the Normans in 1066"."""
-    return " ".join(_ARTICLES.sub(" ", _CITATION.sub(" ", text).lower().translate(_PUNCTUATION)).split())
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 def answer_verbatim_rank(answer: str, passages: Sequence[Passage]) -> float:
@@ -222,13 +199,13 @@ def answer_sentence(answer: str, passages: Sequence[Passage]) -> str | None:
 
 def _answer_sentence(answer: str, texts: Sequence[str]) -> str | None:
     target = normalize(answer)
-    words = content_words(_CITATION.sub(" ", answer))
+    answer_words = content_words(strip_citations(answer))
     best, best_overlap = None, 0
     for text in texts:
         for sentence in sentences(text):
             if target and f" {target} " in f" {normalize(sentence)} ":
                 return sentence
-            overlap = len(words & content_words(sentence))
+            overlap = len(answer_words & content_words(sentence))
             if overlap > best_overlap:
                 best, best_overlap = sentence, overlap
     return best
@@ -245,7 +222,7 @@ def answer_sentence_qcov(question: str, sentence: str | None) -> float:
 
 def embedding_support(answer: str, passages: Sequence[Passage], embedder: Embedder) -> float:
     """The answer's cosine with the closest of ``passages`` (0 for an empty answer)."""
-    text = _CITATION.sub(" ", answer).strip()
+    text = strip_citations(answer).strip()
     if not text or not passages:
         return 0.0
     vectors = embedder.embed_memo([text, *(p.text for p in passages)])
@@ -264,7 +241,7 @@ def sentence_cosines(
     matters, which is why these beat passage-level cosines.
     """
     units = [s for p in passages for s in sentences(p.text)]
-    text = _CITATION.sub(" ", answer).strip()
+    text = strip_citations(answer).strip()
     if not units:
         return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
     vectors = embedder.embed_memo([question, text or question, *units])
@@ -369,8 +346,8 @@ def ensure_citation(question: str, answer: str, passages: Sequence[Passage]) -> 
     """
     if not passages or is_abstention(answer) or cited_numbers(answer, len(passages)):
         return answer
-    words = content_words(_CITATION.sub(" ", answer)) - content_words(question)
-    overlaps = [len(words & content_words(p.text)) for p in passages]
+    new_words = content_words(strip_citations(answer)) - content_words(question)
+    overlaps = [len(new_words & content_words(p.text)) for p in passages]
     best = max(range(len(passages)), key=lambda i: (overlaps[i], -i))
     if overlaps[best] == 0:
         return answer

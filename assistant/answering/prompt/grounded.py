@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from assistant.answering.answer_type import question_kind
+from assistant.answering.question import question_kind
 from index.retrieval import Passage
 
 ABSTAIN_PHRASE = "I don't know based on the documents."

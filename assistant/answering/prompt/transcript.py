@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from assistant.answering.prompts import StyleSetting, format_sources, grounded_messages
+from assistant.answering.prompt.grounded import StyleSetting, format_sources, grounded_messages
 from index.retrieval import Passage
 
 

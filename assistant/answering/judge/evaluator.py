@@ -7,10 +7,10 @@ The evaluator only observes; what to do about its :class:`Judgement` is :mod:`as
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from assistant.answering.decision import Judgement
-from assistant.answering.features import extract_features
+from assistant.answering.judge.features import extract_features
 from assistant.calibration import Calibration, Calibrations
 
 if TYPE_CHECKING:
@@ -19,8 +19,20 @@ if TYPE_CHECKING:
     from index.retrieval import Passage
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """What the evaluator concluded about one local answer; :func:`decide` turns it into an action."""
+
+    p_correct: float  # P(the local answer is right)
+    p_answerable: float | None = None  # None when the calibration has no answerable model
+    abstain_below: float = 0.0  # the threshold rule's gate on p_answerable (0: no gate)
+    features: dict[str, float] = field(default_factory=dict)
+    local_abstained: bool = False
+    p_paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong); None: no model
+
+
 class Evaluator:
-    """Judges a local answer with the calibration's models over :mod:`~assistant.answering.features`:
+    """Judges a local answer with the calibration's models over :mod:`~assistant.answering.judge.features`:
     the collection's own calibration when ``penny calibrate`` fitted one, else the default."""
 
     def __init__(

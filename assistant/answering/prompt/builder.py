@@ -13,9 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from assistant.answering.compression import Diet, compress
-from assistant.answering.prompts import StyleSetting, grounded_messages
-from assistant.answering.transcript import Transcript, TurnSources, renumber_citations, transcript_messages
+from assistant.answering.prompt.compression import Diet, compress
+from assistant.answering.prompt.grounded import StyleSetting, grounded_messages
+from assistant.answering.prompt.transcript import (
+    Transcript,
+    TurnSources,
+    renumber_citations,
+    transcript_messages,
+)
 from assistant.paid.tokens import count_messages
 
 if TYPE_CHECKING:
