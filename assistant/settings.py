@@ -45,7 +45,7 @@ class IndexSettings(BaseModel):
     chunk_tokens: int = 200
     chunk_overlap: int = 40
     top_k: int = Field(
-        default=3, ge=1, description="Passages per answer; each one costs ~170 prompt tokens on both tiers."
+        default=3, ge=1, description="Passages per answer; each one lengthens the prompt on both tiers."
     )
     retrieval_mode: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid", description="dense (Chroma), bm25, or both fused with reciprocal-rank fusion."

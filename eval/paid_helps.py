@@ -53,7 +53,7 @@ def fit_paid_helps(
 
     A paid tier is right far more often on the answerable questions the local one gets wrong than on the
     unanswerable ones (where it must abstain, and rarely does), so the evidence that a question is
-    answerable is most of what says a paid call will help (docs/eval/evaluator-signals.md, eighth probe).
+    answerable is most of what says a paid call will help (docs/eval/evaluator-signals.md).
     Without P(answerable) (``p_answerable`` None) the model is fitted on every wrong local answer instead,
     as format 2 did. The unanswerable rate is Laplace-smoothed and left one out for the questions it
     counts. None when a label has fewer than 3 examples.

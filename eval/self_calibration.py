@@ -89,7 +89,7 @@ def calibrate_collection(
 
     P(answerable), the gate that makes the cascade abstain, is kept from the default calibration unless
     ``synthetic_gate``: swapped-entity probes do not stand in for real unanswerable questions (on SQuAD the
-    synthetic gate scored AUROC 0.52 on real questions and abstained on most of them; see
+    synthetic gate ranked real questions near chance and abstained on most of them; see
     docs/eval/synthetic-squad). Shadow labels (``--from-ledger``) refit the gate from real traffic.
     """
     from assistant.calibration import Calibration, collection_calibration_path

@@ -17,7 +17,7 @@ from eval.records import QuestionRecord
 from eval.verdicts import Truthfulness, truthfulness
 
 QUALITY_TOLERANCE_F1 = 1.0  # "equal quality": within this many F1 points of paid-only
-COST_TARGET_RATIO = 0.40  # the bar: cascade cost ≤ 40 % of paid-only
+COST_TARGET_RATIO = 0.40  # the target: cascade cost ≤ 40 % of paid-only
 
 
 @dataclass(frozen=True)

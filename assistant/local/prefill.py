@@ -1,7 +1,7 @@
 """Scoring the end of a prompt with the prefill that answering it pays for anyway.
 
 How likely a question is, given the passages before it, tells whether the passages speak of what it asks
-(docs/eval/evaluator-signals.md, seventh probe). The question ends the local prompt, so its tokens' logits
+(docs/eval/evaluator-signals.md). The question ends the local prompt, so its tokens' logits
 come from the same forward pass that fills the KV cache for the answer: llama.cpp computes logits only at
 the batch positions asked for, so scoring about a dozen tokens adds their output rows and nothing else.
 A separate pass with ``logits_all`` would cost another prefill.

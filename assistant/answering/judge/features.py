@@ -58,7 +58,7 @@ OPTIONAL_FEATURES: tuple[str, ...] = ("question_logprob",)
 # What the question and the passages say before any answer is read. Whether the passages answer the question
 # (P(answerable)) and whether the paid tier will get it right (P(paid helps)) are properties of these, not of
 # the local model's answer: fitted on all features, both learn the local model's quirks and lose out of fold
-# (docs/eval/evaluator-signals.md, third probe).
+# (docs/eval/evaluator-signals.md).
 EVIDENCE_FEATURES: tuple[str, ...] = (
     "retrieval_top",
     "retrieval_margin",
@@ -237,7 +237,7 @@ def sentence_cosines(
 
     One batch of short texts through the embedding model already loaded for retrieval (kept apart from
     :func:`embedding_support`'s whole passages: one batch would pad every sentence to a passage's length,
-    about 3x slower in benchmarks/bench_evaluator.py). Whole passages dilute the one sentence that
+    slower: benchmarks/bench_evaluator.py). Whole passages dilute the one sentence that
     matters, which is why these beat passage-level cosines.
     """
     units = [s for p in passages for s in sentences(p.text)]

@@ -1,8 +1,8 @@
 """Grounded prompts: numbered sources, answer from them only, abstain with one fixed phrase.
 
 Two answer styles. ``concise`` asks for the shortest exact phrase from the sources: on SQuAD-style
-questions it is both more often right and far easier to check (an A/B on 11 answerable questions with
-qwen2.5-0.5b: F1 60.9 vs 24.9 for ``sentence``), and it leaves the model no room to embroider. It does not
+questions it is both more often right and far easier to check (measured: docs/MEASUREMENTS.md), and it
+leaves the model no room to embroider. It does not
 ask for ``[n]`` citations: small models then sometimes answer with a bare "[1]"; the cascade attributes
 the answer to its source afterwards (``features.ensure_citation``). ``sentence`` asks for one or two
 sentences with citations, for questions that want a definition or an explanation: asked "What is X?", the

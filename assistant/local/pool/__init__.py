@@ -1,4 +1,4 @@
-"""The local tier as a pool of worker processes with an autoscaler (issue #8; see README.md here).
+"""The local tier as a pool of worker processes with an autoscaler (see README.md here).
 
 ``WorkerPool`` runs the processes (or ``RemotePool`` uses fixed URLs that Kubernetes scales),
 ``PoolBackend`` is the ``LocalBackend`` the cascade calls, and ``pool_status``/``pool_registry`` are the
