@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-slow lint bench install install-dev clean
+.PHONY: run test test-slow lint bench results install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
 	$(BIN)/python benchmarks/bench_prefix_reuse.py
 	$(BIN)/python benchmarks/bench_overhead.py
+
+# docs/RESULTS.md from the eval reports under docs/eval/ (stdlib only: no install needed).
+results:
+	$(PYTHON) scripts/results.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
