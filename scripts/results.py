@@ -303,17 +303,18 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when docs/RESULTS.md is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the file is out of date")
+    parser.add_argument("--out", type=Path, default=OUT, help="default: docs/RESULTS.md")
     args = parser.parse_args(argv)
     text = render()
     if args.check:
-        current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
+        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
         if current != text:
-            print(f"{OUT.relative_to(REPO)} is out of date: run `make results`", file=sys.stderr)
+            print(f"{args.out} is out of date: run `make results`", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUT.relative_to(REPO)}")
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -60,10 +60,15 @@ def test_results_reads_the_numbers_of_a_report() -> None:
     assert report.aurocs["answerable"] in report.path.read_text(encoding="utf-8")
 
 
-def test_results_check_flag_reports_a_stale_file() -> None:
-    script = REPO / "scripts" / "results.py"
-    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+def test_results_check_flag_reports_a_stale_file(tmp_path: Path) -> None:
+    script = [sys.executable, str(REPO / "scripts" / "results.py")]
+    out = tmp_path / "RESULTS.md"
+    assert subprocess.run([*script, "--out", str(out)], check=True).returncode == 0
+    assert subprocess.run([*script, "--check", "--out", str(out)]).returncode == 0
+    out.write_text(out.read_text(encoding="utf-8").replace("| cascade |", "| cascade (old) |", 1))
+    stale = subprocess.run([*script, "--check", "--out", str(out)], capture_output=True, text=True)
+    assert stale.returncode == 1
+    assert "out of date" in stale.stderr
 
 
 @pytest.mark.parametrize("doc", LINKED_DOCS, ids=lambda p: str(p.relative_to(REPO)))
