@@ -10,7 +10,8 @@ the documents answer the question at all:
 |------------------------------|---------------------|---------------------|-----------------------------|
 | an answer (local or paid)    | right; answerable   | wrong               | wrong; unanswerable         |
 | "I don't know" (any tier)    | right; unanswerable | wrong; answerable   | right; unanswerable (as up) |
-| a cached answer              | nothing: no features were kept for it                           |
+| no local answer judged       | nothing: no features to learn from (a cache hit, nothing       |
+| (cache hit, nothing found)   | relevant retrieved, or an answer from before migration 8)       |
 
 Each model's label then follows by eval's definitions (``eval/verdicts.py``: the local answer is right when
 it answers an answerable question, or abstains on an unanswerable one):
@@ -37,12 +38,19 @@ from assistant.ledger import RATINGS, AnswerFeedback, ShadowLabel
 MODELS = ("local_correct", "answerable", "paid_helps", "paid_helps_unanswerable")
 
 
+def judged(feedback: AnswerFeedback) -> bool:
+    """A local answer was generated and judged for the rated answer: its features are what a model learns
+    from. Not for a cache hit, an answer routed before any local run (nothing relevant retrieved), or one
+    recorded before answers kept their features."""
+    return feedback.tier != "cache" and feedback.features is not None and "abstained" in feedback.features
+
+
 def rating_labels(feedback: AnswerFeedback) -> dict[str, bool]:
     """The labels one rating gives each model (a model it says nothing about is absent)."""
-    if feedback.features is None or feedback.tier == "cache":
+    if not judged(feedback):
         return {}
-    abstained = feedback.features.get("abstained")  # the local answer's, shown or not
-    local_abstained = None if abstained is None else abstained >= 0.5
+    assert feedback.features is not None
+    local_abstained = feedback.features["abstained"] >= 0.5  # the local answer's, shown or not
     shown_abstention = feedback.tier == "none" if feedback.abstained is None else feedback.abstained
     rating = feedback.rating
     right = rating == "up" or (rating == "should_abstain" and shown_abstention)
@@ -58,7 +66,7 @@ def rating_labels(feedback: AnswerFeedback) -> dict[str, bool]:
         labels["answerable"] = answerable
     if feedback.tier == "local":
         labels["local_correct"] = right
-    elif local_abstained is not None and answerable is not None:
+    elif answerable is not None:
         if not answerable:
             labels["local_correct"] = local_abstained
         elif local_abstained:
@@ -86,7 +94,7 @@ class LedgerLabels:
     shadow: int = 0
     ratings: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RATINGS, 0))
     overruled: int = 0  # answers whose shadow label a person's rating contradicted (the rating counts)
-    without_features: int = 0  # ratings of answers with no features recorded: cache hits, older answers
+    unjudged: int = 0  # ratings of answers no local answer was judged for (see ``judged``)
 
     def for_model(
         self, model: str, names: Sequence[str] | None = None
@@ -116,8 +124,8 @@ def ledger_labels(shadow: Iterable[ShadowLabel], feedback: Iterable[AnswerFeedba
     for item in chosen.values():
         result.ratings[item.rating] += 1
         labels = rating_labels(item)
-        if item.features is None:
-            result.without_features += 1
+        if not judged(item):
+            result.unjudged += 1
         if not labels:
             continue
         earlier = rows.get(item.request_id)
@@ -140,7 +148,7 @@ class LabelCounts:
     ratings: Mapping[str, int]
     synthetic: int
     overruled: int
-    without_features: int
+    unjudged: int
     per_model: Mapping[str, int]
 
     @classmethod
@@ -150,7 +158,7 @@ class LabelCounts:
             dict(labels.ratings),
             synthetic,
             labels.overruled,
-            labels.without_features,
+            labels.unjudged,
             per_model,
         )
 
@@ -165,10 +173,10 @@ class LabelCounts:
             lines.append(
                 f"{self.overruled} shadow label(s) contradicted by a person's rating: the rating counts"
             )
-        if self.without_features:
+        if self.unjudged:
             lines.append(
-                f"{self.without_features} rating(s) unused: the answer has no recorded features (a cache "
-                "hit, or answered before feedback existed)"
+                f"{self.unjudged} rating(s) unused: no local answer was judged for them (a cache hit, "
+                "nothing relevant retrieved, or answered before answers kept their features)"
             )
         m = self.per_model
         lines.append(

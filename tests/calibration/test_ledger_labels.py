@@ -22,8 +22,11 @@ def rated(
     request_id: str = "r1",
     given_by: str = "owner",
     features: bool = True,
+    retrieval_only: bool = False,
 ) -> AnswerFeedback:
     values = {name: 0.5 for name in FEATURES} | {"abstained": float(local_abstained)}
+    if retrieval_only:  # an answer routed before any local run reports these alone
+        values = {"retrieval_top": 0.1, "retrieval_margin": 0.0}
     if shown_abstention is None:
         shown_abstention = tier == "none" or (tier == "local" and local_abstained)
     return AnswerFeedback(
@@ -86,9 +89,10 @@ def shadow(request_id: str, *, agreed: bool, paid_abstained: bool = False) -> Sh
             rated("up", "paid", shown_abstention=True),
             {"answerable": False, "local_correct": False, "paid_helps_unanswerable": True},
         ),
-        # nothing to learn from without features
+        # nothing to learn from where no local answer was judged
         (rated("up", "cache"), {}),
         (rated("up", features=False), {}),
+        (rated("up", "none", retrieval_only=True), {}),
     ],
 )
 def test_what_a_rating_teaches_each_model(feedback: AnswerFeedback, labels: dict[str, bool]) -> None:
@@ -114,12 +118,12 @@ def test_a_rating_overrules_a_contradicting_shadow_label_and_the_admin_overrules
     assert labels["r1"] == {"local_correct": False, "answerable": True}  # answerable: still the shadow's
     assert labels["r2"] == {"local_correct": True, "answerable": True}
     assert labels["r3"] == {"local_correct": True, "answerable": True}
-    assert set(labels) == {"r1", "r2", "r3"}  # the cache hit and the featureless answer teach nothing
-    assert (merged.shadow, merged.ratings, merged.overruled, merged.without_features) == (
+    assert set(labels) == {"r1", "r2", "r3"}  # the cache hit and the unjudged answer teach nothing
+    assert (merged.shadow, merged.ratings, merged.overruled, merged.unjudged) == (
         3,
         {"up": 2, "down": 2, "should_abstain": 0},
         2,
-        1,
+        2,
     )
     features, correct = merged.for_model("local_correct")
     assert len(features) == 3 and correct.count(False) == 1
