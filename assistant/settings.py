@@ -119,6 +119,13 @@ class CascadeSettings(BaseModel):
         description="Per-collection calibrations (<collection>.json, by `penny calibrate`); "
         "default data_dir/calibrations.",
     )
+    refit_min_labels: int = Field(
+        default=50,
+        ge=2,
+        description="`penny calibrate --from-ledger` replaces a model only with at least this many labels "
+        "(shadow checks, people's ratings, synthetic), both outcomes among them; below it P(local correct) "
+        "is refused and nothing is written, P(answerable) is kept. --min-labels overrides.",
+    )
     shadow_rate: float = Field(
         default=0.02, ge=0, le=1, description="Share of locally served answers also checked by the paid tier."
     )

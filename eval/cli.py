@@ -300,7 +300,15 @@ def check_questions_command(question_set: Path, docs_root: Path) -> None:
 )
 @click.option("--max-cost-usd", default=None, help="Stop before the paid calls could pass this spend.")
 @click.option(
-    "--from-ledger", is_flag=True, help="Refit from the ledger's shadow labels (plus synthetic ones)."
+    "--from-ledger",
+    is_flag=True,
+    help="Refit from the ledger's labels: shadow checks and people's ratings (plus synthetic ones).",
+)
+@click.option(
+    "--min-labels",
+    type=click.IntRange(min=2),
+    default=None,
+    help="With --from-ledger: labels a model needs before it is replaced (default cascade.refit_min_labels).",
 )
 @click.option(
     "--since", type=click.DateTime(), default=None, help="With --from-ledger: labels since this date."
@@ -320,6 +328,7 @@ def penny_calibrate_command(
     questions: int,
     max_cost_usd: str | None,
     from_ledger: bool,
+    min_labels: int | None,
     since: datetime | None,
     seed: int,
     out: Path | None,
@@ -327,8 +336,9 @@ def penny_calibrate_command(
     quiet: bool,
 ) -> None:
     """Fit the evaluator on a collection's own documents (the paid tier writes the questions), or refit it
-    from live traffic's shadow labels. The service picks the result up for that collection by itself."""
-    from assistant.calibration import refit_from_ledger
+    from live traffic's labels (shadow checks, people's ratings). The service picks the result up for that
+    collection by itself."""
+    from assistant.calibration import TooFewLabels, refit_from_ledger
     from assistant.settings import get_settings
     from eval.errors import RunError
     from eval.self_calibration import calibrate_collection, synthetic_labels
@@ -341,9 +351,20 @@ def penny_calibrate_command(
     try:
         if from_ledger:
             synthetic = synthetic_labels(settings, collection) if collection else None
-            refit = refit_from_ledger(
-                settings, collection=collection, since=since, out=out, seed=seed, synthetic=synthetic
-            )
+            try:
+                refit = refit_from_ledger(
+                    settings,
+                    collection=collection,
+                    since=since,
+                    out=out,
+                    seed=seed,
+                    synthetic=synthetic,
+                    min_labels=min_labels,
+                )
+            except TooFewLabels as exc:
+                for line in exc.counts.lines():
+                    click.echo(line)
+                raise
             for line in refit.lines():
                 click.echo(line)
             return

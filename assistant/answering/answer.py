@@ -113,6 +113,7 @@ class CascadeAnswer(Answer):
     def penny_block(self) -> dict[str, Any]:
         """The ``penny`` block of API responses: what makes Penny different (tier, why, how sure, cost)."""
         return {
+            "request_id": self.request_id,  # what POST /v1/feedback rates
             "tier": self.tier,
             "escalated": self.escalated,
             "reason": self.reason,

@@ -239,6 +239,8 @@ class Delivery:
             latency_ms=answer.latency_ms,
             local_model=answer.local_model,
             paid_model=answer.paid_model,
+            abstained=is_abstention(answer.answer),
+            features=dict(answer.features) or None,  # a rating of this answer is a label for a refit
         )
         if req.unsettled is None:
             self.ledger.record_answer(record)

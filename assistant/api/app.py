@@ -29,6 +29,7 @@ from assistant.api.auth import (
 from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
+from assistant.api.feedback_routes import FEEDBACK_ROUTES
 from assistant.api.idempotency import idempotent
 from assistant.api.ingest_routes import ingest_routes
 from assistant.api.ledger_routes import LEDGER_ROUTES
@@ -174,6 +175,7 @@ def create_app(
             chat_page,
             pool_status_route,
             *LEDGER_ROUTES,
+            *FEEDBACK_ROUTES,
             *LIMIT_ROUTES,
             *ALERT_ROUTES,
             *ingest_routes(settings),

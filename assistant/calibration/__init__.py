@@ -13,6 +13,7 @@ from assistant.calibration.model import (
 from assistant.calibration.self_calibration import (
     LabelledAnswers,
     LedgerRefit,
+    TooFewLabels,
     collection_work_dir,
     refit_from_ledger,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Calibrations",
     "LabelledAnswers",
     "LedgerRefit",
+    "TooFewLabels",
     "auroc",
     "collection_calibration_path",
     "collection_work_dir",

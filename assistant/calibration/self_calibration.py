@@ -1,5 +1,6 @@
 """The core of self-calibration: where a collection's work files live, and the refit of P(local correct)
-and P(answerable) from the ledger's shadow labels (``penny calibrate --from-ledger``).
+and P(answerable) from the ledger's labels, shadow checks and people's ratings (``penny calibrate
+--from-ledger``).
 
 Writing questions from a collection and answering them as an eval run is ``eval``'s
 (:mod:`eval.self_calibration`); a refit takes that run's labels as :class:`LabelledAnswers`, so nothing
@@ -14,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.answering.judge.features import FEATURES
+from assistant.calibration.ledger_labels import LabelCounts, ledger_labels
 from assistant.calibration.model import CalibrationError
 
 if TYPE_CHECKING:
@@ -35,20 +38,32 @@ class LabelledAnswers:
     answerable: list[bool]
 
 
+class TooFewLabels(CalibrationError):
+    """A refit refused: too few labels for P(local correct); ``counts`` says how many, and from where."""
+
+    def __init__(self, message: str, counts: LabelCounts) -> None:
+        super().__init__(message)
+        self.counts = counts
+
+
 @dataclass
 class LedgerRefit:
     path: Path
-    shadow_labels: int
-    synthetic_labels: int
+    counts: LabelCounts
     auroc: dict[str, float | None] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # why a model was kept from the current calibration
 
     def lines(self) -> list[str]:
         scores = ", ".join(f"{k} {'–' if v is None else f'{v:.3f}'}" for k, v in self.auroc.items())
         return [
-            f"refitted on {self.shadow_labels} shadow labels from the ledger and {self.synthetic_labels} "
-            f"synthetic ones; out-of-fold AUROC: {scores or '–'}",
+            *self.counts.lines(),
+            *self.kept,
+            f"refitted {', '.join(_NAMES[k] for k in self.auroc)}; out-of-fold AUROC: {scores or '–'}",
             f"calibration written to {self.path}",
         ]
+
+
+_NAMES = {"local_correct": "P(local correct)", "answerable": "P(answerable)"}
 
 
 def refit_from_ledger(
@@ -60,33 +75,23 @@ def refit_from_ledger(
     folds: int = 5,
     seed: int = 0,
     synthetic: LabelledAnswers | None = None,
+    min_labels: int | None = None,
 ) -> LedgerRefit:
-    """Refit P(local correct) and P(answerable) on the ledger's shadow labels plus ``synthetic`` (the
-    collection's own, from ``penny calibrate --collection``). A shadow label is the paid tier's verdict,
-    not ground truth: "local correct" is agreement with the paid answer, "answerable" is the paid tier
-    not abstaining. P(paid helps) has no such label (the paid answer is the reference), so it is kept
-    from the current calibration. Each model reads the features the current calibration's does: a
-    feature left out of it (a sign flip between distributions, or ``--exclude``) stays out."""
-    from assistant.answering.judge.features import FEATURES
+    """Refit P(local correct) and P(answerable) on the ledger's labels (shadow checks and people's ratings:
+    :mod:`.ledger_labels`) plus ``synthetic`` (the collection's own, from ``penny calibrate --collection``).
+
+    A model is replaced only with at least ``min_labels`` labels (default ``cascade.refit_min_labels``),
+    both outcomes among them: below that, P(local correct) raises :class:`TooFewLabels` and nothing is
+    written; P(answerable) is kept from the current calibration. P(paid helps) is always kept: the ledger's
+    labels for it are one-sided (a paid answer is rated only when it was served) and few, so they are
+    counted, not fitted. Each model reads the features the current calibration's does: a feature left out
+    of it (a sign flip between distributions, or ``--exclude``) stays out."""
     from assistant.calibration.fitting import feature_sets, fit
     from assistant.calibration.model import Calibration
     from assistant.calibration.store import collection_calibration_path
     from assistant.ledger import open_ledger
 
-    ledger = open_ledger(settings, paid_models=())
-    labels = ledger.shadow_labels(collection=collection, since=since)
-    rows: list[dict[str, float]] = [dict(label.features) for label in labels]
-    correct: list[bool] = [label.agreed for label in labels]
-    answerable: list[bool] = [not label.paid_abstained for label in labels]
-    if synthetic is not None:
-        rows += synthetic.features
-        correct += synthetic.correct
-        answerable += synthetic.answerable
-    if len(rows) < 10 or len(set(correct)) < 2:
-        raise CalibrationError(
-            f"{len(rows)} labelled answers ({sum(correct)} correct); a refit needs at least 10 with both "
-            "outcomes: raise cascade.shadow_rate, or run `penny calibrate --collection` first"
-        )
+    minimum = settings.cascade.refit_min_labels if min_labels is None else min_labels
     target = out or (
         collection_calibration_path(settings.calibration_dir, collection)
         if collection
@@ -96,30 +101,67 @@ def refit_from_ledger(
         Calibration.load(target) if target.exists() else Calibration.load(settings.cascade.calibration_file)
     )
     names = feature_sets(base)
-    correct_names, answerable_names = names["local_correct"] or FEATURES, names["answerable"] or FEATURES
+    ledger = open_ledger(settings, paid_models=())
+    try:
+        labels = ledger_labels(
+            ledger.shadow_labels(collection=collection, since=since),
+            ledger.answer_feedback(collection=collection, since=since),
+        )
+    finally:
+        ledger.close()
+    rows, correct = labels.for_model("local_correct", names["local_correct"])
+    answerable_rows, answerable = labels.for_model("answerable", names["answerable"])
+    if synthetic is not None:
+        rows, correct = rows + synthetic.features, correct + synthetic.correct
+        answerable_rows = answerable_rows + synthetic.features
+        answerable = answerable + synthetic.answerable
     synthetic_count = 0 if synthetic is None else len(synthetic.features)
+    per_model = {
+        "local_correct": len(correct),
+        "answerable": len(answerable),
+        "paid_helps": len(labels.for_model("paid_helps", names["paid_helps"])[1])
+        + len(labels.for_model("paid_helps_unanswerable", names["paid_helps"])[1]),
+    }
+    counts = LabelCounts.of(labels, synthetic_count, per_model)
+    if len(rows) < minimum or len(set(correct)) < 2:
+        raise TooFewLabels(
+            f"not replacing the calibration: {len(rows)} labels for P(local correct) ({sum(correct)} "
+            f"right); a refit needs at least {minimum} with both outcomes (cascade.refit_min_labels, or "
+            "--min-labels): raise cascade.shadow_rate, rate answers, or run `penny calibrate --collection`",
+            counts,
+        )
+    correct_names = names["local_correct"] or FEATURES
     meta = {
         "source": "penny calibrate --from-ledger",
-        "shadow_labels": len(labels),
+        "shadow_labels": labels.shadow,
+        "feedback_labels": sum(labels.ratings.values()),
         "synthetic": synthetic_count,
+        "min_labels": minimum,
     }
     model = fit(rows, correct, names=correct_names, regularization_c=0.1, meta=meta)
     scores: dict[str, float | None] = {"local_correct": _oof_auroc(rows, correct, folds, seed, correct_names)}
-    if len(set(answerable)) == 2 and min(sum(answerable), len(answerable) - sum(answerable)) >= 3:
+    kept: list[str] = []
+    positives = sum(answerable)
+    if len(answerable) >= minimum and min(positives, len(answerable) - positives) >= 3:
+        answerable_names = names["answerable"] or FEATURES
         model.answerable = fit(
-            rows,
+            answerable_rows,
             answerable,
             names=answerable_names,
             regularization_c=0.1,
-            meta={"label": "paid tier answered"},
+            meta={"label": "the documents answer it (paid tier answered, or a person's rating)"},
         )
         model.abstain_below = base.abstain_below
-        scores["answerable"] = _oof_auroc(rows, answerable, folds, seed, answerable_names)
-    else:  # too few of one kind to refit: P(paid helps) still needs P(answerable) to mix its two parts
+        scores["answerable"] = _oof_auroc(answerable_rows, answerable, folds, seed, answerable_names)
+    else:  # P(paid helps) still needs P(answerable) to mix its two parts
         model.answerable, model.abstain_below = base.answerable, base.abstain_below
+        kept.append(
+            f"P(answerable) kept from the current calibration: {len(answerable)} labels ({positives} "
+            f"answerable), fewer than {minimum} or fewer than 3 of either outcome"
+        )
     model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable
     model.save(target)
-    return LedgerRefit(target, len(labels), synthetic_count, scores)
+    return LedgerRefit(target, counts, scores, kept)
 
 
 def _oof_auroc(

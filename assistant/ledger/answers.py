@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from datetime import datetime
 from typing import Any
@@ -47,9 +48,19 @@ def answer_values(record: AnswerRecord, price_version: str, now: datetime) -> di
         "latency_ms": record.latency_ms,
         "local_model": record.local_model,
         "paid_model": record.paid_model,
+        "abstained": record.abstained,
+        "features": _finite(record.features),
         "price_version": price_version,
         "created_at": now,
     }
+
+
+def _finite(features: dict[str, float] | None) -> dict[str, float] | None:
+    """The features JSON can hold: a NaN or infinity (which PostgreSQL's JSON refuses) is left out rather
+    than the answer's record lost; a row missing a feature trains no model that reads it."""
+    if not features:
+        return None
+    return {k: float(v) for k, v in features.items() if math.isfinite(float(v))}
 
 
 class Answers(LedgerBase):

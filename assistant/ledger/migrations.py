@@ -98,6 +98,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create(schema.alert_events, schema.alert_deliveries),
     ),
     Migration(7, "ingest jobs: HTTP uploads and their per-file results", _create(schema.ingest_jobs)),
+    Migration(
+        8,
+        "feedback on answers; each answer's abstention and evaluator features",
+        _all(
+            _add_columns(schema.answers.c.abstained, schema.answers.c.features),
+            _create(schema.answer_feedback),
+        ),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -92,6 +92,32 @@ class AnswerRecord:
     latency_ms: float = 0.0
     local_model: str | None = None
     paid_model: str | None = None
+    abstained: bool = False  # the answer shown said "I don't know"
+    features: dict[str, float] | None = None  # what the evaluator judged, for a refit from feedback
+
+
+Rating = Literal["up", "down", "should_abstain"]
+RATINGS: tuple[Rating, ...] = ("up", "down", "should_abstain")
+Giver = Literal["owner", "admin"]
+
+
+@dataclass(frozen=True)
+class AnswerFeedback:
+    """What someone said of an answer, with what the answer was: its tier, collection, whether it said "I
+    don't know", and the evaluator's features (None when none were recorded), which a refit turns into
+    labels. ``given_by``: the answer's owner, or the operator with the admin key."""
+
+    request_id: str
+    rating: Rating
+    comment: str | None
+    given_by: Giver
+    user_id: int | None  # who gave it; None: the admin key
+    created_at: datetime
+    updated_at: datetime
+    tier: Tier
+    collection: str | None
+    abstained: bool | None  # the answer shown said "I don't know"; None: recorded before migration 8
+    features: dict[str, float] | None
 
 
 @dataclass(frozen=True)

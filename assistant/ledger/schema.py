@@ -141,6 +141,10 @@ answers = sa.Table(
     sa.Column("price_version", sa.String(50), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("team_id", sa.Integer),  # migration 4: the team the answer was charged to, if any
+    # Migration 8: whether the answer shown said "I don't know" (any tier), and the evaluator's features
+    # (NULL: none were computed, e.g. a cache hit), so that a rating of it is a label for a refit.
+    sa.Column("abstained", sa.Boolean),
+    sa.Column("features", sa.JSON(none_as_null=True)),
     sa.CheckConstraint("tier IN ('local', 'cache', 'paid', 'none')", name="answer_tier_known"),
     sa.Index("ix_answers_user_created", "user_id", "created_at"),
 )
@@ -303,4 +307,22 @@ ingest_jobs = sa.Table(
     sa.Column("started_at", sa.DateTime),
     sa.Column("finished_at", sa.DateTime),
     sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="ingest_job_status_known"),
+)
+
+# Migration 8: what people said of an answer (👍, 👎, "should have said I don't know"). One row per answer and
+# giver: the answer's owner, or the operator with the admin key; a later rating replaces the earlier one.
+# ``user_id`` is who gave it (NULL: the admin key). The labels it gives a refit: calibration/ledger_labels.py.
+answer_feedback = sa.Table(
+    "answer_feedback",
+    metadata,
+    sa.Column("request_id", sa.String(100), sa.ForeignKey("answers.request_id"), primary_key=True),
+    sa.Column("given_by", sa.String(8), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id")),
+    sa.Column("rating", sa.String(16), nullable=False),
+    sa.Column("comment", sa.Text),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("rating IN ('up', 'down', 'should_abstain')", name="feedback_rating_known"),
+    sa.CheckConstraint("given_by IN ('owner', 'admin')", name="feedback_giver_known"),
+    sa.Index("ix_answer_feedback_updated", "updated_at"),
 )

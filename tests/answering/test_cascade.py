@@ -628,6 +628,9 @@ def test_a_shadow_check_never_changes_delays_or_bills_the_users_answer(
     assert pending == [] and len(fake.requests) == 1  # checked in the background, once
     assert alice_spend is not None and alice_spend.committed_micro_usd == 0
     assert row is not None and row["paid_cost_micro_usd"] == 0 and row["tier"] == "local"
+    # what a rating of it will train on, and the id a client rates it by
+    assert row["features"] == answer.features and row["abstained"] is False
+    assert answer.penny_block()["request_id"] == "shadowed"
     assert shadow_spend is not None
     if failure is None:
         [label] = labels
@@ -667,6 +670,7 @@ def test_paid_answer_is_charged_and_recorded_in_one_go_even_if_the_client_leaves
         ledger.close()
     assert held["whole"] == ("settled", answer.paid_cost_micro_usd) and answer.paid_cost_micro_usd > 0
     assert recorded is not None and recorded["paid_cost_micro_usd"] == answer.paid_cost_micro_usd
+    assert recorded["features"] == answer.features and answer.features  # the local answer's, judged
     assert held["left"][0] == "settled"  # ... but the paid call it made is charged, not left held
 
 

@@ -188,8 +188,8 @@ def test_refit_from_the_ledger_round_trips_into_the_service(
     shadow.close()
     monkeypatch.setenv("PENNY_CONFIG", str(tmp_path / "absent.toml"))
     settings = Settings(data_dir=tmp_path / "data", ledger={"db_url": ledger_url})
-    refit = refit_from_ledger(settings, collection="docs")
-    assert refit.shadow_labels == 30 and refit.synthetic_labels == 0
+    refit = refit_from_ledger(settings, collection="docs", min_labels=30)
+    assert refit.counts.shadow == 30 and refit.counts.synthetic == 0
     assert refit.path == collection_calibration_path(settings.calibration_dir, "docs")
     assert refit.auroc["local_correct"] is not None and refit.auroc["local_correct"] > 0.9
     calibrations = Calibrations(Calibration.load(), settings.calibration_dir)

@@ -1,4 +1,5 @@
-"""The web chat page in real headless Chromium: ask, see the streamed answer, a source, the tier badge."""
+"""The web chat page in real headless Chromium: ask, see the streamed answer, a source, the tier badge;
+rate it, and find the rating in the ledger and in `penny calibrate --from-ledger`'s counts."""
 
 from __future__ import annotations
 
@@ -47,13 +48,18 @@ def browser():  # type: ignore[no-untyped-def]
         driver.quit()
 
 
-def test_chat_page_streams_answer_with_sources_and_tier(settings, browser) -> None:  # type: ignore[no-untyped-def]
+def test_chat_page_streams_answer_with_sources_and_tier_and_takes_feedback(
+    settings, browser, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     from assistant.api import create_app
+    from assistant.settings import get_settings
+    from eval.cli import penny_calibrate_command
 
     penny = Penny(settings)
     assert penny.ingester().ingest([REPO / "samples"]).ok
@@ -86,3 +92,36 @@ def test_chat_page_streams_answer_with_sources_and_tier(settings, browser) -> No
         assert sources and "normans.md" in sources[0].text
         assert browser.find_element(By.ID, "session-cost").text.startswith("$")
         assert shot.stat().st_size > 10_000
+
+        # 👎 under the answer: a short thanks, and the rating is in the ledger against this answer.
+        feedback = browser.find_element(By.CSS_SELECTOR, "[data-testid=feedback]")
+        labels = [b.text for b in feedback.find_elements(By.TAG_NAME, "button")]
+        assert labels[:2] == ["👍 Yes", "👎 No"]
+        assert labels[2:] == ([] if badge.text == "none" else ["Should have said I don't know"])
+        feedback.find_element(By.CSS_SELECTOR, "button[data-rating=down]").click()
+        status = browser.find_element(By.CSS_SELECTOR, "[data-testid=feedback-status]")
+        wait.until(lambda _: status.text == "Thanks!")
+        pressed = feedback.find_element(By.CSS_SELECTOR, "button[aria-pressed=true]")
+        assert pressed.get_attribute("data-rating") == "down"
+        browser.save_screenshot(str(ARTIFACTS / "web-chat-feedback.png"))
+        [rated] = penny.ledger.answer_feedback()
+        assert (rated.rating, rated.given_by, rated.tier) == ("down", "owner", badge.text)
+        assert penny.ledger.answer(rated.request_id) is not None
+        # An error is shown in plain words (here: an answer that is not the caller's).
+        failed = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1]; const status = document.createElement('span');"
+            "sendFeedback('not-an-answer', 'up', [], status).then(() => done(status.textContent));"
+        )
+        assert failed.startswith("Could not send your feedback: no answer 'not-an-answer' of yours")
+
+    # The click is one of the labels `penny calibrate --from-ledger` counts (too few to refit on).
+    monkeypatch.setenv("PENNY_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(penny_calibrate_command, ["--from-ledger"])
+    finally:
+        get_settings.cache_clear()
+    assert result.output.splitlines()[0] == (
+        "labels: 0 shadow, 1 feedback (0 up, 1 down, 0 should have said I don't know), 0 synthetic"
+    )
+    assert result.exit_code == 1 and "not replacing the calibration" in result.output
