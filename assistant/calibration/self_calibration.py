@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING
 from assistant.calibration.model import CalibrationError
 
 if TYPE_CHECKING:
+    from assistant.calibration.model import Calibration
+    from assistant.calibration.stamp import Stamp
+    from assistant.ledger import PriceTable, ShadowLabel
     from assistant.settings import Settings
 
 
@@ -65,8 +68,9 @@ def refit_from_ledger(
     collection's own, from ``penny calibrate --collection``). A shadow label is the paid tier's verdict,
     not ground truth: "local correct" is agreement with the paid answer, "answerable" is the paid tier
     not abstaining. P(paid helps) has no such label (the paid answer is the reference), so it is kept
-    from the current calibration. Each model reads the features the current calibration's does: a
-    feature left out of it (a sign flip between distributions, or ``--exclude``) stays out."""
+    from the current calibration, and so is the paid model its stamp names. Each model reads the features
+    the current calibration's does: a feature left out of it (a sign flip between distributions, or
+    ``--exclude``) stays out."""
     from assistant.answering.judge.features import FEATURES
     from assistant.calibration.fitting import feature_sets, fit
     from assistant.calibration.model import Calibration
@@ -118,8 +122,40 @@ def refit_from_ledger(
     else:  # too few of one kind to refit: P(paid helps) still needs P(answerable) to mix its two parts
         model.answerable, model.abstain_below = base.answerable, base.abstain_below
     model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable
+    model.stamp = _ledger_stamp(settings, ledger.prices, model, base, labels, synthetic_count, collection)
     model.save(target)
     return LedgerRefit(target, len(labels), synthetic_count, scores)
+
+
+def _ledger_stamp(
+    settings: Settings,
+    prices: PriceTable,
+    model: Calibration,
+    base: Calibration,
+    labels: Sequence[ShadowLabel],
+    synthetic: int,
+    collection: str | None,
+) -> Stamp:
+    """A refit from the ledger is fitted for the running local model, answer style and prompt (the labels'
+    answers were served with them), and for the paid model its kept P(paid helps) was fitted on."""
+    from assistant.calibration.stamp import RunCount, Stamp, running
+    from assistant.local.registry import ModelRegistry
+
+    now = running(settings, ModelRegistry(settings.model_cache_dir), prices)
+    data = [RunCount("ledger shadow labels", len(labels))]
+    if synthetic:
+        data.append(RunCount(f"penny calibrate --collection {collection}", synthetic))
+    dates = [label.created_at.date().isoformat() for label in labels if label.created_at is not None]
+    return Stamp(
+        local_model=now.local_model,
+        paid_model=None if base.stamp is None else base.stamp.paid_model,
+        answer_style=now.answer_style,
+        prompt_version=now.prompt_version,
+        features=tuple(model.features_read()),
+        data=tuple(data),
+        date=max(dates) if dates else None,
+        source="penny calibrate --from-ledger" + (f" --collection {collection}" if collection else ""),
+    )
 
 
 def _oof_auroc(
