@@ -76,6 +76,12 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_prefix_reuse.py
 	$(BIN)/python benchmarks/bench_overhead.py
 
+# The shipped default calibration rebuilt from its stored runs by the named recipe (eval/recipes.py);
+# tests/eval/test_recipe.py checks that assistant/data/calibration.json is what this makes.
+.PHONY: calibration
+calibration: install
+	set -o pipefail; $(BIN)/penny calibrate --default --ablation | tee docs/eval/default-calibration/calibrate-output.txt
+
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

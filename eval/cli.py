@@ -315,6 +315,18 @@ def check_questions_command(question_set: Path, docs_root: Path) -> None:
     help="Also fit P(answerable) on the synthetic probes (default: keep the default calibration's gate).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--show",
+    is_flag=True,
+    help="Print what each calibration in use was fitted for (its stamp) and what differs from the settings.",
+)
+@click.option(
+    "--default",
+    "default_recipe",
+    is_flag=True,
+    help="Rebuild the shipped default calibration from its stored runs (eval/recipes.py; make calibration).",
+)
+@click.option("--ablation", is_flag=True, help="With --default: also print what each feature adds.")
 def penny_calibrate_command(
     collection: str | None,
     questions: int,
@@ -325,6 +337,9 @@ def penny_calibrate_command(
     out: Path | None,
     synthetic_gate: bool,
     quiet: bool,
+    show: bool,
+    default_recipe: bool,
+    ablation: bool,
 ) -> None:
     """Fit the evaluator on a collection's own documents (the paid tier writes the questions), or refit it
     from live traffic's shadow labels. The service picks the result up for that collection by itself."""
@@ -333,8 +348,16 @@ def penny_calibrate_command(
     from eval.errors import RunError
     from eval.self_calibration import calibrate_collection, synthetic_labels
 
+    if show or default_recipe:
+        if from_ledger or (default_recipe and (show or collection)):
+            raise click.UsageError("--show (with or without --collection) and --default go alone")
+        if show:
+            _show_calibrations(get_settings(), collection)
+        else:
+            _rebuild_default(out, ablation)
+        return
     if not from_ledger and collection is None:
-        raise click.UsageError("pass --collection NAME, or --from-ledger")
+        raise click.UsageError("pass --collection NAME, --from-ledger, --show or --default")
     if questions < 10:
         raise click.BadParameter("at least 10 questions are needed to fit", param_hint="--questions")
     settings = get_settings()
@@ -364,6 +387,59 @@ def penny_calibrate_command(
         click.echo(line)
     if outcome.stopped:
         sys.exit(EXIT_COST_LIMIT)
+
+
+def _show_calibrations(settings: Settings, collection: str | None) -> None:
+    """Each calibration's stamp (the default's, then each collection's own), and what differs now."""
+    from assistant.calibration import Calibration, CalibrationError, Calibrations, mismatches, running
+    from assistant.calibration.stamp import DEFAULT
+    from assistant.ledger import PriceTable
+    from assistant.local.registry import ModelRegistry
+
+    try:
+        default = Calibration.load(settings.cascade.calibration_file)
+    except CalibrationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    calibrations = Calibrations(default, settings.calibration_dir)
+    now = running(
+        settings, ModelRegistry(settings.model_cache_dir), PriceTable.load(settings.ledger.prices_file)
+    )
+    shown = [(DEFAULT, default)] if collection is None else []
+    names = calibrations.collections() if collection is None else [collection]
+    shown += [(name, calibrations.for_collection(name)) for name in names]
+    for name, calibration in shown:
+        if name == DEFAULT:
+            click.echo(f"default calibration ({settings.cascade.calibration_file or 'bundled'}):")
+        elif calibration is default:
+            click.echo(f"collection {name}: no calibration of its own (or unreadable): the default's")
+            continue
+        else:
+            click.echo(f"collection {name}:")
+        stamp = calibration.stamp
+        for line in stamp.lines() if stamp else ["no stamp (a file written before stamps)"]:
+            click.echo(f"  {line}")
+        found = mismatches(calibration.stamp, now, name)
+        click.echo(
+            f"  running:        {now.local_model}, paid {now.paid.name if now.paid else 'none'}, "
+            f"answer style {now.answer_style}, prompt version {now.prompt_version}"
+        )
+        if not found:
+            click.echo("  fitted for what is running")
+        for mismatch in found:
+            click.echo(f"  MISMATCH {mismatch.line()}")
+
+
+def _rebuild_default(out: Path | None, ablation: bool) -> None:
+    """Run the default recipe: the shipped calibration fitted again from its stored runs."""
+    from eval.errors import RunError
+    from eval.recipes import DEFAULT, build
+
+    try:
+        outcome = build(DEFAULT, out=out, ablate=ablation)
+    except (RunError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in outcome.lines():
+        click.echo(line)
 
 
 def register(cli: click.Group) -> None:
