@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.answering.prompts import PROMPT_VERSION
+from assistant.answering.prompt.grounded import PROMPT_VERSION
 from assistant.calibration import Calibration, LocalModelId
 from assistant.local.registry import REGISTRY
 from assistant.service import Penny
@@ -42,7 +42,6 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def serve(settings, paid_server: tuple[FakePaid, str], caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
     """Start the service with ``settings`` changed by the given paid model and cascade settings."""
     from assistant.api import create_app
-
 
     @contextmanager
     def start(paid_model: str, **cascade: object) -> Iterator[str]:

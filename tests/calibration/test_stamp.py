@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answering.prompts import PROMPT_VERSION
+from assistant.answering.prompt.grounded import PROMPT_VERSION
 from assistant.calibration import (
     Calibration,
     LocalModelId,
