@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.calibration import Calibration
-from eval.cli import penny_calibrate_command
+from eval.calibrate_cli import penny_calibrate_command
 from eval.recipes import DEFAULT, REPO, build
 
 
