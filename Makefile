@@ -80,6 +80,12 @@ bench: install-dev
 results:
 	$(PYTHON) scripts/results.py
 
+# The shipped default calibration rebuilt from its stored runs by the named recipe (eval/recipes.py);
+# tests/eval/test_recipe.py checks that assistant/data/calibration.json is what this makes.
+.PHONY: calibration
+calibration: install
+	set -o pipefail; $(BIN)/penny calibrate --default --ablation | tee docs/eval/default-calibration/calibrate-output.txt
+
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
+    from assistant.calibration import Mismatch, Running
     from assistant.ingestion import IngestWorker
     from assistant.ledger import Ledger
     from assistant.limits import Limiter, LimitPolicy
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from assistant.local.model import LocalModel
     from assistant.local.pool.base import PoolBase
     from index.embedding import Embedder
+
+log = logging.getLogger("penny.calibration")
 
 
 class Penny:
@@ -220,6 +224,27 @@ class Penny:
             cache=build_cache(self.settings, self.embedder),
             shadow=build_shadow(self.settings, paid, self.ledger),
         )
+
+    @cached_property
+    def running(self) -> Running:
+        """The models, answer style and prompt this process answers with, as calibration stamps name them."""
+        from assistant.calibration import running
+        from assistant.ledger import PriceTable
+
+        return running(self.settings, self.registry, PriceTable.load(self.settings.ledger.prices_file))
+
+    def calibration_mismatches(self) -> dict[str, list[Mismatch]]:
+        """Per calibration in use (``*``: the default), what differs from what it was fitted for."""
+        return self.cascade.evaluator.calibrations.mismatches(self.running)
+
+    def warn_calibration_mismatches(self) -> None:
+        """Log each calibration fitted for other models, answer style or prompt than these, with the fix."""
+        from assistant.calibration.stamp import DEFAULT
+
+        for collection, mismatches in self.calibration_mismatches().items():
+            which = "the default" if collection == DEFAULT else f"collection {collection}'s"
+            for mismatch in mismatches:
+                log.warning("%s calibration was not fitted for what is running: %s", which, mismatch.line())
 
     @cached_property
     def ledger(self) -> Ledger:

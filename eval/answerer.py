@@ -10,12 +10,13 @@ the ledger's answer row for that request id, never recomputed here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from assistant.answering.decision import Decision, Policy, route
 from assistant.answering.judge.evaluator import Judgement
 from assistant.answering.judge.features import retrieval_top_and_margin
-from assistant.answering.prompt.grounded import grounded_messages
+from assistant.answering.prompt.grounded import PROMPT_VERSION, grounded_messages
 from eval.configs import needed_tiers, parse_configs
 from eval.errors import RunError
 from eval.records import TierCall
@@ -155,10 +156,13 @@ def build_answerer(
     meta = {
         "collection": collection,
         "local_model": settings.models.local if need_local else None,
+        "local_model_sha256": penny.registry.sha256(settings.models.local) if need_local else None,
         "paid_model": settings.paid.model if need_paid else None,
         "retrieval_mode": settings.index.retrieval_mode,
         "top_k": settings.index.top_k,
         "answer_style": settings.cascade.answer_style,
+        "prompt_version": PROMPT_VERSION,
+        "date": datetime.now(UTC).date().isoformat(),  # the day it was (last) answered: the stamp's date
         "calibration_file": str(settings.cascade.calibration_file or "bundled"),
         "ledger": settings.db_url.split("://", 1)[0],
     }

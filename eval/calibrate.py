@@ -36,6 +36,7 @@ from eval.fitting import fit_decision
 from eval.labelled_runs import rescored, run_records
 from eval.paid_helps import fit_paid_helps
 from eval.pricing import COST_CAP, _write_calibrated_report, choose_price
+from eval.stamping import stamp_of
 from eval.summaries import (
     ConfigSummary,
     paid_correct_labels,
@@ -61,6 +62,9 @@ def calibrate(
     cost_cap: float = COST_CAP,
     features_of: Calibration | None = None,
     exclude: Sequence[str] = (),
+    source: str | None = None,
+    reports: bool = True,
+    trees: bool = True,
 ) -> CalibrationOutcome:
     """Fit, evaluate and write the evaluator's three models from the run at ``results`` (run dir or its
     results.jsonl), and choose the price of a wrong answer.
@@ -76,6 +80,10 @@ def calibrate(
     same model of that calibration reads: a collection's synthetic questions are one distribution and
     cannot tell a dataset's artefact from a signal, so its fit keeps to what the default kept. ``exclude``
     leaves features out of every model: a signal measured but not (yet) earning its place, or an A/B.
+    The file is stamped with what the runs were answered with (:func:`eval.stamping.stamp_of`) and
+    ``source``, the command that fits it (default: this one's ``python -m eval calibrate`` line).
+    ``reports`` False writes only the calibration file, not the calibrated report into the first run;
+    ``trees`` False skips the gradient-boosted comparison (reported, never in the file).
     """
     from assistant.calibration import fit
 
@@ -90,19 +98,22 @@ def calibrate(
     run_names = [d.name for d in run_dirs]
     if len(set(run_names)) < len(run_names):
         run_names = [str(d) for d in run_dirs]
-    usable, labels, groups = [], [], []
+    usable, labels, groups, counts = [], [], [], []
     for directory, name in zip(run_dirs, run_names, strict=True):
         rows, ys = run_records(directory, refresh)
         usable += rows
         labels += ys
         groups += [name] * len(rows)
+        counts.append(len(rows))
+    source = source or "python -m eval calibrate " + " ".join(str(d) for d in run_dirs)
+    stamp = stamp_of(run_dirs, run_names, counts, source)  # before fitting: runs that disagree are refused
     if len(usable) < 10 or sum(labels) < 3 or len(labels) - sum(labels) < 3:
         raise RunError(
             f"{calls}: {len(usable)} usable questions with {sum(labels)} correct local answers; calibration "
             "needs at least 10 questions and 3 of each outcome — run more questions (--limit)"
         )
     features = [r.judgement.features for r in usable if r.judgement]
-    required = [name for name in FEATURES if name not in OPTIONAL_FEATURES]
+    required = [name for name in FEATURES if name not in OPTIONAL_FEATURES and name not in exclude]
     lacking = sorted({name for row in features for name in required if name not in row})
     if lacking:
         raise RunError(
@@ -121,7 +132,13 @@ def calibrate(
     )
     after = auroc([labels[i] for i in test], [held_out_model.probability(features[i]) for i in test])
 
-    options = {"folds": folds, "seed": seed, "regularization_c": regularization_c, "groups": groups}
+    options = {
+        "folds": folds,
+        "seed": seed,
+        "regularization_c": regularization_c,
+        "groups": groups,
+        "trees": trees,
+    }
     local_fit = fit_decision(
         "local_correct",
         LOCAL_CORRECT_LABEL,
@@ -198,9 +215,10 @@ def calibrate(
     if has_paid:
         paid, chosen, best = choose_price(rescored_records, cost_cap)
     pick = chosen or best
+    final.stamp = replace(stamp, features=tuple(final.features_read()))
     final.meta = {
         **final.meta,
-        "source": "python -m eval calibrate " + " ".join(str(d) for d in run_dirs),
+        "source": source,
         "label": LOCAL_CORRECT_LABEL,
         "auroc_held_out_before": before,
         "auroc_held_out_after": after,
@@ -225,7 +243,7 @@ def calibrate(
     by_run: dict[str, tuple[ConfigSummary, ConfigSummary, ConfigSummary]] = {}
     if pick is not None and paid is not None:
         first = [r for r, g in zip(rescored_records, groups, strict=True) if g == run_names[0]]
-        report = _write_calibrated_report(run_dir, first, pick)
+        report = _write_calibrated_report(run_dir, first, pick) if reports else None
         if len(run_dirs) > 1:
             for group in distinct(groups):
                 rows = [r for r, g in zip(rescored_records, groups, strict=True) if g == group]

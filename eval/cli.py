@@ -7,13 +7,13 @@ Heavy imports (torch, chromadb, llama.cpp, matplotlib, scikit-learn) happen insi
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from assistant.cli.cost_limit import EXIT_COST_LIMIT, parse_max_cost_usd
+from eval.calibrate_cli import penny_calibrate_command
 
 if TYPE_CHECKING:
     from assistant.calibration import Calibration
@@ -289,102 +289,6 @@ def check_questions_command(question_set: Path, docs_root: Path) -> None:
     )
     if problems:
         sys.exit(1)
-
-
-@click.command("calibrate")
-@click.option(
-    "--collection", default=None, help="Write questions from this collection's chunks and fit on them."
-)
-@click.option(
-    "--questions", type=int, default=300, show_default=True, help="Questions to write (half answerable)."
-)
-@click.option("--max-cost-usd", default=None, help="Stop before the paid calls could pass this spend.")
-@click.option(
-    "--from-ledger",
-    is_flag=True,
-    help="Refit from the ledger's labels: shadow checks and people's ratings (plus synthetic ones).",
-)
-@click.option(
-    "--min-labels",
-    type=click.IntRange(min=2),
-    default=None,
-    help="With --from-ledger: labels a model needs before it is replaced (default cascade.refit_min_labels).",
-)
-@click.option(
-    "--since", type=click.DateTime(), default=None, help="With --from-ledger: labels since this date."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--out", type=click.Path(path_type=Path), default=None, help="Default: where the service looks."
-)
-@click.option(
-    "--synthetic-gate",
-    is_flag=True,
-    help="Also fit P(answerable) on the synthetic probes (default: keep the default calibration's gate).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-def penny_calibrate_command(
-    collection: str | None,
-    questions: int,
-    max_cost_usd: str | None,
-    from_ledger: bool,
-    min_labels: int | None,
-    since: datetime | None,
-    seed: int,
-    out: Path | None,
-    synthetic_gate: bool,
-    quiet: bool,
-) -> None:
-    """Fit the evaluator on a collection's own documents (the paid tier writes the questions), or refit it
-    from live traffic's labels (shadow checks, people's ratings). The service picks the result up for that
-    collection by itself."""
-    from assistant.calibration import TooFewLabels, refit_from_ledger
-    from assistant.settings import get_settings
-    from eval.errors import RunError
-    from eval.self_calibration import calibrate_collection, synthetic_labels
-
-    if not from_ledger and collection is None:
-        raise click.UsageError("pass --collection NAME, or --from-ledger")
-    if questions < 10:
-        raise click.BadParameter("at least 10 questions are needed to fit", param_hint="--questions")
-    settings = get_settings()
-    try:
-        if from_ledger:
-            synthetic = synthetic_labels(settings, collection) if collection else None
-            try:
-                refit = refit_from_ledger(
-                    settings,
-                    collection=collection,
-                    since=since,
-                    out=out,
-                    seed=seed,
-                    synthetic=synthetic,
-                    min_labels=min_labels,
-                )
-            except TooFewLabels as exc:
-                for line in exc.counts.lines():
-                    click.echo(line)
-                raise
-            for line in refit.lines():
-                click.echo(line)
-            return
-        assert collection is not None
-        outcome = calibrate_collection(
-            settings,
-            collection,
-            questions=questions,
-            max_cost_micro_usd=parse_max_cost_usd(max_cost_usd),
-            seed=seed,
-            progress=not quiet,
-            out=out,
-            synthetic_gate=synthetic_gate,
-        )
-    except (RunError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    for line in outcome.lines():
-        click.echo(line)
-    if outcome.stopped:
-        sys.exit(EXIT_COST_LIMIT)
 
 
 def register(cli: click.Group) -> None:

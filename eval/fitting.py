@@ -36,10 +36,12 @@ def fit_decision(
     regularization_c: float | None,
     names: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
+    trees: bool = True,
 ) -> tuple[DecisionFit, list[float], Calibration] | None:
     """Choose C, score out of fold, and fit on all rows (on ``names``, default all features); None when a
     label has fewer than 3 examples. With rows from two or more distributions (``groups``), a feature
-    whose sign differs between them is left out, and AUROC is also given per distribution."""
+    whose sign differs between them is left out, and AUROC is also given per distribution. ``trees``
+    False skips the gradient-boosted comparison (a report line, most of a fit's time; never in the file)."""
     names = known_features(features, FEATURES if names is None else names)
     if sum(labels) < 3 or len(labels) - sum(labels) < 3:
         return None
@@ -59,7 +61,7 @@ def fit_decision(
         positives=sum(labels),
         regularization_c=c,
         auroc=auroc(labels, oof),
-        auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed, names)),
+        auroc_trees=auroc(labels, trees_out_of_fold(features, labels, folds, seed, names)) if trees else None,
         features=tuple(names),
         auroc_by_distribution=auroc_by_group(labels, oof, grouped) if grouped is not None else {},
         sign_flips=tuple(flips),

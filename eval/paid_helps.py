@@ -48,6 +48,7 @@ def fit_paid_helps(
     regularization_c: float | None,
     names: Sequence[str] | None,
     groups: Sequence[str] | None = None,
+    trees: bool = True,
 ) -> PaidHelpsFit | None:
     """Fit P(paid helps) and score it out of fold with the other two models' out-of-fold probabilities.
 
@@ -72,6 +73,7 @@ def fit_paid_helps(
         regularization_c=regularization_c,
         names=names,
         groups=None if groups is None else [groups[i] for i in fitted_on],
+        trees=trees,
     )
     if fitted is None and mixed and fitted_on:
         fitted = _constant_rate([bool(paid_right[i]) for i in fitted_on], names, regularization_c)

@@ -69,6 +69,7 @@ class CascadeAnswer(Answer):
     confidence: float | None = None
     answerable: float | None = None  # P(the sources answer the question), when the calibration has a gate
     paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong), when modelled
+    paid_helps_source: str = ""  # whence paid_helps: a calibration fitted for the paid model, or its prior
     action: str = ""  # what the cascade decided: local | escalate | abstain ("" when nothing was decided)
     expected_cost_usd: float = 0.0  # what the decided action was expected to spend (the paid call)
     expected_loss_usd: dict[str, float] = field(default_factory=dict)  # per action, by the expected-loss rule
@@ -121,6 +122,7 @@ class CascadeAnswer(Answer):
             "confidence": self.confidence,
             "answerable": self.answerable,
             "paid_helps": self.paid_helps,
+            "paid_helps_source": self.paid_helps_source or None,
             "action": self.action or None,
             "expected_cost_usd": round(self.expected_cost_usd, 6),
             "low_confidence": self.low_confidence,

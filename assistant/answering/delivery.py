@@ -101,6 +101,7 @@ class Delivery:
             confidence=decision.confidence,
             answerable=decision.answerable,
             paid_helps=decision.judgement.p_paid_helps if decision.judgement else None,
+            paid_helps_source=decision.judgement.paid_helps_source if decision.judgement else "",
             action=decision.action,
             expected_cost_usd=decision.expected_cost_usd,
             expected_loss_usd=dict(decision.expected_loss_usd),

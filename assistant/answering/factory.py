@@ -24,9 +24,16 @@ if TYPE_CHECKING:
 
 def build_evaluator(settings: Settings, embedder: Embedder) -> Evaluator:
     """The evaluator with the configured calibration file (the bundled one by default), and each
-    collection's own from ``penny calibrate`` where there is one."""
+    collection's own from ``penny calibrate`` where there is one; told the running paid model (when a
+    paid tier is configured) with the price table's prior for it."""
+    from assistant.calibration import PaidModel
+    from assistant.ledger import PriceTable
+
     default = Calibration.load(settings.cascade.calibration_file)
-    return Evaluator(Calibrations(default, settings.calibration_dir), embedder)
+    paid = None
+    if settings.paid.base_url:
+        paid = PaidModel.from_prices(settings.paid.model, PriceTable.load(settings.ledger.prices_file))
+    return Evaluator(Calibrations(default, settings.calibration_dir), embedder, paid)
 
 
 def build_cache(settings: Settings, embedder: Embedder) -> SemanticCache | None:

@@ -152,6 +152,8 @@ def create_app(
         shadow = penny.cascade.delivery.shadow
         if shadow is not None:
             service_metrics.watch_shadow(shadow)  # live precision estimate on /metrics
+        penny.warn_calibration_mismatches()  # fitted for other models than these: said once, at start-up
+        service_metrics.watch_calibrations(penny.calibration_mismatches)
         if warm_up:
             penny.warm_up()  # load models before the first request, so "ready" means ready
 

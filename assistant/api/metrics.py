@@ -8,16 +8,25 @@ both dashboards and an autoscaler (KEDA / HPA via prometheus-adapter).
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from assistant.calibration.stamp import FIELDS
 
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.shadow import ShadowSampler
+    from assistant.calibration import Mismatch
+
+log = logging.getLogger("penny.api")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -100,6 +109,11 @@ class ServiceMetrics:
         )
         labels.set_function(shadow.label_count)
 
+    def watch_calibrations(self, read: Callable[[], dict[str, list[Mismatch]]]) -> None:
+        """``penny_calibration_mismatch``, read at scrape time, so a calibration refitted while serving
+        clears it."""
+        self.registry.register(CalibrationCollector(read))
+
     def observe_answer(self, answer: CascadeAnswer) -> None:
         """Count one answer: its tier, latency, escalation or degradation, and cost."""
         self.answers.labels(tier=answer.tier).inc()
@@ -114,6 +128,32 @@ class ServiceMetrics:
         for tier_name, cost in (("local", answer.local_cost_micro_usd), ("paid", answer.paid_cost_micro_usd)):
             if cost:
                 self.cost.labels(tier=tier_name).inc(cost)
+
+
+class CalibrationCollector(Collector):
+    """One gauge per calibration (``collection``: a collection's own, or ``*`` the default) and stamp
+    field: 1 where the running Penny differs from what it was fitted for, else 0."""
+
+    def __init__(self, read: Callable[[], dict[str, list[Mismatch]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "penny_calibration_mismatch",
+            "1 where the running models, answer style or prompt differ from what the calibration was fitted "
+            "for (collection *: the default calibration); the start-up log says what to do.",
+            labels=["collection", "field"],
+        )
+        try:
+            found = self._read()
+        except Exception:  # a scrape never fails on it; the log says why
+            log.exception("could not compare the calibrations with the running models")
+            found = {}
+        for collection, mismatches in found.items():
+            differ = {m.field for m in mismatches}
+            for name in FIELDS:
+                gauge.add_metric([collection, name], 1.0 if name in differ else 0.0)
+        yield gauge
 
 
 def _reason_kind(reason: str) -> str:

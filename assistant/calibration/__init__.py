@@ -1,5 +1,6 @@
-"""The evaluator's calibration: the models and their file (:mod:`.model`), each collection's own file
-(:mod:`.store`), the fitting (:mod:`.fitting`) and the core of self-calibration (:mod:`.self_calibration`).
+"""The evaluator's calibration: the models and their file (:mod:`.model`), what a file was fitted for and
+what differs in the running Penny (:mod:`.stamp`), each collection's own file (:mod:`.store`), the fitting
+(:mod:`.fitting`) and the core of self-calibration (:mod:`.self_calibration`).
 The service, the CLI and ``eval`` build on it; it imports nothing from ``eval``."""
 
 from assistant.calibration.fitting import auroc, fit
@@ -17,6 +18,16 @@ from assistant.calibration.self_calibration import (
     collection_work_dir,
     refit_from_ledger,
 )
+from assistant.calibration.stamp import (
+    LocalModelId,
+    Mismatch,
+    PaidModel,
+    RunCount,
+    Running,
+    Stamp,
+    mismatches,
+    running,
+)
 from assistant.calibration.store import Calibrations, collection_calibration_path
 
 __all__ = [
@@ -27,11 +38,19 @@ __all__ = [
     "LabelledAnswers",
     "LedgerRefit",
     "TooFewLabels",
+    "LocalModelId",
+    "Mismatch",
+    "PaidModel",
+    "RunCount",
+    "Running",
+    "Stamp",
     "auroc",
     "collection_calibration_path",
     "collection_work_dir",
     "default_calibration_path",
     "fit",
+    "mismatches",
     "paid_helps_mixture",
     "refit_from_ledger",
+    "running",
 ]

@@ -5,7 +5,9 @@ Coefficients live in a JSON file (one ships; ``python -m eval calibrate`` refits
 :func:`assistant.calibration.fitting.fit`). The file carries a ``format_version`` so an older Penny refuses
 a file it would misread instead of silently mis-scoring answers. Version 2 added ``paid_helps``; version 3
 conditions it on the question being answerable and adds ``paid_helps_unanswerable``
-(:func:`paid_helps_mixture`). Older files still load and mean what they meant.
+(:func:`paid_helps_mixture`); version 4 adds the ``stamp``, what the file was fitted for
+(:mod:`assistant.calibration.stamp`). Older files still load and mean what they meant; one without a stamp
+is reported as fitted for unknown models, and its P(paid helps) is used for any paid model.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from assistant.answering.judge.features import FEATURES, OPTIONAL_FEATURES
+from assistant.calibration.stamp import PaidModel, Stamp
 from assistant.errors import PennyError
 
-FORMAT_VERSION = 3  # 3: paid_helps given answerable, + paid_helps_unanswerable; 2: paid_helps; 1: neither
+# 4: + stamp; 3: paid_helps given answerable, + paid_helps_unanswerable; 2: paid_helps; 1: neither
+FORMAT_VERSION = 4
 
 
 class CalibrationError(PennyError, ValueError):
@@ -47,7 +51,8 @@ class Calibration:
     rate on unanswerable questions (the paid tier must abstain to be right there): the two differ widely
     and P(answerable) says which applies (:func:`paid_helps_mixture`). In older files ``paid_helps`` is
     P(the paid answer is right | the local one is wrong) on all questions, used as it is.
-    ``abstain_below`` is the threshold rule's gate on P(answerable).
+    ``abstain_below`` is the threshold rule's gate on P(answerable). ``stamp`` (the top-level model's
+    only) says what the file was fitted for.
     """
 
     features: list[str]
@@ -60,6 +65,7 @@ class Calibration:
     abstain_below: float = 0.0
     paid_helps: Calibration | None = None
     paid_helps_unanswerable: float | None = None
+    stamp: Stamp | None = None
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.features if name not in FEATURES]
@@ -112,6 +118,37 @@ class Calibration:
             local_abstained=local_abstained,
         )
 
+    def features_read(self) -> list[str]:
+        """Every feature one of its models reads, in the order they first appear (the stamp's set)."""
+        names = list(self.features)
+        for model in (self.answerable, self.paid_helps):
+            if model is not None:
+                names += [n for n in model.features if n not in names]
+        return names
+
+    def paid_helps_for(
+        self, features: Mapping[str, float], paid: PaidModel | None, *, local_abstained: bool = False
+    ) -> tuple[float | None, str]:
+        """P(the paid answer is right | the local one is wrong) for the running ``paid`` model, and where
+        the number comes from.
+
+        The fitted model when it was fitted on this model's answers (or ``paid`` is unknown, or the file
+        has no stamp to say). Otherwise the price table's prior for ``paid``, as it is for answerable and
+        unanswerable questions alike: the fitted rate on unanswerable ones (``paid_helps_unanswerable``)
+        is the other model's, and no published number for a model class separates its abstentions. With
+        neither, the other model's fit, said so; None without any (the decision then reads P(answerable)).
+        """
+        fitted_for = None if self.stamp is None else self.stamp.paid_model
+        if self.paid_helps is not None and (paid is None or fitted_for is None or paid.named(fitted_for)):
+            value = self.p_paid_helps(features, local_abstained=local_abstained)
+            return value, f"fitted for {fitted_for}" if fitted_for else "fitted (a file without a stamp)"
+        if paid is not None and paid.prior is not None:
+            return paid.prior, f"prior for {paid.name}: {paid.prior_source}"
+        if self.paid_helps is not None:
+            value = self.p_paid_helps(features, local_abstained=local_abstained)
+            return value, f"fitted for {fitted_for}, not {paid.name if paid else 'this model'} (no prior)"
+        return None, "not modelled: P(answerable)"
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         version = int(data.get("format_version", 1))
@@ -132,10 +169,16 @@ class Calibration:
             abstain_below=float(data.get("abstain_below", 0.0)),
             paid_helps=cls.from_dict(paid_helps) if paid_helps else None,
             paid_helps_unanswerable=_optional_float(data.get("paid_helps_unanswerable")),
+            stamp=Stamp.from_dict(data["stamp"]) if data.get("stamp") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
+        data = {"format_version": FORMAT_VERSION, **asdict(self)}
+        data["stamp"] = None if self.stamp is None else self.stamp.to_dict()
+        for name in ("answerable", "paid_helps"):
+            if data[name] is not None:
+                data[name].pop("stamp")  # one stamp, the file's
+        return data
 
     @classmethod
     def load(cls, path: Path | None = None) -> Calibration:

@@ -20,6 +20,9 @@ from assistant.calibration.ledger_labels import LabelCounts, ledger_labels
 from assistant.calibration.model import CalibrationError
 
 if TYPE_CHECKING:
+    from assistant.calibration.model import Calibration
+    from assistant.calibration.stamp import Stamp
+    from assistant.ledger import AnswerFeedback, PriceTable, ShadowLabel
     from assistant.settings import Settings
 
 
@@ -84,7 +87,7 @@ def refit_from_ledger(
     both outcomes among them: below that, P(local correct) raises :class:`TooFewLabels` and nothing is
     written; P(answerable) is kept from the current calibration. P(paid helps) is always kept: the ledger's
     labels for it are one-sided (a paid answer is rated only when it was served) and few, so they are
-    counted, not fitted. Each model reads the features the current calibration's does: a feature left out
+    counted, not fitted, and so is the paid model its stamp names. Each model reads the features the current calibration's does: a feature left out
     of it (a sign flip between distributions, or ``--exclude``) stays out."""
     from assistant.calibration.fitting import feature_sets, fit
     from assistant.calibration.model import Calibration
@@ -103,12 +106,12 @@ def refit_from_ledger(
     names = feature_sets(base)
     ledger = open_ledger(settings, paid_models=())
     try:
-        labels = ledger_labels(
-            ledger.shadow_labels(collection=collection, since=since),
-            ledger.answer_feedback(collection=collection, since=since),
-        )
+        shadow = list(ledger.shadow_labels(collection=collection, since=since))
+        feedback = list(ledger.answer_feedback(collection=collection, since=since))
+        prices = ledger.prices
     finally:
         ledger.close()
+    labels = ledger_labels(shadow, feedback)
     rows, correct = labels.for_model("local_correct", names["local_correct"])
     answerable_rows, answerable = labels.for_model("answerable", names["answerable"])
     if synthetic is not None:
@@ -160,8 +163,48 @@ def refit_from_ledger(
             f"answerable), fewer than {minimum} or fewer than 3 of either outcome"
         )
     model.paid_helps, model.paid_helps_unanswerable = base.paid_helps, base.paid_helps_unanswerable
+    model.stamp = _ledger_stamp(settings, prices, model, base, counts, _latest(shadow, feedback), collection)
     model.save(target)
     return LedgerRefit(target, counts, scores, kept)
+
+
+def _ledger_stamp(
+    settings: Settings,
+    prices: PriceTable,
+    model: Calibration,
+    base: Calibration,
+    counts: LabelCounts,
+    latest: datetime | None,
+    collection: str | None,
+) -> Stamp:
+    """A refit from the ledger is fitted for the running local model, answer style and prompt (the labels'
+    answers were served with them), and for the paid model its kept P(paid helps) was fitted on."""
+    from assistant.calibration.stamp import RunCount, Stamp, running
+    from assistant.local.registry import ModelRegistry
+
+    now = running(settings, ModelRegistry(settings.model_cache_dir), prices)
+    data = [
+        RunCount("ledger shadow labels", counts.shadow),
+        RunCount("ledger feedback", sum(counts.ratings.values())),
+    ]
+    if counts.synthetic:
+        data.append(RunCount(f"penny calibrate --collection {collection}", counts.synthetic))
+    return Stamp(
+        local_model=now.local_model,
+        paid_model=None if base.stamp is None else base.stamp.paid_model,
+        answer_style=now.answer_style,
+        prompt_version=now.prompt_version,
+        features=tuple(model.features_read()),
+        data=tuple(data),
+        date=None if latest is None else latest.date().isoformat(),
+        source="penny calibrate --from-ledger" + (f" --collection {collection}" if collection else ""),
+    )
+
+
+def _latest(shadow: Sequence[ShadowLabel], feedback: Sequence[AnswerFeedback]) -> datetime | None:
+    dates = [label.created_at for label in shadow if label.created_at is not None]
+    dates += [item.updated_at for item in feedback]
+    return max(dates) if dates else None
 
 
 def _oof_auroc(

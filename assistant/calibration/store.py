@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from assistant.calibration.model import Calibration, CalibrationError
+from assistant.calibration.stamp import DEFAULT, Mismatch, Running, mismatches
 
 log = logging.getLogger("penny.calibration")
 
@@ -52,3 +53,20 @@ class Calibrations:
         with self._lock:
             self._loaded[collection] = (mtime, calibration)
         return calibration
+
+    def collections(self) -> list[str]:
+        """The collections with their own calibration file, by name."""
+        if self.directory is None or not Path(self.directory).is_dir():
+            return []
+        names = (path.stem for path in Path(self.directory).glob("*.json"))
+        return sorted(name for name in names if _COLLECTION_NAME.match(name))
+
+    def mismatches(self, now: Running) -> dict[str, list[Mismatch]]:
+        """What differs between ``now`` and what each calibration was fitted for: the default's under
+        :data:`~assistant.calibration.stamp.DEFAULT`, then each collection's own, by name."""
+        found = {DEFAULT: mismatches(self.default.stamp, now)}
+        for collection in self.collections():
+            calibration = self.for_collection(collection)
+            if calibration is not self.default:  # an unreadable file is logged and judged by the default
+                found[collection] = mismatches(calibration.stamp, now, collection)
+        return found

@@ -98,7 +98,8 @@ def ask(
         served += " (low confidence)" if answer.low_confidence else ""
         click.echo(f"P(answerable):       {probability(answer.answerable)}")
         click.echo(f"P(local correct):    {probability(answer.confidence)}")
-        click.echo(f"P(paid helps):       {probability(answer.paid_helps)}")
+        source = f"  ({answer.paid_helps_source})" if answer.paid_helps_source else ""
+        click.echo(f"P(paid helps):       {probability(answer.paid_helps)}{source}")
         if answer.expected_loss_usd:
             losses = "  ".join(f"{a} ${v:.5f}" for a, v in answer.expected_loss_usd.items())
             click.echo(f"expected loss:       {losses}")

@@ -57,6 +57,11 @@ class ModelPrice:
     source: str
     aliases: tuple[str, ...] = ()
     priced_as: str | None = None
+    # P(the paid answer is right | the local one is wrong) stated for a model no calibration has labels
+    # for (assistant/calibration/stamp.py: PaidModel), with where the number comes from. Not money: never
+    # inherited through priced_as (a stand-in priced as gpt-4o does not answer like it).
+    paid_helps_prior: float | None = None
+    paid_helps_prior_source: str | None = None
 
     def cost_micro_usd(self, usage: Usage) -> int:
         uncached = usage.prompt_tokens - usage.cached_prompt_tokens
@@ -124,6 +129,7 @@ class PriceTable:
             if not isinstance(effective, date):
                 raise PriceTableError(f"{where}: {name}.effective must be a TOML date (YYYY-MM-DD)")
             micro = {f: usd_to_micro(source_entry[f], f"{name}.{f}") for f in PRICE_FIELDS}
+            prior, prior_source = _paid_helps_prior(entry, f"{where}: {name}")
             models[name] = ModelPrice(
                 model=name,
                 input_micro_usd_per_1m=micro["input"],
@@ -133,6 +139,8 @@ class PriceTable:
                 source=str(entry["source"]),
                 aliases=tuple(entry.get("aliases", ())),
                 priced_as=entry.get("priced_as"),
+                paid_helps_prior=prior,
+                paid_helps_prior_source=prior_source,
             )
         lookup: dict[str, ModelPrice] = {}
         for price in models.values():
@@ -180,3 +188,17 @@ class PriceTable:
             raise ValueError(f"worker_seconds must be a finite non-negative number, got {worker_seconds!r}")
         per_hour = self.local_micro_usd_per_hour if micro_usd_per_hour is None else micro_usd_per_hour
         return math.ceil(Decimal(str(worker_seconds)) * per_hour / 3600)
+
+
+def _paid_helps_prior(entry: Mapping[str, Any], where: str) -> tuple[float | None, str | None]:
+    """A model's stated P(paid helps) and its source: both or neither, the rate in [0, 1]."""
+    prior, source = entry.get("paid_helps_prior"), entry.get("paid_helps_prior_source")
+    if prior is None:
+        if source is not None:
+            raise PriceTableError(f"{where}: paid_helps_prior_source without paid_helps_prior")
+        return None, None
+    if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 <= prior <= 1.0:
+        raise PriceTableError(f"{where}.paid_helps_prior must be a number in [0, 1], got {prior!r}")
+    if not source:
+        raise PriceTableError(f"{where}: paid_helps_prior needs paid_helps_prior_source (where it is from)")
+    return float(prior), str(source)

@@ -194,6 +194,30 @@ class ModelRegistry:
         self._record_verified(spec, target)
         return target
 
+    def sha256(self, name_or_path: str) -> str:
+        """The model's sha256: a registry model's is known (and checked when it is assembled); a user's own
+        file is hashed once and the hash kept by path, size and mtime (a 400 MB file takes seconds to hash,
+        too long for every start), so an edited or replaced file is hashed again."""
+        candidate = Path(name_or_path).expanduser()
+        if not (name_or_path.endswith(".gguf") or candidate.is_file()):
+            return self.spec(name_or_path).sha256
+        path = check_gguf_file(candidate)
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()
+        marker = self.cache_dir / "hashes" / f"{key}.json"
+        stamp = _stamp(path)
+        try:
+            recorded = json.loads(marker.read_text())
+            if {k: recorded.get(k) for k in stamp} == stamp and isinstance(recorded.get("sha256"), str):
+                return str(recorded["sha256"])
+        except (OSError, ValueError):
+            pass
+        digest = sha256_of(path)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        partial = marker.with_suffix(f".partial-{os.getpid()}")
+        partial.write_text(json.dumps({**stamp, "sha256": digest}))
+        os.replace(partial, marker)  # another process reading it sees the old record or the new one
+        return digest
+
     def _assemble(self, spec: ModelSpec, sources: list[Path], target: Path) -> None:
         """Concatenate parts into ``target`` while hashing; only a verified file is renamed into place."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def test_calibration_save_load_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "calibration.json"
     calibration.save(path)
     assert Calibration.load(path) == calibration
-    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 3
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION == 4
 
 
 def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused(tmp_path: Path) -> None:
@@ -65,10 +65,10 @@ def test_files_without_a_format_version_are_version_1_and_newer_ones_are_refused
     assert "format_version" not in json.loads(old.read_text())
     assert Calibration.load(old).paid_helps is None and Calibration.load(old).answerable is not None
     data = Calibration.load().to_dict()
-    data["format_version"] = 4
+    data["format_version"] = FORMAT_VERSION + 1
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(data))
-    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 4 is newer"):
+    with pytest.raises(CalibrationError, match=r"newer.json: calibration format_version 5 is newer"):
         Calibration.load(newer)
 
 

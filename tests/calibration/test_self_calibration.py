@@ -64,6 +64,14 @@ def test_a_refit_fits_on_the_labels_handed_in_when_the_ledger_has_none(settings:
     assert fitted.meta["synthetic"] == 30 and fitted.meta["min_labels"] == 30
     assert fitted.answerable is not None and "answerable" in refit.auroc
     assert fitted.paid_helps is not None  # kept from the default: no label says it
+    # Fitted for the running local model and style; P(paid helps) still for the default's paid model.
+    assert fitted.stamp is not None
+    assert (fitted.stamp.local_model.name, fitted.stamp.answer_style) == ("qwen2.5-0.5b", "auto")
+    assert fitted.stamp.paid_model == "qwen2.5-1.5b"
+    assert [(d.run, d.questions) for d in fitted.stamp.data] == [
+        ("ledger shadow labels", 0),
+        ("penny calibrate --collection docs", 30),
+    ]
     assert refit.lines()[-1] == f"calibration written to {refit.path}"
 
 

@@ -429,3 +429,27 @@ def test_paid_helps_is_fitted_on_answerable_questions_and_mixed_with_the_unanswe
     answerable_wrong = [fitted.oof[i] for i in wrong if has_answer[i] and paid_right[i]]
     unanswerable_wrong = [fitted.oof[i] for i in wrong if not has_answer[i]]
     assert min(answerable_wrong) > max(unanswerable_wrong)
+
+
+def test_a_fit_is_stamped_with_what_its_runs_were_answered_with(tmp_path: Path) -> None:
+    from assistant.calibration import LocalModelId
+    from assistant.local.registry import REGISTRY
+
+    for name, seed, date in (("real", 1, "2026-11-30"), ("synthetic", 2, "2026-12-01")):
+        _gate_run(tmp_path / name, seed=seed, support_sign=+1.0)
+        meta = json.loads((tmp_path / name / "run.json").read_text())
+        meta |= {"local_model": "qwen2.5-0.5b", "paid_model": "gpt-4o", "answer_style": "concise"}
+        meta |= {"prompt_version": 1, "date": date}  # a run before them said nothing of the sha256
+        (tmp_path / name / "run.json").write_text(json.dumps(meta))
+    runs = [tmp_path / "real", tmp_path / "synthetic"]
+    stamp = Calibration.load(calibrate(runs, seed=0, cost_cap=0.6, trees=False).path).stamp
+    assert stamp is not None
+    assert stamp.local_model == LocalModelId("qwen2.5-0.5b", REGISTRY["qwen2.5-0.5b"].sha256)
+    assert (stamp.paid_model, stamp.answer_style, stamp.prompt_version) == ("gpt-4o", "concise", 1)
+    assert [(d.run, d.questions) for d in stamp.data] == [("real", 120), ("synthetic", 120)]
+    assert stamp.date == "2026-12-01"  # the newest data's: the same runs make the same stamp
+    assert stamp.source.startswith("python -m eval calibrate")
+    meta = json.loads((tmp_path / "synthetic" / "run.json").read_text())
+    (tmp_path / "synthetic" / "run.json").write_text(json.dumps(meta | {"local_model": "/models/mine.gguf"}))
+    with pytest.raises(RunError, match=r"different local models: qwen2\.5-0\.5b \(real\), /models/mine"):
+        calibrate(runs, seed=0, cost_cap=0.6, trees=False)

@@ -104,6 +104,34 @@ def test_malformed_price_tables_are_rejected(tmp_path: Path) -> None:
         PriceTable.load(broken)
 
 
+def test_a_paid_model_states_its_prior_with_its_source_and_a_stand_in_does_not_inherit_it(
+    prices: PriceTable,
+) -> None:
+    big = prices.price("gpt-4o")
+    assert big.paid_helps_prior == 0.798 and "simple-evals" in str(big.paid_helps_prior_source)
+    assert prices.price("gpt-4o-mini").paid_helps_prior == 0.797
+    stand_in = prices.price("qwen2.5-1.5b")  # priced as gpt-4o, but does not answer like it
+    assert stand_in.paid_helps_prior != big.paid_helps_prior and stand_in.paid_helps_prior_source
+    entry = {
+        "input": 1,
+        "cached_input": 0.5,
+        "output": 2,
+        "source": "x",
+        "effective": datetime(2024, 1, 1).date(),
+    }
+    table = {"version": "v1", "local": {"usd_per_hour": 0.1}}
+    assert PriceTable.from_dict({**table, "models": {"m": entry}}).price("m").paid_helps_prior is None
+    bad = {
+        "above 1": {"paid_helps_prior": 1.5, "paid_helps_prior_source": "s"},
+        "no source": {"paid_helps_prior": 0.5},
+        "source alone": {"paid_helps_prior_source": "s"},
+        "not a number": {"paid_helps_prior": "high", "paid_helps_prior_source": "s"},
+    }
+    for why, fields in bad.items():
+        with pytest.raises(PriceTableError, match="paid_helps_prior"):
+            PriceTable.from_dict({**table, "models": {"m": {**entry, **fields}}}, why)
+
+
 # -- schema ------------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from assistant.answering.judge.features import extract_features
 from assistant.calibration import Calibration, Calibrations
 
 if TYPE_CHECKING:
+    from assistant.calibration import PaidModel
     from assistant.local.backend import Generation
     from index.embedding import Embedder
     from index.retrieval import Passage
@@ -29,21 +30,26 @@ class Judgement:
     features: dict[str, float] = field(default_factory=dict)
     local_abstained: bool = False
     p_paid_helps: float | None = None  # P(the paid answer is right | the local one is wrong); None: no model
+    paid_helps_source: str = ""  # where p_paid_helps comes from: a fit for this paid model, or its prior
 
 
 class Evaluator:
     """Judges a local answer with the calibration's models over :mod:`~assistant.answering.judge.features`:
-    the collection's own calibration when ``penny calibrate`` fitted one, else the default."""
+    the collection's own calibration when ``penny calibrate`` fitted one, else the default. ``paid`` is
+    the running paid model: P(paid helps) is a calibration's fit only when it was fitted on that model's
+    answers, else the price table's prior for it (:meth:`Calibration.paid_helps_for`)."""
 
     def __init__(
         self,
         calibration: Calibration | Calibrations,
         embedder: Embedder | None = None,
+        paid: PaidModel | None = None,
     ) -> None:
         self.calibrations = (
             calibration if isinstance(calibration, Calibrations) else Calibrations(calibration)
         )
         self._embedder = embedder
+        self.paid = paid
 
     @property
     def calibration(self) -> Calibration:
@@ -75,11 +81,13 @@ class Evaluator:
         abstained = bool(features["abstained"])
         # An echo of the question or a bare title is wrong whatever its logprobs say (features.is_degenerate).
         degenerate = bool(features.get("degenerate"))
+        paid_helps, source = calibration.paid_helps_for(features, self.paid, local_abstained=abstained)
         return Judgement(
             p_correct=0.0 if degenerate else calibration.probability(features),
             p_answerable=calibration.p_answerable(features),
             abstain_below=calibration.abstain_below,
             features=features,
             local_abstained=abstained,
-            p_paid_helps=calibration.p_paid_helps(features, local_abstained=abstained),
+            p_paid_helps=paid_helps,
+            paid_helps_source=source,
         )

@@ -21,6 +21,11 @@ from index.retrieval import Passage
 
 ABSTAIN_PHRASE = "I don't know based on the documents."
 
+# What a calibration's features were measured on (its stamp records it): bump it with any change to what the
+# local model reads (the system prompts, the sources' layout, the transcript, the prompt diet), so a
+# calibration fitted before the change is reported as not fitted for this prompt (assistant/calibration).
+PROMPT_VERSION = 1
+
 AnswerStyle = Literal["concise", "sentence"]
 StyleSetting = Literal["auto", "concise", "sentence"]  # auto: by the question's kind (answer_type.py)
 ANSWER_STYLES: tuple[str, ...] = ("auto", "concise", "sentence")
