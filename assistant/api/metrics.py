@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
     from assistant.answering.shadow import ShadowSampler
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+
+# When the HTTP request being handled arrived (perf_counter), set by the middleware for its task.
+_RECEIVED: ContextVar[float | None] = ContextVar("penny_received", default=None)
+
+
+def received_at() -> float:
+    """When the current HTTP request arrived (perf_counter); now, outside one."""
+    received = _RECEIVED.get()
+    return time.perf_counter() if received is None else received
 
 
 class ServiceMetrics:
@@ -77,7 +87,8 @@ class ServiceMetrics:
         )
         self.first_token_seconds = Histogram(
             "penny_time_to_first_token_seconds",
-            "Streamed answers: time to the first content chunk.",
+            "Streamed answers: from the request's arrival to its first content chunk, by the answer's tier.",
+            ["tier"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -130,6 +141,7 @@ def metrics_middleware(metrics: ServiceMetrics) -> Any:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
+            _RECEIVED.set(started)  # this task's (and its children's) request
             status = 500
 
             async def capture(message: Message) -> None:
