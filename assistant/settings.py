@@ -234,7 +234,7 @@ class ServerSettings(BaseModel):
         default=30, description="How long in-flight requests may finish on stop."
     )
     max_queue_wait_s: float | None = Field(
-        default=30.0,
+        default=20.0,
         gt=0,
         description="Load shedding: a request the local tier's worker pool could not start within this "
         "many seconds gets HTTP 503 with Retry-After, at once when the expected wait (requests ahead x "

@@ -12,7 +12,7 @@ timeout), their times, the slowest against the bound plus one answer, the shed m
 ledger balances (no reservation left open, an answer row per answer).
 
     .venv/bin/python benchmarks/bench_overload.py [--model smollm2-135m] [--bound 10] [--factor 3]
-        [--max-tokens 48] [--postgresql]
+        [--requests N] [--max-tokens 48] [--postgresql]
 
 Prints numbers; asserts nothing.
 """
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--bound", type=float, default=10.0, help="server.max_queue_wait_s")
     parser.add_argument("--factor", type=float, default=3.0, help="the flood, in multiples of capacity")
+    parser.add_argument("--requests", type=int, default=None, help="flood size (default: from --factor)")
     parser.add_argument("--max-tokens", type=int, default=48)
     parser.add_argument("--warm-answers", type=int, default=3)
     parser.add_argument(
@@ -90,7 +91,7 @@ def main() -> None:
         penny = Penny(settings)
         penny.ingester().ingest([REPO / "samples"])
         penny.ledger.add_user("flood")
-        penny.ledger.set_budget("flood", 2000, "day")  # a few paid worst cases
+        penny.ledger.set_budget("flood", 600, "day")  # two paid worst cases at a time
         key = penny.ledger.create_key("flood")[1]
         base = stack.enter_context(running_server(create_app(settings, penny), startup_timeout_s=300))
         pool = penny.pool
@@ -101,14 +102,15 @@ def main() -> None:
         service_s = statistics.median(pool.timings.service_s)
         slots = pool.dispatcher.slots_total
         capacity = slots * (args.bound + service_s) / service_s
-        size = max(len(MIX), math.ceil(args.factor * capacity))
+        size = args.requests or max(len(MIX), math.ceil(args.factor * capacity))
         shots = [
             Shot(*MIX[n % len(MIX)], QUESTIONS[n % len(QUESTIONS)])  # type: ignore[misc]
             for n in range(size)
         ]
         print(
             f"model {args.model}, {slots} slot(s), service p50 {service_s:.2f} s, bound {args.bound:g} s: "
-            f"capacity ~{capacity:.0f} requests per bound + answer; flood {size} at once ({args.factor:g}x)"
+            f"capacity ~{capacity:.0f} requests per bound + answer; flood {size} at once "
+            f"({size / capacity:.1f}x)"
         )
         began = time.perf_counter()
         outcomes = flood(base, key, shots)
@@ -131,6 +133,14 @@ def report(outcomes: list[Outcome], bound: float, one_answer: float, wall: float
     print(f"  503 after waiting {len(late):4d}  {seconds(late)}")
     print(f"  client timeout    {len(timed_out):4d}")
     print(f"  other errors      {len(other):4d}  {[(o.status, o.error) for o in other][:3]}")
+    for profile, stream in MIX:
+        mine = [o for o in outcomes if (o.shot.profile, o.shot.stream) == (profile, stream)]
+        late_ones = [round(o.seconds, 1) for o in mine if o.timed_out or o.seconds >= bound]
+        print(
+            f"    {profile + (' stream' if stream else ''):<18} {len(mine):3d}: answered "
+            f"{sum(o.answered for o in mine):3d}, 503 {sum(o.shed for o in mine):3d}, timed out "
+            f"{sum(o.timed_out for o in mine):2d}; past the bound: {late_ones}"
+        )
     slowest = max(o.seconds for o in outcomes)
     print(
         f"  slowest {slowest:.2f} s vs bound + one answer {bound + one_answer:.2f} s "
