@@ -63,6 +63,7 @@ test-slow: install-dev
 
 bench: install-dev
 	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_overload.py
 	$(BIN)/python benchmarks/bench_ledger.py
 	$(BIN)/python benchmarks/bench_logprobs.py
 	$(BIN)/python benchmarks/bench_pool.py

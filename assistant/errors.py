@@ -18,7 +18,8 @@ statuses in one table (``assistant/api/errors.py``).
     │                                x-ratelimit-*)
     ├── AlertConfigError             assistant.alerts.webhook: a webhook URL without a secret (start-up)
     ├── LimiterUnavailable           assistant.limits: Redis down and limits.on_redis_error = refuse (503)
-    ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504)
+    ├── PoolError                    assistant.local.pool: PoolUnavailable (503), PoolDeadlineExceeded (504),
+    │                                PoolOverloaded (503, Retry-After: shed before it started)
     ├── ModelError                   assistant.local.registry: a GGUF model that cannot be assembled
     └── CalibrationError             assistant.calibration: an unusable calibration file
 """

@@ -156,10 +156,13 @@ class Penny:
         if not self.pool_enabled:
             return None
         pool_settings = self.settings.pool.model_copy(update={"enabled": True})  # as GET /v1/pool shows it
+        shedding_bound = self.settings.server.max_queue_wait_s
         if pool_settings.remote_urls:
             from assistant.local.pool.remote import RemotePool
 
-            return RemotePool(pool_settings.remote_urls, pool_settings).start()
+            return RemotePool(
+                pool_settings.remote_urls, pool_settings, max_queue_wait_s=shedding_bound
+            ).start()
         from assistant.local.pool.manager import WorkerPool
         from assistant.local.pool.sizing import sized
 
@@ -167,7 +170,13 @@ class Penny:
         path = self.registry.path(models.local)
         # Each HTTP process runs its own pool, so they share the host's room for workers.
         pool_settings = sized(pool_settings, processes=self.settings.server.workers)
-        return WorkerPool(path, pool_settings, n_ctx=models.n_ctx, model_name=models.local).start()
+        return WorkerPool(
+            path,
+            pool_settings,
+            n_ctx=models.n_ctx,
+            model_name=models.local,
+            max_queue_wait_s=shedding_bound,
+        ).start()
 
     @property
     def local_backend(self) -> LocalBackend:

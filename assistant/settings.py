@@ -240,6 +240,15 @@ class ServerSettings(BaseModel):
     graceful_shutdown_s: int = Field(
         default=30, description="How long in-flight requests may finish on stop."
     )
+    max_queue_wait_s: float | None = Field(
+        default=20.0,
+        gt=0,
+        description="Load shedding: a request the local tier's worker pool could not start within this "
+        "many seconds gets HTTP 503 with Retry-After, at once when the expected wait (requests ahead x "
+        "recent mean service time / slots) is over it, else when it has waited this long; a started answer "
+        "is never cut. Keep it plus one answer's time under your clients' timeout. None: never shed (wait "
+        "up to pool.request_deadline_s).",
+    )
 
 
 class LimitSettings(BaseModel):

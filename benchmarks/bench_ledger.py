@@ -1,18 +1,24 @@
 """Ledger throughput: answers recorded per second at 1 / 8 / 32 concurrent clients, SQLite and PostgreSQL.
 
-An answer is what the cascade writes for it: a local answer is one ``record_answer``; a paid answer is
-``reserve`` + ``mark_sent`` + ``settle`` + ``record_answer`` (baseline) or ``reserve`` + ``mark_sent`` +
-``settle(answer=...)`` (current: the answer is recorded in the settle's transaction); in the ``mixed`` run
+An answer is what the cascade writes for it: a local answer is one ``record_answer``; in the ``mixed`` run
 every fifth answer is paid. Each client is its own budgeted user (the usual case: concurrent requests come
 from different people; one user's paid calls serialise on that user's budget lock by design).
 
-Every configuration runs twice in the same process, back to back: ``baseline`` rebuilds the previous
-behaviour (pool of 5 + 10 overflow, one transaction per answer row, SQLite writers waiting in SQLite's busy
-handler), ``current`` is ``Ledger.open``'s defaults (pool of 32 + 10, group commit, in-process SQLite write
-queue). Prints answers/s, median ms per answer and the ratio current / baseline; the books are checked
-after each run.
+Three modes, run in the same process, interleaved within each repeat so machine load hits them alike:
+
+- ``baseline``: pool of 5 + 10 overflow, one transaction per answer row, SQLite writers waiting in SQLite's
+  busy handler; a paid answer is ``reserve`` + ``mark_sent`` + ``settle`` + ``record_answer`` (4 commits);
+- ``previous``: ``Ledger.open``'s defaults (pool of 32 + 10, group commit, in-process SQLite write queue);
+  a paid answer is ``reserve`` + ``mark_sent`` + a settle under the budget locks with its answer row
+  (3 commits, 11 statements: the path a settle above its hold still takes);
+- ``current``: the same defaults; a paid answer is ``reserve(sent=True)`` + ``settle(answer=...)`` within the
+  hold (2 commits, 7 statements), as the cascade does now.
+
+Prints per configuration the median answers/s over ``--repeats``, the median ms per answer, statements per
+answer (counted in a separate pass) and the ratio current / previous; the books are checked after each run.
 
     .venv/bin/python benchmarks/bench_ledger.py [--answers 320] [--clients 1,8,32] [--sqlite-sync FULL,NORMAL]
+        [--mixes local,paid,mixed] [--modes baseline,previous,current] [--repeats 3]
         [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 
@@ -26,19 +32,24 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from assistant.ledger import AnswerRecord, Ledger, PriceTable, Principal, Usage
+from assistant.ledger.answers import answer_values, insert_answer
 
 MODEL = "gpt-4o-mini"
-BASELINE: dict[str, Any] = {"pool_size": 5, "group_commit": False}
-
-
-CURRENT: dict[str, Any] = {}  # Ledger.open's defaults
+# Ledger.open options and paid flow of each mode (module docstring).
+MODES: dict[str, tuple[dict[str, Any], str]] = {
+    "baseline": ({"pool_size": 5, "group_commit": False}, "four_commits"),
+    "previous": ({}, "three_commits"),
+    "current": ({}, "two_commits"),
+}
 PAID_SHARE = 5  # in the mixed run, every 5th answer is paid
+USAGE = Usage(880, 120, cached_prompt_tokens=256)
 
 
 def answer_record(ledger: Ledger, principal: Principal, request_id: str, paid_cost: int) -> AnswerRecord:
@@ -66,29 +77,67 @@ def local_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
     ledger.record_answer(answer_record(ledger, principal, request_id, 0))
 
 
-def paid_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
-    reservation = ledger.reserve(
-        request_id=request_id, principal=principal, model=MODEL, prompt_tokens=900, max_completion_tokens=256
+def reserve(ledger: Ledger, principal: Principal, request_id: str, *, sent: bool) -> Any:
+    return ledger.reserve(
+        request_id=request_id,
+        principal=principal,
+        model=MODEL,
+        prompt_tokens=900,
+        max_completion_tokens=256,
+        sent=sent,
     )
+
+
+def paid_four_commits(ledger: Ledger, principal: Principal, request_id: str) -> None:
+    """Before the answer was recorded with its charge: reserve, mark_sent, settle, record_answer."""
+    reservation = reserve(ledger, principal, request_id, sent=False)
     ledger.mark_sent(reservation)
-    usage = Usage(880, 120, cached_prompt_tokens=256)
-    if ledger.group_commit:  # the cascade now: the answer is recorded in the settle's transaction
-        ledger.settle(reservation, usage, answer=answer_record(ledger, principal, request_id, 1))
-        return
-    cost = ledger.settle(reservation, usage)  # before: settle, then record the answer
+    cost = ledger.settle(reservation, USAGE)
     ledger.record_answer(answer_record(ledger, principal, request_id, cost))
 
 
-def mixed_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
-    number = int(request_id.rsplit("-", 1)[1])
-    (paid_answer if number % PAID_SHARE == 0 else local_answer)(ledger, principal, request_id)
+def paid_three_commits(ledger: Ledger, principal: Principal, request_id: str) -> None:
+    """The previous statement sequence: reserve, mark_sent, then the settle under the budget locks (with
+    its threshold check) and the answer row in one transaction."""
+    reservation = reserve(ledger, principal, request_id, sent=False)
+    ledger.mark_sent(reservation)
+    cost = ledger.prices.cost_micro_usd(reservation.model, USAGE)
+    now = ledger._now()
+    record = answer_record(ledger, principal, request_id, 1)
+    with ledger._write() as conn:
+        charged = ledger._settle(conn, reservation, USAGE, cost, now)
+        row = answer_values(replace(record, paid_cost_micro_usd=charged), ledger.prices.version, now)
+        conn.execute(insert_answer(ledger.engine), row)
 
 
-MIXES: dict[str, Callable[[Ledger, Principal, str], None]] = {
-    "local": local_answer,
-    "paid": paid_answer,
-    "mixed": mixed_answer,
+def paid_two_commits(ledger: Ledger, principal: Principal, request_id: str) -> None:
+    """The cascade's flow: reserved as sent, settled within the hold with the answer row."""
+    reservation = reserve(ledger, principal, request_id, sent=True)
+    ledger.settle(reservation, USAGE, answer=answer_record(ledger, principal, request_id, 1))
+
+
+PAID_FLOWS: dict[str, Callable[[Ledger, Principal, str], None]] = {
+    "four_commits": paid_four_commits,
+    "three_commits": paid_three_commits,
+    "two_commits": paid_two_commits,
 }
+
+
+def flow_of(mix: str, paid: str) -> Callable[[Ledger, Principal, str], None]:
+    paid_answer = PAID_FLOWS[paid]
+    if mix == "local":
+        return local_answer
+    if mix == "paid":
+        return paid_answer
+
+    def mixed_answer(ledger: Ledger, principal: Principal, request_id: str) -> None:
+        number = int(request_id.rsplit("-", 1)[1])
+        (paid_answer if number % PAID_SHARE == 0 else local_answer)(ledger, principal, request_id)
+
+    return mixed_answer
+
+
+MIXES = ("local", "paid", "mixed")
 
 
 def users(ledger: Ledger, count: int) -> list[Principal]:
@@ -104,10 +153,13 @@ def users(ledger: Ledger, count: int) -> list[Principal]:
 
 
 def run(
-    ledger: Ledger, principals: list[Principal], mix: str, clients: int, answers: int
+    ledger: Ledger,
+    principals: list[Principal],
+    flow: Callable[[Ledger, Principal, str], None],
+    clients: int,
+    answers: int,
 ) -> tuple[float, float]:
     """(answers/s, median ms per answer) for ``answers`` answers spread over ``clients`` threads."""
-    flow = MIXES[mix]
     tag = uuid.uuid4().hex[:8]
     per_client = answers // clients
     latencies: list[float] = []
@@ -149,32 +201,69 @@ def pg_schema(admin_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def statements_per_answer(
+    ledger: Ledger, principal: Principal, flow: Callable[[Ledger, Principal, str], None], answers: int = 20
+) -> float:
+    """Statements sent per answer, one client (SQLite's explicit BEGIN left out, as PostgreSQL has none)."""
+    sent = 0
+
+    def count(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        nonlocal sent
+        sent += not sql.startswith("BEGIN")
+
+    tag = uuid.uuid4().hex[:8]
+    sa.event.listen(ledger.engine, "before_cursor_execute", count)
+    try:
+        for i in range(answers):
+            flow(ledger, principal, f"{tag}-0-{i}")
+    finally:
+        sa.event.remove(ledger.engine, "before_cursor_execute", count)
+    return sent / answers
+
+
 def bench_backend(
     name: str,
     urls: Callable[[], AbstractContextManager[str]],
     clients: list[int],
     answers: int,
     options: dict[str, Any],
+    mixes: list[str],
+    modes: list[str],
+    repeats: int,
 ) -> None:
     prices = PriceTable.load()
-    for mix in MIXES:
+    for mix in mixes:
         for count in clients:
-            results = []
-            for mode in (BASELINE, CURRENT):
-                with urls() as url:
-                    ledger = Ledger.open(url, prices, **mode, **options)
-                    if mode is BASELINE:  # nor did it queue SQLite writers on an in-process lock
-                        ledger._write_lock = nullcontext()
-                    principals = users(ledger, count)
-                    run(ledger, principals, mix, count, min(answers, 8 * count))  # warm up
-                    results.append(run(ledger, principals, mix, count, answers))
-                    ledger.close()
-            (base_rate, base_ms), (rate, ms) = results
-            print(
-                f"{name:<12} {mix:<6} {count:>7} {base_rate:>10.0f} {base_ms:>8.2f} "
-                f"{rate:>10.0f} {ms:>8.2f} {rate / base_rate:>6.2f}x",
-                flush=True,
+            rates: dict[str, list[float]] = {mode: [] for mode in modes}
+            latencies: dict[str, list[float]] = {mode: [] for mode in modes}
+            statements: dict[str, float] = {}
+            for _ in range(repeats):
+                for mode in modes:  # interleaved: load on the machine hits every mode alike
+                    ledger_options, paid = MODES[mode]
+                    flow = flow_of(mix, paid)
+                    with urls() as url:
+                        ledger = Ledger.open(url, prices, **ledger_options, **options)
+                        if mode == "baseline":  # nor did it queue SQLite writers on an in-process lock
+                            ledger._write_lock = nullcontext()
+                        principals = users(ledger, count)
+                        if mode not in statements:
+                            statements[mode] = statements_per_answer(ledger, principals[0], flow)
+                        run(ledger, principals, flow, count, min(answers, 8 * count))  # warm up
+                        rate, ms = run(ledger, principals, flow, count, answers)
+                        rates[mode].append(rate)
+                        latencies[mode].append(ms)
+                        ledger.close()
+            cells = "".join(
+                f" {statistics.median(rates[m]):>9.0f} {statistics.median(latencies[m]):>7.2f}"
+                f" {statements[m]:>5.1f}"
+                for m in modes
             )
+            ratio = ""
+            if "current" in modes and "previous" in modes:
+                ratio = (
+                    f" {statistics.median(rates['current']) / statistics.median(rates['previous']):>6.2f}x"
+                )
+            print(f"{name:<12} {mix:<6} {count:>7}{cells}{ratio}", flush=True)
 
 
 def main() -> None:
@@ -184,19 +273,22 @@ def main() -> None:
     parser.add_argument("--sqlite-sync", default="FULL,NORMAL")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--mixes", default=",".join(MIXES))
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--repeats", type=int, default=1, help="runs per mode; answers/s is their median")
     args = parser.parse_args()
     clients = [int(n) for n in args.clients.split(",")]
     backends = args.backends.split(",")
+    mixes, modes = args.mixes.split(","), args.modes.split(",")
     print(
-        f"{args.answers} answers per run; baseline = {BASELINE}; "
-        "current = Ledger.open defaults (pool of 32 + 10 overflow, group commit); "
+        f"{args.answers} answers per run, {args.repeats} run(s) per mode (median); modes: "
+        f"{', '.join(f'{m} = {MODES[m][0] or {}} paid {MODES[m][1]}' for m in modes)}; "
         f"mixed = every {PAID_SHARE}th answer paid"
     )
-    print(
-        f"{'backend':<12} {'mix':<6} {'clients':>7} {'base a/s':>10} {'base ms':>8} "
-        f"{'now a/s':>10} {'now ms':>8} {'ratio':>7}",
-        flush=True,
-    )
+    head = "".join(f" {m[:4] + ' a/s':>9} {m[:4] + ' ms':>7} {'stmt':>5}" for m in modes)
+    ratio = f" {'cur/prev':>7}" if "current" in modes and "previous" in modes else ""
+    print(f"{'backend':<12} {'mix':<6} {'clients':>7}{head}{ratio}", flush=True)
+    shape = (mixes, modes, args.repeats)
     if "sqlite" in backends:
         for sync in args.sqlite_sync.split(","):
 
@@ -205,10 +297,14 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     yield f"sqlite:///{Path(tmp) / 'ledger.db'}"
 
-            bench_backend(f"sqlite/{sync}", sqlite_url, clients, args.answers, {"sqlite_synchronous": sync})
+            options = {"sqlite_synchronous": sync}
+            bench_backend(f"sqlite/{sync}", sqlite_url, clients, args.answers, options, *shape)
     if "postgresql" in backends:
-        bench_backend("postgresql", lambda: pg_schema(args.pg), clients, args.answers, {})
-    print("a/s = answers recorded per second (all clients); ms = median per answer; ratio = now / base a/s")
+        bench_backend("postgresql", lambda: pg_schema(args.pg), clients, args.answers, {}, *shape)
+    print(
+        "a/s = answers recorded per second (all clients, median of the runs); ms = median per answer; "
+        "stmt = statements per answer; cur/prev = current / previous a/s"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,8 @@ def charged_chat(
         model=paid.model,
         prompt_tokens=paid.reserve_prompt_tokens(messages),
         max_completion_tokens=max_tokens,
+        sent=True,
     )
-    ledger.mark_sent(reservation)
     try:
         result = paid.chat(messages, max_tokens=max_tokens)
     except BaseException as exc:  # a failed call, or a stop mid-call: never leave money held

@@ -106,6 +106,7 @@ class Escalation:
                     model=self.paid.model,
                     prompt_tokens=self.paid.reserve_prompt_tokens(messages),
                     max_completion_tokens=req.paid_max_tokens,
+                    sent=True,  # the call follows at once: one commit, not reserve + mark_sent
                 )
             except BudgetExceeded:
                 if self.budget_policy == "refuse":
@@ -114,7 +115,6 @@ class Escalation:
                     req, self._fallback(req, passages, decision, generation, "budget_exhausted")
                 )
                 return
-            self.ledger.mark_sent(reservation)
 
         result: PaidResult | None = None
         streamed = False

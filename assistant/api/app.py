@@ -8,7 +8,6 @@ import uuid
 from importlib import resources
 from typing import Any
 
-import anyio
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
@@ -36,6 +35,7 @@ from assistant.api.ledger_routes import LEDGER_ROUTES
 from assistant.api.limit_routes import LIMIT_ROUTES
 from assistant.api.limiting import limited, paid_token_estimate, with_rate_headers
 from assistant.api.metrics import ServiceMetrics, metrics_middleware
+from assistant.api.shedding import dismiss, in_thread, queue_ticket
 from assistant.service import Penny
 from assistant.settings import Settings
 
@@ -79,19 +79,29 @@ async def ask(data: JSONBody[AskRequest], request: Request[Any, Any, Any], state
     charged, collection = await authorize_collection(request, data.collection)
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     estimate = paid_token_estimate(state.penny.settings, "cascade", question, [], None)
-    async with limited(request, state, estimate) as (admission, meter):
+    ticket = queue_ticket(state, "cascade")  # 503 now if the local tier could not start it in time
+    try:
+        async with limited(request, state, estimate) as (admission, meter):
 
-        async def produce() -> dict[str, Any]:
-            meter.running()
-            answer = await anyio.to_thread.run_sync(
-                lambda: state.penny.ask(question, collection, principal=charged, request_id=request_id)
-            )
-            meter.answered(answer)
-            state.metrics.observe_answer(answer)
-            usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
-            return {"answer": answer.answer, **answer.penny_block(), "usage": usage, "request_id": request_id}
+            async def produce() -> dict[str, Any]:
+                meter.running()
+                answer = await in_thread(
+                    ticket,
+                    lambda: state.penny.ask(question, collection, principal=charged, request_id=request_id),
+                )
+                meter.answered(answer)
+                state.metrics.observe_answer(answer)
+                usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+                return {
+                    "answer": answer.answer,
+                    **answer.penny_block(),
+                    "usage": usage,
+                    "request_id": request_id,
+                }
 
-        response = await idempotent(request, ledger_of(request), principal, produce)
+            response = await idempotent(request, ledger_of(request), principal, produce)
+    finally:
+        dismiss(state, ticket)
     return with_rate_headers(response, admission)
 
 

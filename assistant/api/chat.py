@@ -16,6 +16,7 @@ from typing import Any, Literal
 import anyio
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.datastructures import State
 from litestar.params import JSONBody
 from litestar.response import Stream
@@ -28,7 +29,7 @@ from assistant.api.auth import (
     require_api_key,
     require_profile,
 )
-from assistant.api.errors import ApiError, budget_exceeded_error
+from assistant.api.errors import ApiError, api_error_of
 from assistant.api.idempotency import idempotent
 from assistant.api.limiting import (
     PaidMeter,
@@ -40,8 +41,13 @@ from assistant.api.limiting import (
     release_after,
     with_rate_headers,
 )
+from assistant.api.metrics import received_at
+from assistant.api.shedding import dismiss, in_thread, queue_ticket
+from assistant.errors import PennyError
 from assistant.ledger import BudgetExceeded
 from assistant.limits import Admission
+from assistant.local.pool import PoolOverloaded
+from assistant.local.pool.shedding import QueueTicket
 from assistant.openai_wire import (
     SSE_DONE,
     AssistantMessage,
@@ -182,21 +188,30 @@ async def chat_completions(
     estimate = paid_token_estimate(
         state.penny.settings, kwargs["mode"], kwargs["question"], kwargs["history"], kwargs["max_tokens"]
     )
-    if data.stream:
-        if request.headers.get("idempotency-key"):
-            raise ApiError(400, "Idempotency-Key is not supported with stream=true", param="stream")
-        include_usage = bool(data.stream_options and data.stream_options.include_usage)
-        admission = await admit(request, state, estimate)
-        events = _sse_events(cascade.stream(**kwargs), data.model, include_usage, state, admission)
-        return Stream(
-            events,
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache", **admission.headers.http()},
-            background=release_after(state, admission),
-        )
-
-    async with limited(request, state, estimate) as (admission, meter):
-        response = await _complete(request, data, state, kwargs, meter)
+    if data.stream and request.headers.get("idempotency-key"):
+        raise ApiError(400, "Idempotency-Key is not supported with stream=true", param="stream")
+    ticket = queue_ticket(state, kwargs["mode"])  # 503 now, before anything runs, if it could not start
+    try:
+        if data.stream:
+            include_usage = bool(data.stream_options and data.stream_options.include_usage)
+            admission = await admit(request, state, estimate)
+            events = _sse_events(
+                cascade.stream(**kwargs), data.model, include_usage, state, admission, ticket
+            )
+            return Stream(
+                events,
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", **admission.headers.http()},
+                background=BackgroundTasks(
+                    [release_after(state, admission), BackgroundTask(dismiss, state, ticket)]
+                ),
+            )
+        async with limited(request, state, estimate) as (admission, meter):
+            response = await _complete(request, data, state, kwargs, meter, ticket)
+    except BaseException:
+        dismiss(state, ticket)
+        raise
+    dismiss(state, ticket)
     return with_rate_headers(response, admission)
 
 
@@ -206,12 +221,13 @@ async def _complete(
     state: State,
     kwargs: dict[str, Any],
     meter: PaidMeter,
+    ticket: QueueTicket | None,
 ) -> Response[Any]:
     cascade = state.penny.cascade
 
     async def produce() -> dict[str, Any]:
         meter.running()
-        answer = await anyio.to_thread.run_sync(lambda: cascade.answer(**kwargs))
+        answer = await in_thread(ticket, lambda: cascade.answer(**kwargs))
         meter.answered(answer)
         state.metrics.observe_answer(answer)
         completion = PennyCompletion(
@@ -231,12 +247,17 @@ _END = object()
 
 
 async def _sse_events(
-    parts: Iterator[Any], model: str, include_usage: bool, state: State, admission: Admission
+    parts: Iterator[Any],
+    model: str,
+    include_usage: bool,
+    state: State,
+    admission: Admission,
+    ticket: QueueTicket | None,
 ) -> AsyncIterator[bytes]:
     cid, created = completion_id(), int(time.time())
     paid_tokens: int | None = None  # unknown until the answer arrives: the estimate stays
-    started = time.perf_counter()
-    first = True
+    received = received_at()
+    first_token_s: float | None = None
 
     def chunk(
         choices: list[ChunkChoice],
@@ -250,18 +271,21 @@ async def _sse_events(
     try:
         yield chunk([ChunkChoice(delta=Delta(role="assistant", content=""))])
         while True:
-            part = await anyio.to_thread.run_sync(next, parts, _END)
+            part = await in_thread(ticket, next, parts, _END)
             if part is _END:
                 break
             if isinstance(part, str):
-                if first:
-                    state.metrics.first_token_seconds.observe(time.perf_counter() - started)
-                    first = False
+                if first_token_s is None:
+                    first_token_s = time.perf_counter() - received
+                    if ticket is not None:
+                        ticket.started = True  # content is out: this stream is never shed
                 yield chunk([ChunkChoice(delta=Delta(content=part))])
                 continue
             answer = part
             paid_tokens = paid_tokens_used(answer)
             state.metrics.observe_answer(answer)
+            if first_token_s is not None:
+                state.metrics.first_token_seconds.labels(tier=answer.tier).observe(first_token_s)
             yield chunk([ChunkChoice(finish_reason="stop")], penny=penny_extras(answer))
             if include_usage:
                 yield chunk([], usage=answer_usage(answer))
@@ -270,9 +294,10 @@ async def _sse_events(
         paid_tokens = 0
         yield encode_sse(exc.body())
         yield SSE_DONE
-    except BudgetExceeded as exc:
-        paid_tokens = 0
-        yield encode_sse(budget_exceeded_error(exc).body())
+    except PennyError as exc:  # refused by the budget, or shed before any content was sent
+        if isinstance(exc, BudgetExceeded | PoolOverloaded):
+            paid_tokens = 0  # no paid call was made (or it was released)
+        yield encode_sse(api_error_of(exc).body())
         yield SSE_DONE
     finally:
         # Client gone or done: closing the generator stops local generation and lets the cascade record
@@ -281,6 +306,7 @@ async def _sse_events(
         try:
             if close is not None:
                 with anyio.CancelScope(shield=True):  # runs even when the disconnect cancelled us
-                    await anyio.to_thread.run_sync(close)
+                    await in_thread(ticket, close)
         finally:
+            dismiss(state, ticket)
             await finish(state, admission, paid_tokens)

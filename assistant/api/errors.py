@@ -24,7 +24,7 @@ from assistant.ledger.errors import (
     TeamForbidden,
 )
 from assistant.limits import LimiterUnavailable, RateLimited
-from assistant.local.pool.base import PoolError
+from assistant.local.pool.base import PoolError, PoolOverloaded
 
 log = logging.getLogger("penny.api")
 
@@ -94,6 +94,13 @@ def rate_limited_error(exc: RateLimited) -> ApiError:
     return ApiError(429, str(exc), code="rate_limit_exceeded", headers=headers)
 
 
+def overloaded_error(exc: PoolOverloaded) -> ApiError:
+    """HTTP 503 as OpenAI sends an overloaded server's, with Retry-After: the request was shed before it
+    started, so retrying later is safe (OpenAI's clients retry a 503 after Retry-After)."""
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return ApiError(503, str(exc), kind="server_error", code="overloaded", headers=headers)
+
+
 def api_error_of(exc: PennyError) -> ApiError:
     """The HTTP error a client sees for one of Penny's exceptions (500 for one with no mapping)."""
     if isinstance(exc, BudgetExceeded):
@@ -102,6 +109,8 @@ def api_error_of(exc: PennyError) -> ApiError:
         return rate_limited_error(exc)
     if isinstance(exc, LimiterUnavailable):
         return ApiError(503, str(exc), kind="service_unavailable", code="rate_limiter_unavailable")
+    if isinstance(exc, PoolOverloaded):
+        return overloaded_error(exc)
     if isinstance(exc, PoolError):
         return ApiError(exc.status_code, str(exc), kind="server_error", code="local_tier_unavailable")
     for kind, status, code in STATUS_OF:

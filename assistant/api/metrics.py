@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,6 +30,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("penny.api")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+
+# When the HTTP request being handled arrived (perf_counter), set by the middleware for its task.
+_RECEIVED: ContextVar[float | None] = ContextVar("penny_received", default=None)
+
+
+def received_at() -> float:
+    """When the current HTTP request arrived (perf_counter); now, outside one."""
+    received = _RECEIVED.get()
+    return time.perf_counter() if received is None else received
 
 
 class ServiceMetrics:
@@ -86,7 +96,8 @@ class ServiceMetrics:
         )
         self.first_token_seconds = Histogram(
             "penny_time_to_first_token_seconds",
-            "Streamed answers: time to the first content chunk.",
+            "Streamed answers: from the request's arrival to its first content chunk, by the answer's tier.",
+            ["tier"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -170,6 +181,7 @@ def metrics_middleware(metrics: ServiceMetrics) -> Any:
                 await app(scope, receive, send)
                 return
             started = time.perf_counter()
+            _RECEIVED.set(started)  # this task's (and its children's) request
             status = 500
 
             async def capture(message: Message) -> None:

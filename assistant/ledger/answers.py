@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from datetime import datetime
@@ -21,7 +22,13 @@ _WRITER_LOCK = threading.Lock()
 def insert_answer(engine: sa.Engine) -> sa.Executable:
     """INSERT that ignores a second record for the same request id (a retry): one statement, so it can be
     batched, and no failed INSERT to abort a PostgreSQL transaction."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return _insert_answer(engine.dialect.name)
+
+
+@functools.cache
+def _insert_answer(dialect_name: str) -> sa.Executable:
+    """Built once per dialect: a paid answer's settle inserts one, and building it is not free."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
     return dialect.insert(answers).on_conflict_do_nothing(index_elements=[answers.c.request_id])
 
 

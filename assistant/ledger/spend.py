@@ -84,8 +84,15 @@ class Spend(Teams):
         model: str,
         prompt_tokens: int,
         max_completion_tokens: int,
+        sent: bool = False,
     ) -> Reservation:
-        """Hold the worst case against the budget, atomically; raises BudgetExceeded if it does not fit."""
+        """Hold the worst case against the budget, atomically; raises BudgetExceeded if it does not fit.
+
+        ``sent``: the paid call goes out as soon as this returns, so record it as sent in the same
+        transaction instead of a ``mark_sent`` commit of its own. A crash between this commit and the call
+        is then charged the worst case by recovery (flagged for reconciliation) rather than released: the
+        same outcome as a crash after ``mark_sent`` while the request is being sent, a window this widens
+        by nothing but the Python in between."""
         price = self.prices.price(model)
         worst = self.prices.worst_case_micro_usd(model, prompt_tokens, max_completion_tokens)
         now = self._now()
@@ -106,6 +113,7 @@ class Spend(Teams):
                 budget_user=principal,
                 prompt_tokens=prompt_tokens,
                 max_completion_tokens=max_completion_tokens,
+                sent=sent,
             )
         except sa.exc.IntegrityError as exc:
             raise AlreadyExists(f"request id {request_id!r} already has a reservation") from exc
@@ -120,6 +128,7 @@ class Spend(Teams):
         budget_user: Principal,
         prompt_tokens: int,
         max_completion_tokens: int,
+        sent: bool,
     ) -> BudgetExceeded | None:
         """Write the reservation, or return why it does not fit (after committing the alert that says so:
         raising inside the transaction would roll the alert back with it)."""
@@ -152,6 +161,7 @@ class Spend(Teams):
                     "created_at": now,
                     "expires_at": reservation.expires_at,
                     "state": "open",
+                    "sent_at": now if sent else None,
                     "needs_reconciliation": False,
                     "team_id": reservation.team_id,
                 },
@@ -182,15 +192,47 @@ class Spend(Teams):
         cost = self.prices.cost_micro_usd(reservation.model, usage)
         now = self._now()
         with self._write() as conn:
-            charged = self._settle(conn, reservation, usage, cost, now)
+            charged = self._settle_within_hold(conn, reservation, usage, cost, now)
+            if charged is None:
+                charged = self._settle(conn, reservation, usage, cost, now)
             if answer is not None:
                 row = answer_values(replace(answer, paid_cost_micro_usd=charged), self.prices.version, now)
                 conn.execute(insert_answer(self.engine), row)
         return charged
 
+    def _settle_within_hold(
+        self, conn: sa.Connection, reservation: Reservation, usage: Usage, cost: int, now: datetime
+    ) -> int | None:
+        """The usual settle in two statements: an open reservation whose worst case covers the cost is
+        closed and its entry written; None when it is not so (closed already, or the cost above the hold),
+        for :meth:`_settle`.
+
+        No budget lock and no threshold check are needed here: spend only falls (by worst case - cost),
+        and every level it held was checked when the worst case was reserved. A concurrent reservation
+        reads the spend before or after this commit, both of them true states. The reservation's row lock
+        (the UPDATE's) makes a concurrent second settle, release or recovery wait, then find it closed."""
+        if cost > reservation.worst_case_micro_usd:
+            return None
+        worst = conn.execute(
+            reservations.update()
+            .where(
+                reservations.c.request_id == reservation.request_id,
+                reservations.c.state == "open",
+                reservations.c.worst_case_micro_usd >= cost,
+            )
+            .values(state="settled", cost_micro_usd=cost, resolved_at=now)
+            .returning(reservations.c.worst_case_micro_usd)
+        ).scalar()
+        if worst is None:
+            return None
+        self._entry(conn, reservation, "settle", cost - worst, now, usage)
+        return cost
+
     def _settle(
         self, conn: sa.Connection, reservation: Reservation, usage: Usage, cost: int, now: datetime
     ) -> int:
+        """Settle under the budget locks (user, then team) and the reservation's: a second settle, a late
+        one after recovery, a cost above the hold (which can cross a threshold)."""
         budget, team_budget = self._lock_budgets(conn, reservation.user_id, reservation.team_id)
         row = self._lock_reservation(conn, reservation.request_id)
         if row.state == "released":

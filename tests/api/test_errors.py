@@ -15,7 +15,7 @@ from assistant.ledger import (
     LedgerError,
     NotFound,
 )
-from assistant.local.pool import PoolDeadlineExceeded, PoolUnavailable
+from assistant.local.pool import PoolDeadlineExceeded, PoolOverloaded, PoolUnavailable
 from assistant.local.registry import ModelError
 from assistant.paid import PaidError
 
@@ -47,6 +47,20 @@ def test_budget_exceeded_is_a_429_with_retry_after() -> None:
     assert error.status == 429 and error.kind == "insufficient_quota"
     assert error.headers == {"Retry-After": "42"}
     assert api_error_of(BudgetExceeded("total budget used up", retry_after_s=0)).headers == {}
+
+
+def test_a_shed_request_is_a_503_with_retry_after_in_openais_shape() -> None:
+    error = api_error_of(PoolOverloaded("overloaded; retry after 7 s", retry_after_s=7))
+    assert (error.status, error.kind, error.code) == (503, "server_error", "overloaded")
+    assert error.headers == {"Retry-After": "7"}
+    assert error.body() == {
+        "error": {
+            "message": "overloaded; retry after 7 s",
+            "type": "server_error",
+            "param": None,
+            "code": "overloaded",
+        }
+    }
 
 
 def test_every_error_tree_has_one_root() -> None:

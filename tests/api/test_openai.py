@@ -81,6 +81,28 @@ def test_streaming_completion_ends_with_usage(client: openai.OpenAI) -> None:
     assert chunks[-1].usage.completion_tokens > 0
 
 
+def test_a_streamed_answer_reports_its_time_to_first_token(client: openai.OpenAI, server: str) -> None:
+    count = 'penny_time_to_first_token_seconds_count{tier="local"}'
+    total = 'penny_time_to_first_token_seconds_sum{tier="local"}'
+    with httpx.Client(base_url=server) as raw:
+        before = _metric(raw, count), _metric(raw, total)
+        started = time.perf_counter()
+        first = None
+        for chunk in client.chat.completions.create(
+            model="penny-local",
+            messages=[{"role": "user", "content": "In what country is Normandy located?"}],
+            stream=True,
+        ):
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        after = _metric(raw, count), _metric(raw, total)
+    assert first is not None
+    assert after[0] == before[0] + 1
+    # Measured from the request's arrival to the first content chunk: within what the client saw.
+    assert 0 < after[1] - before[1] <= elapsed
+
+
 def test_multi_turn_uses_the_last_user_turn(client: openai.OpenAI) -> None:
     response = client.chat.completions.create(
         model="penny-local",

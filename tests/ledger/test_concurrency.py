@@ -22,7 +22,11 @@ REQUESTS = 50
 BUDGET_COVERS = 10
 
 
-def _run_flows(ledger: Ledger, fail_every: int | None) -> tuple[Counter[str], int, Principal]:
+def _run_flows(
+    ledger: Ledger, fail_every: int | None, sent_at_reserve: bool = False
+) -> tuple[Counter[str], int, Principal]:
+    """``sent_at_reserve``: the cascade's flow (reserved as sent, then settled: two commits) instead of
+    reserve, mark_sent, settle."""
     user = ledger.add_user("alice")
     _info, key = ledger.create_key(user.name)
     principal = ledger.authenticate(key)
@@ -43,11 +47,13 @@ def _run_flows(ledger: Ledger, fail_every: int | None) -> tuple[Counter[str], in
                 model=MODEL,
                 prompt_tokens=PROMPT_TOKENS,
                 max_completion_tokens=MAX_TOKENS,
+                sent=sent_at_reserve,
             )
         except BudgetExceeded as exc:
             assert exc.retry_after_s > 0
             return "refused"
-        ledger.mark_sent(reservation)
+        if not sent_at_reserve:
+            ledger.mark_sent(reservation)
         time.sleep(0.02)  # the (simulated) upstream call
         if fail_every and next(admitted) % fail_every == 0:
             ledger.release(reservation, "upstream timeout")
@@ -61,8 +67,9 @@ def _run_flows(ledger: Ledger, fail_every: int | None) -> tuple[Counter[str], in
     return outcomes, worst, principal
 
 
-def test_fifty_concurrent_reservations_cannot_overspend(ledger: Ledger) -> None:
-    outcomes, worst, principal = _run_flows(ledger, fail_every=None)
+@pytest.mark.parametrize("sent_at_reserve", [False, True], ids=["mark_sent", "sent_at_reserve"])
+def test_fifty_concurrent_reservations_cannot_overspend(ledger: Ledger, sent_at_reserve: bool) -> None:
+    outcomes, worst, principal = _run_flows(ledger, fail_every=None, sent_at_reserve=sent_at_reserve)
     # Every answer costs exactly the worst case, so exactly 10 fit and 40 are refused with a 429.
     assert outcomes == {"settled": BUDGET_COVERS, "refused": REQUESTS - BUDGET_COVERS}
     status = ledger.budget_status(principal)
@@ -76,7 +83,7 @@ def test_fifty_concurrent_reservations_cannot_overspend(ledger: Ledger) -> None:
 
 @pytest.mark.parametrize("fail_every", [4])
 def test_concurrent_flows_with_upstream_failures_balance(ledger: Ledger, fail_every: int) -> None:
-    outcomes, worst, _principal = _run_flows(ledger, fail_every=fail_every)
+    outcomes, worst, _principal = _run_flows(ledger, fail_every=fail_every, sent_at_reserve=True)
     # Released holds may be reused by later requests, but never more than 10 paid answers fit.
     assert sum(outcomes.values()) == REQUESTS
     assert set(outcomes) <= {"settled", "released", "refused"}

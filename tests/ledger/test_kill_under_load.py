@@ -41,17 +41,21 @@ WRITER = textwrap.dedent(
     def client(n):
         for i in range(100_000):
             request_id = f"w{n}-{i}"
-            cost, tier = 0, "local"
-            if i % 2:
+            cost = 0
+            record = AnswerRecord(request_id=request_id, principal=principal, tier="local",
+                                  escalated=bool(i % 2))
+            if i % 2:  # the cascade's paid flow: reserved as sent, settled with its answer
                 reservation = ledger.reserve(request_id=request_id, principal=principal, model="gpt-4o-mini",
-                                             prompt_tokens=900, max_completion_tokens=256)
-                ledger.mark_sent(reservation)
+                                             prompt_tokens=900, max_completion_tokens=256, sent=True)
                 if i % 7 == 3:
                     ledger.release(reservation, "upstream timeout")
                 else:
-                    cost, tier = ledger.settle(reservation, Usage(880, 120)), "paid"
-            ledger.record_answer(AnswerRecord(request_id=request_id, principal=principal, tier=tier,
-                                              escalated=bool(i % 2), paid_cost_micro_usd=cost))
+                    record = AnswerRecord(request_id=request_id, principal=principal, tier="paid",
+                                          escalated=True)
+                    cost = ledger.settle(reservation, Usage(880, 120), answer=record)
+                    say(f"recorded {request_id} {cost}")
+                    continue
+            ledger.record_answer(record)
             say(f"recorded {request_id} {cost}")
 
     for n in range(int(sys.argv[3])):

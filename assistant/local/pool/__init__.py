@@ -10,6 +10,7 @@ from assistant.local.pool.base import (
     PoolBase,
     PoolDeadlineExceeded,
     PoolError,
+    PoolOverloaded,
     PoolUnavailable,
     WorkerState,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "PoolBase",
     "PoolDeadlineExceeded",
     "PoolError",
+    "PoolOverloaded",
     "PoolSignals",
     "PoolUnavailable",
     "RemotePool",

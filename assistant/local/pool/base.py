@@ -2,7 +2,8 @@
 
 ``PoolBackend``, ``pool_status`` and the service's readiness check see a pool only through
 :class:`PoolBase`: a dispatcher over worker handles (:class:`PoolWorker`), ``acquire``/``report_failure``,
-``signals()``/``workers()``, and a control loop that calls ``tick()`` every ``pool.tick_s``.
+``signals()``/``workers()``, and a control loop that calls ``tick()`` every ``pool.tick_s``. The API admits
+its requests with ``admit``/``dismiss`` (load shedding: shedding.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol
@@ -21,6 +22,7 @@ import httpx
 from assistant.errors import PennyError
 from assistant.local.pool.dispatcher import Dispatcher, Lease, QueueTimeout
 from assistant.local.pool.policy import PoolSignals
+from assistant.local.pool.shedding import QueueTicket, current_ticket, retry_after_s
 from assistant.settings import PoolSettings
 
 log = logging.getLogger("penny.pool")
@@ -61,6 +63,15 @@ class PoolDeadlineExceeded(PoolError):
     """The request did not finish within ``pool.request_deadline_s``."""
 
     status_code = 504
+
+
+class PoolOverloaded(PoolError):
+    """The local tier could not start this request within ``server.max_queue_wait_s``: refused before it
+    started (HTTP 503 with Retry-After) rather than left to time out in the queue (shedding.py)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class WorkerState(StrEnum):
@@ -112,9 +123,19 @@ class PoolBase:
     STATES: ClassVar[tuple[WorkerState, ...]] = ()  # the live states ``pool_status`` counts
     SATURATED_HINT: ClassVar[str] = "retry later"
 
-    def __init__(self, settings: PoolSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: PoolSettings,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        max_queue_wait_s: float | None = None,
+    ) -> None:
+        """``max_queue_wait_s`` (``server.max_queue_wait_s``): the longest a service request may wait for a
+        slot before it is shed; None never sheds."""
         self.settings = settings
         self.clock = clock
+        self.max_queue_wait_s = max_queue_wait_s
+        self.shed: Counter[str] = Counter()  # requests refused: "estimate" at once, "queue_wait" after it
         self.timings = _Timings()
         self.observers: list[Callable[[float, float], None]] = []
         self.dispatcher = Dispatcher(on_done=self._on_request_done)
@@ -187,19 +208,80 @@ class PoolBase:
             return [w for w in self._workers if not states or w.state in states]
 
     # -- requests --------------------------------------------------------------------------------------
+    def mean_service_s(self) -> float:
+        """Mean of the last 100 service times (0.0 before any): the policy's and the shedding's estimate."""
+        return _recent_mean(self.timings.service_s, 100)
+
+    def expected_wait_s(self) -> float | None:
+        """How long a request arriving now would wait for a slot (None: not known yet)."""
+        return self.dispatcher.expected_wait_s(self.mean_service_s())
+
+    def admit(self, *, local: bool) -> QueueTicket:
+        """A ticket for one service request, before it starts; ``local``: it will run the local model, so
+        it is refused with :class:`PoolOverloaded` now if it could not start in time (shedding.py)."""
+        ticket = QueueTicket()
+        if local and self.max_queue_wait_s is not None:
+            self._count(ticket, self.max_queue_wait_s)
+        return ticket
+
+    def dismiss(self, ticket: QueueTicket) -> None:
+        """The request is over: if it never reached the queue, it is no longer work on its way."""
+        if ticket.counted:
+            ticket.counted = False
+            self.dispatcher.dismiss()
+
+    def _count(self, ticket: QueueTicket, max_wait_s: float) -> None:
+        wait = self.dispatcher.admit(max_wait_s, self.mean_service_s())
+        if wait is not None:
+            raise self._overloaded("estimate", wait, max_wait_s)
+        ticket.counted = True
+
+    def _overloaded(self, reason: str, wait_s: float | None, max_wait_s: float) -> PoolOverloaded:
+        self.shed[reason] += 1
+        retry = retry_after_s(wait_s, max_wait_s)
+        expected = "" if wait_s is None else f" (expected wait {wait_s:.0f} s)"
+        return PoolOverloaded(
+            f"the local tier is overloaded: this request could not start within {max_wait_s:g} s"
+            f"{expected}; retry after {retry} s",
+            retry_after_s=retry,
+        )
+
     def acquire(
         self, deadline: float, avoid: Hashable | None = None, affinity: Hashable | None = None
     ) -> Lease:
         """A slot on a ready worker before ``deadline`` (monotonic), or :class:`PoolDeadlineExceeded`.
 
         ``avoid`` (the worker a retry just failed on) is used only when no other worker has a free slot;
-        ``affinity`` prefers the worker that last served that key (see :class:`Dispatcher`).
+        ``affinity`` prefers the worker that last served that key (see :class:`Dispatcher`). A service
+        request that has not started yet (its ticket is current) waits at most ``max_queue_wait_s``, and
+        is refused at once when it was not admitted as local and its expected wait is over that
+        (:class:`PoolOverloaded`).
         """
+        ticket = current_ticket()
+        bound = self.max_queue_wait_s
+        shedding = bound is not None and ticket is not None and not ticket.started
+        timeout_s = max(0.0, deadline - time.monotonic())
         try:
-            timeout_s = max(0.0, deadline - time.monotonic())
-            return self.dispatcher.acquire(timeout_s, avoid=avoid, affinity=affinity)
+            if shedding:
+                assert ticket is not None and bound is not None
+                if not ticket.counted:
+                    self._count(ticket, bound)
+                ticket.counted = False  # the dispatcher moves it from pending to the queue
+                try:
+                    lease = self.dispatcher.acquire(
+                        min(timeout_s, bound), avoid=avoid, affinity=affinity, admitted=True
+                    )
+                except QueueTimeout:
+                    if bound < timeout_s:
+                        raise self._overloaded("queue_wait", self.expected_wait_s(), bound) from None
+                    raise
+            else:
+                lease = self.dispatcher.acquire(timeout_s, avoid=avoid, affinity=affinity)
         except QueueTimeout as exc:
             raise PoolDeadlineExceeded(f"the local tier is saturated: {exc}; {self.SATURATED_HINT}") from exc
+        if ticket is not None:
+            ticket.started = True
+        return lease
 
     def _on_request_done(self, queued_s: float, service_s: float) -> None:
         self.timings.queue_wait_s.append(queued_s)
@@ -212,3 +294,9 @@ class PoolBase:
         self.events.append(ScaleEvent(time.time(), direction, workers, reason))
         self.event_counts[direction] += 1
         log.info("pool %s -> %d workers: %s", direction, workers, reason)
+
+
+def _recent_mean(values: Sequence[float], last: int) -> float:
+    """Mean of the last ``last`` values (0.0 when empty)."""
+    recent = list(values)[-last:]
+    return sum(recent) / len(recent) if recent else 0.0

@@ -10,6 +10,10 @@ conversation's turns share). It goes to the worker that last served that key whe
 slot, because llama.cpp reuses the KV cache of the prompt prefix it evaluated last; otherwise to the least
 loaded worker, as without a key. Affinity never makes a request wait or jump the queue: it only picks among
 free slots. The map from key to worker is a bounded LRU and forgets a worker when it is withdrawn.
+
+Load shedding (shedding.py): :meth:`Dispatcher.admit` counts a request that will soon ask for a slot as
+pending work, unless its expected wait (:meth:`Dispatcher.expected_wait_s`) is over a bound; an admitted
+request's ``acquire`` moves it from pending to the queue under the same lock.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Dispatcher:
         self._arrivals = 0  # requests ever queued: the policy's arrival rate (a retry counts again)
         self._affinity: OrderedDict[Hashable, Hashable] = OrderedDict()  # key -> worker that last served it
         self._affinity_max = affinity_keys
+        self._pending = 0  # admitted requests not yet in the queue (still retrieving): work on its way
         self.affinity_hits = 0  # a known key went to its worker
         self.affinity_misses = 0  # a known key's worker was busy (or being avoided): it went elsewhere
 
@@ -73,14 +78,50 @@ class Dispatcher:
             return self._busy.get(worker, 0)
 
     # -- requests --------------------------------------------------------------------------------------
+    def admit(self, max_wait_s: float, service_s: float | None) -> float | None:
+        """Count a request that will soon ask for a slot as pending work, unless it is expected to wait
+        longer than ``max_wait_s`` for one; returns that expected wait when it is refused, else None. An
+        unknown wait (no service time measured yet, no slots) admits."""
+        with self._cond:
+            wait = self._expected_wait(service_s)
+            if wait is not None and wait > max_wait_s:
+                return wait
+            self._pending += 1
+            return None
+
+    def dismiss(self) -> None:
+        """An admitted request ended without queueing (a cache hit, an abstention, an error)."""
+        with self._cond:
+            self._pending = max(0, self._pending - 1)
+
+    def expected_wait_s(self, service_s: float | None) -> float | None:
+        """How long a request arriving now would wait for a slot (None: unknown)."""
+        with self._cond:
+            return self._expected_wait(service_s)
+
+    def _expected_wait(self, service_s: float | None) -> float | None:
+        """The work ahead beyond the free slots, each taking ``service_s`` on one of the slots."""
+        slots = sum(self._capacity.values())
+        if not service_s or not slots:
+            return None
+        in_flight = sum(self._busy.get(worker, 0) for worker in self._capacity)
+        ahead = in_flight + len(self._waiting) + self._pending
+        return max(0, ahead - slots + 1) * service_s / slots
+
     def acquire(
-        self, timeout_s: float, avoid: Hashable | None = None, affinity: Hashable | None = None
+        self,
+        timeout_s: float,
+        avoid: Hashable | None = None,
+        affinity: Hashable | None = None,
+        *,
+        admitted: bool = False,
     ) -> Lease:
         """Wait in line for a free slot; the least busy accepting worker gets the request.
 
         ``affinity`` prefers the worker that last served that key, if it has a free slot. ``avoid`` gets
         the request only if no other worker has a free slot (a retry should land elsewhere, but a single
-        URL behind a load balancer must still be usable for it); it wins over ``affinity``.
+        URL behind a load balancer must still be usable for it); it wins over ``affinity``. ``admitted``:
+        the request was counted by :meth:`admit`, and leaves the pending work as it joins the queue.
         """
         ticket = object()
         enqueued = time.monotonic()
@@ -88,6 +129,8 @@ class Dispatcher:
         with self._cond:
             self._waiting.append(ticket)
             self._arrivals += 1
+            if admitted:
+                self._pending = max(0, self._pending - 1)
             try:
                 while True:
                     if self._waiting[0] is ticket:
@@ -166,6 +209,11 @@ class Dispatcher:
     def queued(self) -> int:
         with self._cond:
             return len(self._waiting)
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return self._pending
 
     @property
     def in_flight(self) -> int:

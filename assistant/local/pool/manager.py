@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -109,8 +109,10 @@ class WorkerPool(PoolBase):
         model_name: str | None = None,
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_queue_wait_s: float | None = None,
     ) -> None:
-        super().__init__(sized(settings), clock)  # max_workers None: as many as this host holds
+        # max_workers None: as many as this host holds
+        super().__init__(sized(settings), clock, max_queue_wait_s=max_queue_wait_s)
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.model_name = model_name or self.model_path.stem
@@ -166,7 +168,7 @@ class WorkerPool(PoolBase):
                 ),
                 worker_memory_bytes=measured,
                 arrivals_total=self.dispatcher.arrivals_total,
-                mean_service_s=_recent_mean(self.timings.service_s, 100),
+                mean_service_s=self.mean_service_s(),
             )
 
     # -- the control loop ------------------------------------------------------------------------------
@@ -332,9 +334,3 @@ class WorkerPool(PoolBase):
         # Alive but the connection broke mid-response: check it now rather than at the next health tick.
         if not self._healthy(worker):
             self._lost(worker, f"request failed and health check failed: {type(error).__name__}")
-
-
-def _recent_mean(values: Sequence[float], last: int) -> float:
-    """Mean of the last ``last`` values (0.0 when empty): the mean service time the policy sees."""
-    recent = list(values)[-last:]
-    return sum(recent) / len(recent) if recent else 0.0

@@ -16,6 +16,13 @@ Metric names (the KEDA/HPA manifests in deploy/kubernetes/ scale on the same one
 | ``penny_pool_cold_start_seconds`` | gauge | spawn-to-ready time of the last worker that started |
 | ``penny_pool_queue_wait_seconds`` / ``penny_pool_service_seconds`` | histogram | per request |
 | ``penny_pool_affinity_total{outcome}`` | counter | a known conversation to its last worker, or not |
+| ``penny_pool_shed_total{reason}`` | counter | 503s before the request started (reasons below) |
+| ``penny_pool_expected_wait_seconds`` | gauge | a request arriving now would wait this long for a slot |
+| ``penny_pool_pending`` | gauge | requests admitted, not in the queue yet (still retrieving) |
+
+Shed reasons: ``estimate`` (the expected wait was over ``server.max_queue_wait_s``: refused at once),
+``queue_wait`` (admitted, but waited that long without a slot). The expected wait is absent until a
+service time has been measured.
 
 A ``RemotePool`` (``pool.remote_urls``) measures no memory (its workers are pods with their own limits and
 ``penny_worker_memory_bytes``): ``memory_bytes`` and each worker's ``rss_bytes`` read 0 and ``pid`` is null;
@@ -36,6 +43,7 @@ from prometheus_client.registry import Collector
 from assistant.local.pool.base import PoolBase
 
 _BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128)
+SHED_REASONS = ("estimate", "queue_wait")
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -54,6 +62,7 @@ def pool_status(pool: PoolBase) -> dict[str, Any]:
     services = list(pool.timings.service_s)
     workers = pool.workers(*pool.STATES)
     cold_starts = [w.cold_start_s for w in pool.workers() if w.cold_start_s is not None]
+    expected_wait = pool.expected_wait_s()
     s = pool.settings
     return {
         "kind": pool.KIND,
@@ -87,6 +96,12 @@ def pool_status(pool: PoolBase) -> dict[str, Any]:
             "service_s": {f"p{q}": _percentile(services, q) for q in (50, 95, 99)},
         },
         "affinity": {"hits": pool.dispatcher.affinity_hits, "misses": pool.dispatcher.affinity_misses},
+        "shedding": {
+            "max_queue_wait_s": pool.max_queue_wait_s,
+            "expected_wait_s": None if expected_wait is None else round(expected_wait, 3),
+            "pending": pool.dispatcher.pending,
+            "shed_total": {reason: pool.shed[reason] for reason in SHED_REASONS},
+        },
         "scale_events_total": dict(pool.event_counts),
         "scale_events": [
             {"at": e.at, "direction": e.direction, "workers": e.workers, "reason": e.reason}
@@ -145,6 +160,25 @@ class PoolCollector(Collector):
         affinity.add_metric(["hit"], status["affinity"]["hits"])
         affinity.add_metric(["miss"], status["affinity"]["misses"])
         yield affinity
+        shedding = status["shedding"]
+        shed = CounterMetricFamily(
+            "penny_pool_shed",
+            "Requests refused with 503 before they started, by why: expected wait over "
+            "server.max_queue_wait_s (estimate) or waited that long (queue_wait)",
+            labels=["reason"],
+        )
+        for reason, count in shedding["shed_total"].items():
+            shed.add_metric([reason], count)
+        yield shed
+        yield GaugeMetricFamily(
+            "penny_pool_pending", "Requests admitted, not yet in the queue", value=shedding["pending"]
+        )
+        if shedding["expected_wait_s"] is not None:
+            yield GaugeMetricFamily(
+                "penny_pool_expected_wait_seconds",
+                "How long a request arriving now would wait for a slot",
+                value=shedding["expected_wait_s"],
+            )
         if status["last_cold_start_s"] is not None:
             yield GaugeMetricFamily(
                 "penny_pool_cold_start_seconds",

@@ -65,8 +65,9 @@ class RemotePool(PoolBase):
         settings: PoolSettings,
         *,
         clock: Callable[[], float] = time.monotonic,
+        max_queue_wait_s: float | None = None,
     ) -> None:
-        super().__init__(settings, clock)
+        super().__init__(settings, clock, max_queue_wait_s=max_queue_wait_s)
         unique = list(dict.fromkeys(url.rstrip("/") for url in urls))
         if not unique:
             raise ValueError("a RemotePool needs at least one URL (pool.remote_urls)")
