@@ -98,6 +98,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         _create(schema.alert_events, schema.alert_deliveries),
     ),
     Migration(7, "ingest jobs: HTTP uploads and their per-file results", _create(schema.ingest_jobs)),
+    Migration(
+        8,
+        "ingest jobs: the API replica holding each one, and its heartbeat",
+        _add_columns(schema.ingest_jobs.c.owner, schema.ingest_jobs.c.heartbeat_at),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 
