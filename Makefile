@@ -75,6 +75,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
 	$(BIN)/python benchmarks/bench_prefix_reuse.py
 	$(BIN)/python benchmarks/bench_overhead.py
+	$(BIN)/python benchmarks/bench_replicas.py
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
