@@ -53,7 +53,7 @@ class Service:
         self.process = spawn([*self.command, "--port", str(self.port)], self.log, self.env)
         return self
 
-    def wait_ready(self, timeout_s: float = 240) -> None:
+    def wait_ready(self, timeout_s: float = 480) -> None:
         assert self.process is not None
         ready_or_raise(f"{self.url}{self.ready_path}", self.process, self.log, timeout_s)
 
