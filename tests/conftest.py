@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fake_paid import FakePaid
-from tests.support.servers import running_server
+# Shared helpers assert too, and test modules import some of them before pytest_plugins loads them as
+# fixture plugins: rewrite the whole package from its first import.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.fake_paid import FakePaid  # noqa: E402
+from tests.support.servers import running_server  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"

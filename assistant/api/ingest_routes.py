@@ -142,7 +142,7 @@ async def upload_documents(
     worker = penny.ingest_worker
 
     def queue() -> IngestJob:
-        job = ledger.create_job(principal, name, [source for source, _ in files])
+        job = ledger.create_job(principal, name, [source for source, _ in files], owner=worker.owner)
         spooled: list[tuple[Path, str]] = []
         for position, (source, content) in enumerate(files):
             folder = worker.job_dir(job.id) / f"{position:04d}"

@@ -2,24 +2,29 @@
 before or after a restart, can report on it.
 
 A job is visible to the user who created it (and the admin key); to anyone else it does not exist, so a
-job id cannot be probed. Jobs left queued or running by a process that died are failed at the next start
-(their spooled files are gone with the worker that held them): the client uploads again.
+job id cannot be probed. Jobs left queued or running by a process that died are failed (their spooled
+files are gone with the worker that held them): the client uploads again. Several API replicas share one
+ledger, so each job names its ``owner`` (the ingest worker holding it), which stamps ``heartbeat_at`` while
+it lives: a replica fails its own jobs when it starts again, and another's only once their heartbeat has
+stopped, never the jobs a live replica is indexing.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from assistant.ledger.base import LedgerBase
+from assistant.ledger.base import LedgerBase, naive_utc
 from assistant.ledger.errors import NotFound
 from assistant.ledger.records import IngestJob, Principal
 from assistant.ledger.schema import ingest_jobs
 
 INTERRUPTED = "interrupted: the server stopped before this job finished; upload the files again"
+UNFINISHED = ("queued", "running")
 
 
 def _job(row: Any) -> IngestJob:
@@ -37,10 +42,19 @@ def _job(row: Any) -> IngestJob:
 
 
 class Jobs(LedgerBase):
-    def create_job(self, principal: Principal | None, collection: str, names: Sequence[str]) -> IngestJob:
-        """A queued job for ``names`` (in upload order); ``principal`` None: the admin key."""
+    def create_job(
+        self,
+        principal: Principal | None,
+        collection: str,
+        names: Sequence[str],
+        *,
+        owner: str | None = None,
+    ) -> IngestJob:
+        """A queued job for ``names`` (in upload order); ``principal`` None: the admin key; ``owner``: the
+        ingest worker that will run it (see the module docstring)."""
         job_id = f"job_{secrets.token_hex(12)}"
         files = [{"name": name, "status": "queued", "chunks": 0, "error": None} for name in names]
+        now = self._now()
         with self._write() as conn:
             conn.execute(
                 ingest_jobs.insert().values(
@@ -49,10 +63,21 @@ class Jobs(LedgerBase):
                     collection=collection,
                     status="queued",
                     files=files,
-                    created_at=self._now(),
+                    created_at=now,
+                    owner=owner,
+                    heartbeat_at=now,
                 )
             )
         return self.job(job_id)
+
+    def heartbeat_jobs(self, owner: str) -> None:
+        """``owner`` is alive: stamp the jobs it still holds, so that no other replica fails them."""
+        with self._write() as conn:
+            conn.execute(
+                ingest_jobs.update()
+                .where(ingest_jobs.c.owner == owner, ingest_jobs.c.status.in_(UNFINISHED))
+                .values(heartbeat_at=self._now())
+            )
 
     def start_job(self, job_id: str) -> None:
         with self._write() as conn:
@@ -86,15 +111,33 @@ class Jobs(LedgerBase):
             raise NotFound(f"no job {job_id!r}")
         return _job(row)
 
-    def fail_unfinished_jobs(self) -> list[str]:
-        """Fail jobs left queued or running by a stopped process; their ids. Call before queueing new ones."""
-        where = ingest_jobs.c.status.in_(("queued", "running"))
+    def fail_unfinished_jobs(
+        self,
+        owner: str | None = None,
+        *,
+        stale_after_s: float = 0.0,
+        now: datetime | None = None,
+    ) -> list[str]:
+        """Fail the jobs a stopped process left queued or running; their ids.
+
+        Failed: ``owner``'s own (a worker starting fails what it held before it stopped: call before
+        queueing new ones), jobs nobody owns, and jobs whose heartbeat is older than ``stale_after_s``
+        (their process died). The defaults fail every unfinished job (one process uses this ledger).
+        """
+        now = naive_utc(now) if now else self._now()
+        abandoned = sa.or_(
+            ingest_jobs.c.owner.is_(None),
+            ingest_jobs.c.heartbeat_at.is_(None),
+            ingest_jobs.c.heartbeat_at < now - timedelta(seconds=stale_after_s),
+            *([ingest_jobs.c.owner == owner] if owner is not None else []),
+        )
+        where = sa.and_(ingest_jobs.c.status.in_(UNFINISHED), abandoned)
         with self._write() as conn:
             ids = [r.id for r in conn.execute(sa.select(ingest_jobs.c.id).where(where)).all()]
             if ids:
                 conn.execute(
                     ingest_jobs.update()
-                    .where(ingest_jobs.c.id.in_(ids))
-                    .values(status="failed", error=INTERRUPTED, finished_at=self._now())
+                    .where(ingest_jobs.c.id.in_(ids), ingest_jobs.c.status.in_(UNFINISHED))
+                    .values(status="failed", error=INTERRUPTED, finished_at=now)
                 )
         return ids

@@ -106,6 +106,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             _create(schema.answer_feedback),
         ),
     ),
+    Migration(
+        9,
+        "ingest jobs: the API replica holding each one, and its heartbeat",
+        _add_columns(schema.ingest_jobs.c.owner, schema.ingest_jobs.c.heartbeat_at),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

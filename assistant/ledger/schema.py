@@ -306,6 +306,10 @@ ingest_jobs = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("started_at", sa.DateTime),
     sa.Column("finished_at", sa.DateTime),
+    # The ingest worker holding the job (host and data dir of its API process) and its last heartbeat, so
+    # that API replicas sharing the ledger fail only jobs a dead one left (migration 8).
+    sa.Column("owner", sa.String(300)),
+    sa.Column("heartbeat_at", sa.DateTime),
     sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="ingest_job_status_known"),
 )
 

@@ -7,27 +7,34 @@ the limiter, which runs before any answering, is what these tests measure."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 
 from assistant.service import Penny
-from tests.conftest import REPO
 from tests.support.ledger import PgSchema
-from tests.support.servers import free_port, running_server, wait_for, wait_until_ready
+from tests.support.limits import REDIS_URL
+from tests.support.servers import (
+    BIN,
+    free_port,
+    penny_cli,
+    penny_env,
+    ready_or_raise,
+    released_together,
+    running_server,
+    spawn,
+    stop,
+    wait_for,
+)
 
 pytest_plugins = ["tests.support.limits"]  # fixtures: redis_prefix
 
 ADMIN_KEY = "admin-test-key-limits-0123"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 RATE_HEADERS = ("limit-requests", "remaining-requests", "reset-requests")
 
 
@@ -95,58 +102,38 @@ def test_a_stream_holds_its_slot_until_it_ends(served: tuple[str, str, str]) -> 
         assert cleared.json() == {"cleared": True}
 
 
-def _penny(env: dict[str, str], *args: str) -> str:
-    penny = str(Path(sys.executable).parent / "penny")
-    done = subprocess.run([penny, *args], env=env, check=True, capture_output=True, text=True)
-    return done.stdout
-
-
 def test_50_concurrent_requests_across_two_servers_admit_exactly_the_limit(
     tmp_path: Path, model_cache: Path, tiny_model_path: Path, redis_prefix: str
 ) -> None:
     with PgSchema() as db_url:
-        env = {
-            **os.environ,
-            "PENNY_CONFIG": str(tmp_path / "absent.toml"),
-            "PENNY_DATA_DIR": str(tmp_path / "data"),
-            "PENNY_MODELS__LOCAL": "smollm2-135m",
-            "PENNY_MODELS__CACHE_DIR": str(model_cache),
-            "PENNY_MODELS__N_CTX": "2048",
-            "PENNY_MODELS__N_THREADS": "1",
-            "PENNY_LEDGER__DB_URL": db_url,
-            "PENNY_REDIS_URL": REDIS_URL,
-            "PENNY_LIMITS__REDIS_PREFIX": redis_prefix,
-            # This checkout's code in the child processes, whichever checkout the venv was installed from.
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        _penny(env, "users", "add", "alice")
-        _penny(env, "keys", "create", "alice", "--key-file", str(tmp_path / "alice.key"))
+        env = penny_env(
+            tmp_path / "data",
+            model_cache,
+            LEDGER__DB_URL=db_url,
+            REDIS_URL=REDIS_URL,
+            LIMITS__REDIS_PREFIX=redis_prefix,
+        )
+        penny_cli(env, "users", "add", "alice")
+        penny_cli(env, "keys", "create", "alice", "--key-file", str(tmp_path / "alice.key"))
         key = (tmp_path / "alice.key").read_text().strip()
-        assert "rpm 7" in _penny(env, "limits", "set", "--user", "alice", "--rpm", "7", "--concurrent", "50")
-        shown = _penny(env, "limits", "show")
+        assert "rpm 7" in penny_cli(
+            env, "limits", "set", "--user", "alice", "--rpm", "7", "--concurrent", "50"
+        )
+        shown = penny_cli(env, "limits", "show")
         assert "alice" in shown and "Redis" in shown
         ports = [free_port(), free_port()]
+        logs = [tmp_path / f"serve-{port}.log" for port in ports]
         servers = [
-            subprocess.Popen(
-                [str(Path(sys.executable).parent / "penny"), "serve", "--port", str(port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for port in ports
+            spawn([str(BIN / "penny"), "serve", "--port", str(port)], log, env)
+            for port, log in zip(ports, logs, strict=True)
         ]
         try:
-            for port, server in zip(ports, servers, strict=True):
-                assert wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, timeout_s=240)
+            for port, server, log in zip(ports, servers, logs, strict=True):
+                ready_or_raise(f"http://127.0.0.1:{port}/readyz", server, log)
             statuses = _concurrently(ports, key, 50)
         finally:
             for server in servers:
-                server.terminate()
-            for server in servers:
-                try:
-                    server.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                stop(server)
     counted = Counter(status for status, _ in statuses)
     assert counted == {200: 7, 429: 43}, counted
     assert {port for status, port in statuses if status == 429} == set(ports)  # both servers refused
@@ -154,21 +141,20 @@ def test_50_concurrent_requests_across_two_servers_admit_exactly_the_limit(
 
 def _concurrently(ports: list[int], key: str, n: int) -> list[tuple[int, int]]:
     """``n`` requests released together, alternating between the servers: (status, port) each."""
-    start = threading.Barrier(n)
-    results: list[tuple[int, int]] = []
+    limits = httpx.Limits(max_connections=n)
+    clients = [
+        httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300, limits=limits) for port in ports
+    ]
 
-    def one(i: int) -> None:
-        port = ports[i % len(ports)]
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            start.wait()
-            results.append((ask(client, key, f"Question {i} {uuid.uuid4().hex[:4]}?").status_code, port))
+    def one(i: int) -> tuple[int, int]:
+        question = f"Question {i} {uuid.uuid4().hex[:4]}?"
+        return ask(clients[i % len(ports)], key, question).status_code, ports[i % len(ports)]
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    try:
+        return released_together([partial(one, i) for i in range(n)])
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_the_paid_token_estimate_holds_the_reservation_headroom(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,38 +19,14 @@ import pytest
 from assistant.service import Penny
 from assistant.settings import Settings
 from tests.conftest import REPO
-from tests.support.servers import free_port, wait_until_ready
-
-BIN = Path(sys.executable).parent
+from tests.support.servers import BIN
+from tests.support.servers import chroma_server as running_chroma
 
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path / "chroma.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(BIN / "chroma"),
-            "run",
-            "--path",
-            str(tmp_path / "chroma-server"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_ready(f"{url}/api/v2/heartbeat", process, timeout_s=60):
-            raise RuntimeError(f"chroma server did not start: {(tmp_path / 'chroma.log').read_text()}")
+    with running_chroma(tmp_path / "chroma-server") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def write_corpus(root: Path, files: int) -> None:

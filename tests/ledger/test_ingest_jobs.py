@@ -1,11 +1,24 @@
 """Ingest jobs and write access in the ledger, on SQLite and PostgreSQL: a job is its creator's, survives
-in the database, and is failed at the next start if its process stopped; who may write which collection."""
+in the database, and is failed at the next start if its process stopped (and, when API replicas share the
+ledger, only then: never while its owner is alive); who may write which collection."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from assistant.ledger import CollectionForbidden, Ledger, LedgerError, NotFound, Principal
+import pytest
+import sqlalchemy as sa
+
+from assistant.ledger import (
+    CollectionForbidden,
+    Ledger,
+    LedgerError,
+    NotFound,
+    PriceTable,
+    Principal,
+    migrations,
+)
+from assistant.ledger.engine import create_ledger_engine
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
 
@@ -66,3 +79,35 @@ def test_write_access_rules(ledger: Ledger) -> None:
         ledger.authorize_collection_write(ana, "other-new", exists=False, team="blue")
     with pytest.raises(CollectionForbidden):  # claiming never moves a collection
         ledger.claim_collection("red-new", "blue")
+
+
+def test_replicas_sharing_the_ledger_fail_only_the_jobs_a_stopped_one_left(ledger: Ledger) -> None:
+    a, b = "host-a:/data", "host-b:/data"  # two API replicas' ingest workers
+    running = ledger.create_job(None, "docs", ["a.md"], owner=a)
+    ledger.start_job(running.id)
+    left = ledger.create_job(None, "docs", ["b.md"], owner=b)
+    # B starts again: the job its old process held is failed; A's, being indexed, is left alone.
+    assert ledger.fail_unfinished_jobs(b, stale_after_s=120) == [left.id]
+    assert ledger.job(running.id).status == "running"
+    start = ledger.clock()
+    ledger.clock = lambda: start + timedelta(seconds=100)
+    ledger.heartbeat_jobs(a)  # A is alive
+    assert ledger.fail_unfinished_jobs(stale_after_s=120, now=start + timedelta(seconds=200)) == []
+    # A dies: 120 s after its last heartbeat, any replica fails its job.
+    assert ledger.fail_unfinished_jobs(stale_after_s=120, now=start + timedelta(seconds=221)) == [running.id]
+    failed = ledger.job(running.id)
+    assert failed.status == "failed" and "upload the files again" in (failed.error or "")
+
+
+def test_migration_8_adds_the_owner_and_heartbeat_to_a_version_7_database(
+    ledger_url: str, prices: PriceTable
+) -> None:
+    engine = create_ledger_engine(ledger_url)
+    migrations.migrate(engine, target=7)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN heartbeat_at"))  # as version 7 made it
+        conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN owner"))
+    assert migrations.migrate(engine) == [8]
+    with engine.connect() as conn:
+        assert {"owner", "heartbeat_at"} <= {c["name"] for c in sa.inspect(conn).get_columns("ingest_jobs")}
+    engine.dispose()

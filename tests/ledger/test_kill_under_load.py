@@ -17,8 +17,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from assistant.ledger import Ledger
-from assistant.ledger.schema import answers, ledger_entries, reservations
 from tests.conftest import REPO
+from tests.support.ledger import books, committed
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
 
@@ -112,30 +112,6 @@ def wait_for_backends(admin_url: str, application_name: str) -> None:
         raise AssertionError(f"the killed writer's sessions ({application_name}) never ended")
     finally:
         engine.dispose()
-
-
-def books(ledger: Ledger) -> tuple[dict[str, int], dict[str, tuple[str, int, int]], int]:
-    """(answer paid cost by request, reservation (state, worst, cost) by request, SUM of all entries)."""
-    with ledger.engine.connect() as conn:
-        answered = dict(conn.execute(sa.select(answers.c.request_id, answers.c.paid_cost_micro_usd)).all())
-        held = {
-            row.request_id: (row.state, row.worst_case_micro_usd, row.cost_micro_usd or 0)
-            for row in conn.execute(sa.select(reservations))
-        }
-        total = conn.execute(sa.select(sa.func.sum(ledger_entries.c.amount_micro_usd))).scalar_one()
-        doubles = conn.execute(
-            sa.select(ledger_entries.c.request_id)
-            .where(ledger_entries.c.kind.in_(["settle", "release"]))
-            .group_by(ledger_entries.c.request_id)
-            .having(sa.func.count() > 1)
-        ).all()
-    assert doubles == []  # closed at most once: never settled twice, never settled and released
-    return answered, held, int(total or 0)
-
-
-def committed(held: dict[str, tuple[str, int, int]]) -> int:
-    """What the reservations say is spent or held: an open one holds its worst case."""
-    return sum(worst if state == "open" else cost for state, worst, cost in held.values())
 
 
 def test_kill_9_under_concurrent_writes_loses_nothing(ledger: Ledger, ledger_url: str) -> None:

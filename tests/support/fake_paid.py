@@ -26,6 +26,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0  # wait before answering (a timeout when longer than the client's)
+    chunk_delay_s: float = 0.0  # wait between streamed words (an answer still arriving)
     usage: bool = True  # include usage (in the last chunk when streaming and asked for)
     prompt_tokens: int = 123
     completion_tokens: int = 7
@@ -98,6 +99,8 @@ class FakePaid:
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": body.get("model", "fake")}
         words = reply.text.split(" ")
         for i, word in enumerate(words):
+            if reply.chunk_delay_s and i:
+                await asyncio.sleep(reply.chunk_delay_s)
             delta = word if i == 0 else " " + word
             chunk = {**base, "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}]}
             yield f"data: {json.dumps(chunk)}\n\n".encode()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
@@ -16,15 +17,24 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 MakeLimiter = Callable[..., Limiter]
 
 
+@contextmanager
+def fresh_redis_prefix() -> Iterator[str]:
+    """A key prefix of its own in the shared Redis; its keys are deleted afterwards."""
+    prefix = f"penny-test:{uuid.uuid4().hex[:12]}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
-    prefix = f"penny-test:{uuid.uuid4().hex[:12]}"
-    yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with fresh_redis_prefix() as prefix:
+        yield prefix
 
 
 @pytest.fixture(params=["memory", "redis"])

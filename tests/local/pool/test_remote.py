@@ -34,7 +34,7 @@ from assistant.local.pool import (
 from assistant.local.pool.dispatcher import Lease
 from assistant.local.pool.remote import RemoteWorker
 from assistant.settings import PoolSettings
-from tests.support.servers import free_port, running_server, wait_for, wait_until_ready
+from tests.support.servers import free_port, running_server, wait_for, wait_until_ready, worker_command
 
 QUESTION = [{"role": "user", "content": "What colour is the sky on a clear day?"}]
 STORY = [{"role": "user", "content": "Write a long story about a ship at sea."}]
@@ -53,9 +53,8 @@ def spawn(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         with (log_dir / f"worker-{port}.log").open("ab") as log:
             process = subprocess.Popen(
                 [
-                    *(sys.executable, "-m", "assistant.local.pool.worker", "--model", str(tiny_model_path)),
-                    *("--port", str(port), "--threads", "1", "--n-ctx", "1024", "--name", "smollm2-135m"),
-                    *("--parent-pid", str(os.getpid())),
+                    *worker_command(tiny_model_path, n_ctx=1024),
+                    *("--port", str(port), "--parent-pid", str(os.getpid())),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
