@@ -4,9 +4,10 @@
 #
 #   deploy/container/base.sh [--force] [TAG]      (default TAG: localhost/penny-base:bookworm)
 #
-# Bookworm because Penny needs Python 3.11 (pyproject: >=3.11,<3.12), which is bookworm's python3. The
-# image is rebuilt only when this script or the host's Debian sources change (a label records their hash),
-# or with --force (to pick up Debian's security updates).
+# Bookworm because Penny needs Python 3.11 (pyproject: >=3.11,<3.12), which is bookworm's python3. It is
+# built when missing, or with --force (Debian's security updates, changed inputs): every layer above it is
+# then rebuilt too, llama.cpp's long compile included, so changed inputs alone only warn (a label records
+# the hash of the suite, packages, options and mirrors it was made from).
 set -euo pipefail
 
 FORCE=0
@@ -54,26 +55,25 @@ host_mirrors() {
 
 mapfile -t MIRRORS < <(host_mirrors)
 # Without bookworm entries on the host, mmdebstrap's default: deb.debian.org plus updates and security.
-INPUTS=$(
-  {
-    cat "$0"
-    printf '%s\n' "${MIRRORS[@]}"
-  } | sha256sum | cut -c1-16
+OPTIONS=(
+  --dpkgopt='path-exclude=/usr/share/man/*'
+  --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/locale/*'
+  --aptopt='APT::Install-Recommends "false"'
 )
+INPUTS=$(printf '%s\n' "$SUITE" "$PACKAGES" "${OPTIONS[@]}" "${MIRRORS[@]}" | sha256sum | cut -c1-16)
 
-if ((!FORCE)) && [[ $(podman image inspect --format '{{ index .Labels "penny.base.inputs" }}' "$TAG" 2>/dev/null) == "$INPUTS" ]]; then
-  echo "base image $TAG is up to date (inputs $INPUTS)"
+if ((!FORCE)) && podman image exists "$TAG"; then
+  made_from=$(podman image inspect --format '{{ index .Labels "penny.base.inputs" }}' "$TAG")
+  [[ $made_from == "$INPUTS" ]] ||
+    echo "warning: $TAG was made from other inputs ($made_from, now $INPUTS); $0 --force rebuilds it" >&2
+  echo "base image $TAG is there"
   exit 0
 fi
 
 echo "building base image $TAG from ${MIRRORS[*]:-deb.debian.org (default)}"
-mmdebstrap --variant=minbase --include="$PACKAGES" \
-  --dpkgopt='path-exclude=/usr/share/man/*' \
-  --dpkgopt='path-exclude=/usr/share/doc/*' \
-  --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-  --dpkgopt='path-exclude=/usr/share/locale/*' \
-  --aptopt='APT::Install-Recommends "false"' \
-  "$SUITE" - "${MIRRORS[@]}" |
+mmdebstrap --variant=minbase --include="$PACKAGES" "${OPTIONS[@]}" "$SUITE" - "${MIRRORS[@]}" |
   podman import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["/bin/bash"]' \
