@@ -59,7 +59,7 @@ def test_chat_page_streams_answer_with_sources_and_tier_and_takes_feedback(
 
     from assistant.api import create_app
     from assistant.settings import get_settings
-    from eval.cli import penny_calibrate_command
+    from eval.calibrate_cli import penny_calibrate_command
 
     penny = Penny(settings)
     assert penny.ingester().ingest([REPO / "samples"]).ok

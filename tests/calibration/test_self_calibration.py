@@ -103,7 +103,7 @@ def test_ratings_are_labels_counted_by_source(settings: Settings) -> None:
 def test_penny_calibrate_from_ledger_prints_the_counts_and_refuses_below_the_minimum(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from eval.cli import penny_calibrate_command
+    from eval.calibrate_cli import penny_calibrate_command
 
     rate_answers(settings, ["up", "down", "should_abstain", "up"], shadow=1)
     monkeypatch.setenv("PENNY_DATA_DIR", str(settings.data_dir))
