@@ -85,10 +85,11 @@ def refit_from_ledger(
 
     A model is replaced only with at least ``min_labels`` labels (default ``cascade.refit_min_labels``),
     both outcomes among them: below that, P(local correct) raises :class:`TooFewLabels` and nothing is
-    written; P(answerable) is kept from the current calibration. P(paid helps) is always kept: the ledger's
-    labels for it are one-sided (a paid answer is rated only when it was served) and few, so they are
-    counted, not fitted, and so is the paid model its stamp names. Each model reads the features the current calibration's does: a feature left out
-    of it (a sign flip between distributions, or ``--exclude``) stays out."""
+    written; P(answerable) is kept from the current calibration. P(paid helps) is always kept, and so is
+    the paid model its stamp names: the ledger's labels for it are one-sided (a paid answer is rated only
+    when it was served) and few, so they are counted, not fitted. Each model reads the features the current
+    calibration's does: a feature left out of it (a sign flip between distributions, or ``--exclude``)
+    stays out."""
     from assistant.calibration.fitting import feature_sets, fit
     from assistant.calibration.model import Calibration
     from assistant.calibration.store import collection_calibration_path
