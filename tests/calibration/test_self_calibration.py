@@ -70,6 +70,7 @@ def test_a_refit_fits_on_the_labels_handed_in_when_the_ledger_has_none(settings:
     assert fitted.stamp.paid_model == "qwen2.5-1.5b"
     assert [(d.run, d.questions) for d in fitted.stamp.data] == [
         ("ledger shadow labels", 0),
+        ("ledger feedback", 0),
         ("penny calibrate --collection docs", 30),
     ]
     assert refit.lines()[-1] == f"calibration written to {refit.path}"
