@@ -78,6 +78,7 @@ def stack(
         # What is checked is correctness, not latency: on a loaded CI machine a queued local answer may wait
         # longer than the production deadline, and its 504 would hide the failures looked for.
         "POOL__REQUEST_DEADLINE_S": "900",
+        "SERVER__MAX_QUEUE_WAIT_S": "900",  # and no load shedding: a 503 would hide them too
         "CASCADE__RETRY_LOCAL": "false",  # one generation per local answer: the claims are not about it
     }
     with (

@@ -231,9 +231,10 @@ def test_penny_calibrate_writes_questions_answers_them_and_charges_the_system_ac
     again = calibrate("--questions", "12")  # a rerun asks nothing again
     assert again.exit_code == result.exit_code
     assert len(calibration_ledger_rows(settings)) == len(rows)
-    # a refit from the ledger (no shadow labels here) reads the run's 12 labels too
+    # a refit from the ledger (no shadow labels here) counts the run's 12 labels too, and refuses: too few
     refit = CliRunner().invoke(cli, ["calibrate", "--from-ledger", "--collection", "team-docs"])
-    assert "12 labelled answers" in refit.output or "and 12 synthetic ones" in refit.output, refit.output
+    assert refit.output.startswith("labels: 0 shadow, 0 feedback (") and ", 12 synthetic\n" in refit.output
+    assert refit.exit_code == 1 and "not replacing the calibration: 12 labels" in refit.output
 
 
 def test_the_cost_limit_stops_writing_and_a_rerun_resumes(collection_env) -> None:  # type: ignore[no-untyped-def]
@@ -287,7 +288,8 @@ def test_calibrate_needs_a_paid_tier_and_a_non_empty_collection(settings, monkey
         result = CliRunner().invoke(cli, ["calibrate", "--collection", "team-docs"])
         assert result.exit_code == 1 and "needs the paid tier" in result.output
         missing = CliRunner().invoke(cli, ["calibrate"])
-        assert missing.exit_code == 2 and "--collection NAME, or --from-ledger" in missing.output
+        assert missing.exit_code == 2
+        assert "pass --collection NAME, --from-ledger, --show or --default" in missing.output
     finally:
         get_settings.cache_clear()
 
