@@ -17,6 +17,7 @@ about 1e-4), half the size of float32.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +41,8 @@ CREATE TABLE IF NOT EXISTS sentence_vectors (
 )
 """
 _READ_BATCH = 500  # ids per SELECT, under SQLite's bound-parameter limit
+
+log = logging.getLogger(__name__)
 
 
 class Memo(Protocol):
@@ -129,13 +132,23 @@ class SentenceVectorStore:
             return int(self._connect().execute("SELECT COUNT(*) FROM sentence_vectors").fetchone()[0])
 
     def fill(self, chunks: Mapping[str, str], embedder: Memo) -> dict[str, np.ndarray]:
-        """Every chunk's sentence vectors: the stored ones, and the rest embedded in one batch and kept."""
-        found = self.read(chunks)
+        """Every chunk's sentence vectors: the stored ones, and the rest embedded in one batch and kept.
+
+        On the answer path: a store that cannot be read or written (a full disk, a broken file) costs
+        the embedding it saves, never the answer."""
+        try:
+            found = self.read(chunks)
+        except sqlite3.Error as exc:
+            log.warning("sentence vectors unreadable in %s: %s", self.path, exc)
+            found = {}
         missing = [pid for pid in chunks if pid not in found]
         if missing:
             embedded = embed_sentences([chunks[pid] for pid in missing], embedder.embed_memo)
-            self.write((pid, chunks[pid], vectors) for pid, vectors in zip(missing, embedded, strict=True))
             found.update(zip(missing, embedded, strict=True))
+            try:
+                self.write((pid, chunks[pid], found[pid]) for pid in missing)
+            except sqlite3.Error as exc:
+                log.warning("sentence vectors not kept in %s: %s", self.path, exc)
         return found
 
     def close(self) -> None:

@@ -145,3 +145,11 @@ def test_the_diet_drops_vectors_that_no_longer_match_its_text(settings) -> None:
     stripped = [type(p)(p.id, p.source, p.text, p.score, p.metadata) for p in retrieved]
     fresh = sentence_cosines(QUESTION, "France", None, stripped, penny.embedder)
     assert carried == pytest.approx(fresh, abs=1e-3)  # stored float16 vectors give the same cosines
+
+
+def test_a_store_that_cannot_be_opened_costs_the_embedding_not_the_vectors(tmp_path: Path, embedder) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "taken").mkdir()  # a directory where the file should be: SQLite cannot open it
+    store = SentenceVectorStore(tmp_path / "taken", "all-MiniLM-L6-v2")
+    text = "Rollo founded Normandy. His heirs ruled it."
+    found = store.fill({"c1": text}, embedder)
+    assert_embeds_each_sentence(embedder, text, found["c1"])
