@@ -13,6 +13,7 @@ from index.chunking import Chunker
 from index.embedding import get_embedder
 from index.ingest import Ingester
 from index.retrieval import FusionWeights, Retriever
+from index.sentvec import SentenceVectorStore
 from index.store import get_collection, max_batch_size, open_client
 
 if TYPE_CHECKING:
@@ -63,6 +64,11 @@ class Penny:
         """Where this collection's BM25 index is saved: ingest updates it, retrievers load it."""
         return Bm25Store(self.settings.bm25_path / str(collection.id))
 
+    def sentence_store(self, collection: Collection) -> SentenceVectorStore:
+        """Where this collection's chunks keep their sentence vectors: ingest deletes, retrieval fills."""
+        path = self.settings.sentence_vectors_path / f"{collection.id}.sqlite"
+        return SentenceVectorStore(path, self.settings.index.embedding_model)
+
     def _new_retriever(self, name: str) -> Retriever:
         index = self.settings.index
         collection = get_collection(self.chroma, name)
@@ -75,6 +81,7 @@ class Penny:
             weights=FusionWeights(dense=index.dense_weight, bm25=index.bm25_weight, rrf_k=index.rrf_k),
             candidates=index.fusion_candidates,
             bm25_store=self.bm25_store(collection),
+            sentence_store=self.sentence_store(collection),
         )
 
     def ingester(self, collection: str | None = None) -> Ingester:
@@ -93,6 +100,8 @@ class Penny:
             embed_batch_chunks=self.settings.index.embed_batch_chunks,
             bm25_store=self.bm25_store(collection),
             client=self.chroma,
+            sentence_store=self.sentence_store(collection),
+            sentence_vectors_at_ingest=self.settings.index.sentence_vectors_at_ingest,
         )
 
     @cached_property

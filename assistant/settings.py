@@ -55,6 +55,11 @@ class IndexSettings(BaseModel):
     rrf_k: int = Field(default=60, ge=1, description="RRF constant: score = weight / (rrf_k + rank).")
     fusion_candidates: int = Field(default=50, ge=1, description="Depth of each ranking fed to fusion.")
     embed_batch_chunks: int = Field(default=1024, ge=1, description="Chunks embedded together on ingest.")
+    sentence_vectors_at_ingest: bool = Field(
+        default=False,
+        description="Embed every chunk's sentences on ingest (slower ingest) rather than the first time "
+        "retrieval returns the chunk; either way they are kept for the prompt diet and the evaluator.",
+    )
 
 
 class CascadeSettings(BaseModel):
@@ -415,6 +420,11 @@ class Settings(BaseSettings):
     def bm25_path(self) -> Path:
         """Persisted BM25 indexes, one folder per Chroma collection id (so a recreated name starts fresh)."""
         return self.data_dir / "bm25"
+
+    @property
+    def sentence_vectors_path(self) -> Path:
+        """Chunks' sentence vectors, one SQLite file per Chroma collection id (``index.sentvec``)."""
+        return self.data_dir / "sentvec"
 
     @property
     def calibration_dir(self) -> Path:

@@ -12,8 +12,9 @@ request's wall time minus the model's generation time (``Generation.seconds``, w
 per-token logprob recorder).
 
 Two cases: *cold*, where the embedding memo is cleared before each Penny request, as for a question on
-passages no recent question touched (the evaluator then embeds every passage sentence); and *warm*, the
-same questions again once each has been answered and the memo kept (popular passages).
+passages no recent question touched (their sentence vectors come from the index's sentence store, filled
+when each prompt was first built: benchmarks/bench_cold_passages.py times a chunk's very first use); and
+*warm*, the same questions again once each has been answered and the memo kept (popular passages).
 
     .venv/bin/python benchmarks/bench_overhead.py [--model qwen2.5-0.5b] [--questions 12]
 

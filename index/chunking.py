@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+from index.sentences import SENTENCE_END
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Chunker:
             if self.count(paragraph) <= self.max_tokens:
                 units.append(paragraph)
                 continue
-            for sentence in _SENTENCE_END.split(paragraph):
+            for sentence in SENTENCE_END.split(paragraph):
                 if self.count(sentence) <= self.max_tokens:
                     units.append(sentence)
                 else:

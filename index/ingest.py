@@ -20,7 +20,9 @@ file hash → chunk ids) once, so:
 Chunk ids are ``<sha256(source)[:16]>:<file sha256[:16]>:<chunk index>``. Three stages overlap: a thread
 loads and chunks files, the calling thread embeds batches of ``embed_batch_chunks`` chunks (torch uses
 every core), and a thread writes each embedded batch to Chroma. The persisted BM25 index (``index.bm25``)
-receives the run's additions and deletions at the end.
+receives the run's additions and deletions at the end. Deleted chunks take their sentence vectors
+(``index.sentvec``) with them; with ``sentence_vectors_at_ingest`` new chunks' sentences are embedded here,
+else retrieval embeds them the first time it returns the chunk.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from index.discovery import Discovered, discover
 from index.embedding import Embedder
 from index.loaders import LoadError, load
 from index.results import FileResult, IngestSummary, StoredFile
+from index.sentvec import SentenceVectorStore, embed_sentences
 from index.store import batched, bump_revision, iter_records, revision
 
 if TYPE_CHECKING:
@@ -83,6 +86,8 @@ class Ingester:
         bm25_store: Bm25Store | None = None,
         client: ClientAPI | None = None,
         duplicate_threshold: float = 0.5,
+        sentence_store: SentenceVectorStore | None = None,
+        sentence_vectors_at_ingest: bool = False,
     ) -> None:
         self.collection = collection
         self.embedder = embedder
@@ -92,6 +97,8 @@ class Ingester:
         self.bm25_store = bm25_store
         self.client = client
         self.duplicate_threshold = duplicate_threshold
+        self.sentence_store = sentence_store
+        self.sentence_vectors_at_ingest = sentence_vectors_at_ingest and sentence_store is not None
 
     def manifest(self) -> dict[str, StoredFile]:
         """What the collection holds, per source file: content hash(es), chunk ids, text fingerprint."""
@@ -252,7 +259,10 @@ class Ingester:
                 if errors or stop.is_set():
                     continue  # drain so the preparer can finish
                 texts = [chunk.text for item in pending for chunk in item.chunks]  # type: ignore[attr-defined]
-                embedded.put((pending, texts, self.embedder.embed_array(texts)))
+                # Sentence vectors now, or retrieval embeds them the first time it returns a chunk.
+                at_ingest = self.sentence_vectors_at_ingest
+                units = embed_sentences(texts, self.embedder.embed_array) if at_ingest else None
+                embedded.put((pending, texts, self.embedder.embed_array(texts), units))
         except BaseException:
             stop.set()
             while ready.get() is not _DONE:
@@ -290,7 +300,13 @@ class Ingester:
         return _Pending(source, digest, document.title, chunks, previous, fingerprint)
 
     def _write(
-        self, pending: list[_Pending], texts: list[str], vectors: Any, summary: IngestSummary, log: _WriteLog
+        self,
+        pending: list[_Pending],
+        texts: list[str],
+        vectors: Any,
+        units: list[Any] | None,
+        summary: IngestSummary,
+        log: _WriteLog,
     ) -> None:
         if log.clean is None:
             log.clean = self.bm25_store.begin() if self.bm25_store else True
@@ -323,6 +339,8 @@ class Ingester:
                 documents=texts[start:end],
                 metadatas=metadatas[start:end],  # type: ignore[arg-type]
             )
+        if units is not None and self.sentence_store is not None:
+            self.sentence_store.write(zip(ids, texts, units, strict=True))
         log.added.extend(zip(ids, texts, strict=True))
         new_ids = set(ids)
         for item in pending:
@@ -356,6 +374,8 @@ class Ingester:
     def _delete_ids(self, ids: Sequence[str]) -> None:
         for batch in batched(list(ids), self.write_batch):
             self.collection.delete(ids=list(batch))
+            if self.sentence_store is not None:  # no row outlives its chunk
+                self.sentence_store.delete(list(batch))
 
     def _stamp(self) -> str:
         if self.client is not None:

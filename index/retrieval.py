@@ -33,9 +33,11 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from index.bm25 import Bm25Index, Bm25Store
 from index.embedding import Embedder
+from index.sentvec import SentenceVectorStore
 from index.store import revision
 
 if TYPE_CHECKING:
+    import numpy as np
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
@@ -50,6 +52,8 @@ class Passage:
     text: str
     score: float  # higher = better: cosine (dense), BM25 score (bm25) or fused RRF score (hybrid)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # One row per ``index.sentences.sentences(text)``, from the index's sentence store; None: not known.
+    sentence_vectors: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def title(self) -> str:
@@ -75,6 +79,7 @@ class Retriever:
         weights: FusionWeights | None = None,
         candidates: int = 50,
         bm25_store: Bm25Store | None = None,
+        sentence_store: SentenceVectorStore | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -86,6 +91,7 @@ class Retriever:
         self.weights = weights or FusionWeights()
         self.candidates = candidates
         self.bm25_store = bm25_store or Bm25Store(None)
+        self.sentence_store = sentence_store
         self._bm25: Bm25Index | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="penny-bm25")
         self._bm25_lock = threading.Lock()
@@ -179,6 +185,10 @@ class Retriever:
                 found["ids"], found["documents"] or [], found["metadatas"] or [], strict=True
             )
         }
+        # The diet and the evaluator read every sentence: stored once per chunk, embedded on first use.
+        vectors = {}
+        if self.sentence_store is not None:
+            vectors = self.sentence_store.fill({pid: text for pid, (text, _) in rows.items()}, self.embedder)
         passages = []
         for pid, score in ranked:
             if pid not in rows:  # deleted between ranking and reading
@@ -187,7 +197,14 @@ class Retriever:
             if details:
                 meta.update(details.get(pid, {}))
             passages.append(
-                Passage(id=pid, source=str(meta.get("source", "")), text=text, score=score, metadata=meta)
+                Passage(
+                    id=pid,
+                    source=str(meta.get("source", "")),
+                    text=text,
+                    score=score,
+                    metadata=meta,
+                    sentence_vectors=vectors.get(pid),
+                )
             )
         return passages
 
@@ -240,6 +257,7 @@ def fuse(
             text=first_seen[pid].text,
             score=fused[pid],
             metadata={**first_seen[pid].metadata, **details[pid]},
+            sentence_vectors=first_seen[pid].sentence_vectors,
         )
         for pid in order
     ]

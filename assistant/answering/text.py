@@ -1,15 +1,19 @@
 """Text primitives both the judge and the local prompt read text by: words, content words, sentences,
 citations stripped, SQuAD's normalisation. One definition, so the prompt diet keeps the sentences the
-evaluator later measures."""
+evaluator later measures; ``sentences`` lives in ``index.sentences``, where the vectors kept beside each
+chunk are split by it too."""
 
 from __future__ import annotations
 
 import re
 import string
 
+from index.sentences import sentences
+
+__all__ = ["content_words", "normalize", "sentences", "strip_citations", "words"]
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CITATION = re.compile(r"\[\d{1,2}\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -35,7 +39,3 @@ def normalize(text: str) -> str:
     """SQuAD's answer normalisation (lowercase, no punctuation, articles or extra spaces), so "the Normans."
     is found in "...by the Normans in 1066"."""
     return " ".join(_ARTICLES.sub(" ", strip_citations(text).lower().translate(_PUNCTUATION)).split())
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]

@@ -119,4 +119,5 @@ def collections_delete(name: str, yes: bool) -> None:
         click.confirm(f"Delete collection {name!r} ({count} chunks)?", abort=True)
     client.delete_collection(name)
     penny.bm25_store(collection).remove()
+    penny.sentence_store(collection).remove()
     click.echo(f"deleted collection {name} ({count} chunks)")

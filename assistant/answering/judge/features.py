@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from assistant.answering.judge.answer_type import type_match
 from assistant.answering.prompt.grounded import cited_numbers, is_abstention
 from assistant.answering.text import content_words, normalize, sentences, strip_citations, words
+from index.sentvec import sentence_vectors
 
 if TYPE_CHECKING:
     from assistant.local.backend import Generation
@@ -235,17 +238,19 @@ def sentence_cosines(
     """Cosines over the passages' sentences: the best question–sentence and answer–sentence ones, and the
     question's with ``source``, the sentence the answer came from (:func:`answer_sentence`).
 
-    One batch of short texts through the embedding model already loaded for retrieval (kept apart from
-    :func:`embedding_support`'s whole passages: one batch would pad every sentence to a passage's length,
-    slower: benchmarks/bench_evaluator.py). Whole passages dilute the one sentence that
-    matters, which is why these beat passage-level cosines.
+    The sentence vectors come with the passages from the index's sentence store (``index.sentvec``);
+    only the question and the answer are embedded, and passages without stored vectors in one batch of
+    short texts (kept apart from :func:`embedding_support`'s whole passages: one batch would pad every
+    sentence to a passage's length, slower: benchmarks/bench_evaluator.py). Whole passages dilute the one
+    sentence that matters, which is why these beat passage-level cosines.
     """
     units = [s for p in passages for s in sentences(p.text)]
     text = strip_citations(answer).strip()
     if not units:
         return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
-    vectors = embedder.embed_memo([question, text or question, *units])
-    cosines = vectors[2:] @ vectors[:2].T  # normalised vectors: dot product = cosine
+    asked = embedder.embed_memo([question, text or question])
+    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    cosines = held @ asked.T  # normalised vectors: dot product = cosine
     return {
         "question_sentence_cos": float(cosines[:, 0].max()),
         "answer_sentence_cos": float(cosines[:, 1].max()) if text else 0.0,
@@ -255,11 +260,12 @@ def sentence_cosines(
 
 def best_question_passage(question: str, passages: Sequence[Passage], embedder: Embedder) -> int:
     """Index of the passage holding the sentence closest to the question (0 when none has a sentence)."""
-    units = [(i, s) for i, p in enumerate(passages) for s in sentences(p.text)]
-    if not units:
+    owners = [i for i, p in enumerate(passages) for _ in sentences(p.text)]
+    if not owners:
         return 0
-    vectors = embedder.embed_memo([question, *(s for _, s in units)])
-    return units[int((vectors[1:] @ vectors[0]).argmax())][0]
+    [asked] = embedder.embed_memo([question])
+    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    return owners[int((held @ asked).argmax())]
 
 
 def dense_bm25_agree(passages: Sequence[Passage]) -> float:

@@ -2,11 +2,11 @@
 
 The local tier is bound by prefill on a 2-core machine, so every prompt token costs time and money. A
 question is usually answered by one sentence, and the few sentences around it; the rest of the top
-passages is read and ignored. :func:`compress` scores each sentence by its cosine with the question (from
-the embedding model already loaded for retrieval, through its memo: the evaluator's sentence cosines then
-find these vectors and embed only the answer) plus the share of the question's words it holds, each word
-weighted by its BM25 IDF over this question's sentences (stemmed, so "defending" finds "defended"; a word
-every sentence holds weighs little), and keeps:
+passages is read and ignored. :func:`compress` scores each sentence by its cosine with the question (the
+sentence vectors retrieval carries from the index's sentence store, ``index.sentvec``; a passage without
+them is embedded through the memo, where the evaluator then finds them) plus the share of the question's
+words it holds, each word weighted by its BM25 IDF over this question's sentences (stemmed, so
+"defending" finds "defended"; a word every sentence holds weighs little), and keeps:
 
 - the top passage's best sentence always, and the best sentence overall when it fits;
 - the sentences next to those two (a sentence's subject is often a pronoun, or the answer is in the
@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from assistant.answering.text import content_words, sentences
+from index.sentvec import sentence_vectors
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from assistant.settings import CascadeSettings
     from index.embedding import Embedder
     from index.retrieval import Passage
@@ -108,8 +109,9 @@ def compress(
     if not units:
         return list(passages)
     where = [(p, i) for p, passage in enumerate(split) for i in range(len(passage))]
-    vectors = embedder.embed_memo([question, *units])  # the evaluator embeds the same texts: memoised
-    scores = sentence_scores(question, units, vectors[1:] @ vectors[0], diet.lexical_weight)
+    [asked] = embedder.embed_memo([question])  # retrieval embedded it: memoised
+    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    scores = sentence_scores(question, units, held @ asked, diet.lexical_weight)
     ranked = sorted(range(len(where)), key=lambda u: -scores[u])
     best = ranked[0]
     anchor = next((u for u in ranked if where[u][0] == 0), best)  # the top passage's best sentence
@@ -156,7 +158,7 @@ def _rebuild(
             if position:
                 text += " " if index == indices[position - 1] + 1 else GAP
             text += units[index]
-        out.append(replace(passage, text=text or STUB))
+        out.append(replace(passage, text=text or STUB, sentence_vectors=None))  # they were the full text's
     while len(out) > 1 and out[-1].text == STUB:
         out.pop()
     return out
