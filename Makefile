@@ -77,6 +77,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/bench_prompt_diet.py --limit 30
 	$(BIN)/python benchmarks/bench_prefix_reuse.py
 	$(BIN)/python benchmarks/bench_overhead.py
+	$(BIN)/python benchmarks/bench_cold_passages.py
 	$(BIN)/python benchmarks/bench_replicas.py
 
 # docs/RESULTS.md from the eval reports under docs/eval/ (stdlib only: no install needed).
