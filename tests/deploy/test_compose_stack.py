@@ -60,6 +60,17 @@ class Stack:
         return self.run("podman", "exec", self.container(service), *command)
 
 
+def setup_done(stack: Stack) -> bool:
+    """The one-shot ``setup`` job (index samples/, create the demo key) exited 0. podman-compose starts the
+    API replicas without waiting for it, and they are ready before it is done."""
+    names = stack.containers("setup", "--all")  # --all: an exited container too
+    status = "{{.State.Status}} {{.State.ExitCode}}"
+    if names and stack.run("podman", "inspect", "--format", status, *names).split() == ["exited", "0"]:
+        return True
+    time.sleep(2)  # podman is not a cheap poll
+    return False
+
+
 def ready(url: str) -> bool:
     try:
         return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
@@ -78,6 +89,9 @@ def stack() -> Iterator[Stack]:
     try:
         stack.compose("up", "-d")
         wait_for(lambda: ready(stack.url), START_TIMEOUT_S, "the load balancer to find a ready API replica")
+        wait_for(
+            lambda: setup_done(stack), START_TIMEOUT_S, "the setup job (indexing samples/, the demo key)"
+        )
         print(f"\ncompose up to ready through the load balancer: {time.monotonic() - stack.started:.0f} s")
         yield stack
     finally:
