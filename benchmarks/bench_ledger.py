@@ -48,6 +48,12 @@ MODES: dict[str, tuple[dict[str, Any], str]] = {
     "previous": ({}, "three_commits"),
     "current": ({}, "two_commits"),
 }
+
+
+def _options(options: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in options.items()) or "the defaults"
+
+
 PAID_SHARE = 5  # in the mixed run, every 5th answer is paid
 USAGE = Usage(880, 120, cached_prompt_tokens=256)
 
@@ -282,7 +288,7 @@ def main() -> None:
     mixes, modes = args.mixes.split(","), args.modes.split(",")
     print(
         f"{args.answers} answers per run, {args.repeats} run(s) per mode (median); modes: "
-        f"{', '.join(f'{m} = {MODES[m][0] or {}} paid {MODES[m][1]}' for m in modes)}; "
+        f"{', '.join(f'{m} = {_options(MODES[m][0])}, paid {MODES[m][1]}' for m in modes)}; "
         f"mixed = every {PAID_SHARE}th answer paid"
     )
     head = "".join(f" {m[:4] + ' a/s':>9} {m[:4] + ' ms':>7} {'stmt':>5}" for m in modes)
