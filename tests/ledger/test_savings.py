@@ -8,13 +8,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from assistant.cli import cli
 from assistant.ledger import AnswerRecord, Ledger, PriceTable, Usage, migrations
 from assistant.ledger.answers import answer_values
 from assistant.ledger.engine import create_ledger_engine
-from assistant.ledger.schema import answers
 from assistant.settings import get_settings
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
@@ -129,6 +129,8 @@ def test_answers_recorded_before_migration_10_are_unknown_not_zero_savings(
 ) -> None:
     engine = create_ledger_engine(ledger_url)
     migrations.migrate(engine, target=9)
+    with engine.begin() as conn:  # as version 9 left it (a new database's answers have the column at once)
+        conn.execute(sa.text("ALTER TABLE answers DROP COLUMN paid_only_micro_usd"))
     early = Ledger(engine, prices)
     user = early.add_user("early")
     old = AnswerRecord("old", early.system_user(), "local", local_model="m", local_cost_micro_usd=70)
@@ -136,8 +138,10 @@ def test_answers_recorded_before_migration_10_are_unknown_not_zero_savings(
     row.update(user_id=user.id)
     del row["paid_only_micro_usd"]  # the column does not exist yet
     with engine.begin() as conn:
-        conn.execute(answers.insert().values(**row))
+        conn.execute(sa.insert(sa.table("answers", *map(sa.column, row))).values(**row))
     assert migrations.migrate(engine) == [10]
+    with engine.connect() as conn:
+        assert "paid_only_micro_usd" in {c["name"] for c in sa.inspect(conn).get_columns("answers")}
     ledger = Ledger.open(ledger_url, prices)
     try:
         stored = ledger.answer("old")
