@@ -152,3 +152,16 @@ def test_answers_recorded_before_migration_10_are_unknown_not_zero_savings(
     assert stored is not None and stored["paid_only_micro_usd"] is None
     assert (line.key, line.cost_micro_usd, line.known_answers, line.unknown_answers) == ("early", 70, 0, 1)
     assert line.saved_micro_usd is None and line.saved_percent is None
+
+
+def test_the_usage_api_rows_carry_the_savings(ledger: Ledger) -> None:
+    from assistant.api.ledger_routes import usage_rows
+
+    small_ledger(ledger)
+    rows = {row["key"]: row for row in usage_rows(ledger.usage(by="user"))}
+    assert {k: rows["alice"][k] for k in ("paid_only_micro_usd", "saved_micro_usd", "saved_percent")} == {
+        "paid_only_micro_usd": 5700,
+        "saved_micro_usd": 5660,
+        "saved_percent": 99.3,  # 5660 / 5700, rounded to 2 places: 99.298 -> 99.3
+    }
+    assert (rows["bob"]["saved_micro_usd"], rows["bob"]["unknown_answers"]) == (-30, 1)
