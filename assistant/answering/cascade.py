@@ -95,7 +95,14 @@ class Cascade:
             context_tokens=local_context_tokens,
             diet=diet,
         )
-        self.delivery = Delivery(ledger=ledger, cache=cache, shadow=shadow, local_model_name=local_model_name)
+        self.delivery = Delivery(
+            ledger=ledger,
+            cache=cache,
+            shadow=shadow,
+            local_model_name=local_model_name,
+            paid_model=paid.model if paid is not None else None,
+            paid_prompt=self.prompt_builder.grounded,
+        )
         self.escalation = Escalation(
             paid=paid,
             ledger=ledger,

@@ -9,23 +9,35 @@ because this changes with the ledger, the cache and the shadow checks, not with 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
 from assistant.answering.decision import Decision
 from assistant.answering.judge.features import ensure_citation
-from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, is_abstention
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, grounded_messages, is_abstention
 from assistant.local.backend import Generation
-from assistant.paid.tokens import count_messages
+from assistant.paid.tokens import count_messages, count_text
+from index.retrieval import Passage
 
 if TYPE_CHECKING:
     from assistant.answering.request import Request
     from assistant.answering.shadow import ShadowSampler
     from assistant.ledger import Ledger
     from assistant.paid import PaidResult
-    from index.retrieval import Passage, Retriever
+    from index.retrieval import Retriever
+
+
+# The paid tier's prompt for a question, its passages and the conversation before it.
+PaidPrompt = Callable[[str, Sequence["Passage"], Sequence[dict[str, str]]], list[dict[str, str]]]
+
+
+def default_paid_prompt(
+    question: str, passages: Sequence[Passage], history: Sequence[dict[str, str]]
+) -> list[dict[str, str]]:
+    system, *rest = grounded_messages(question, passages, "auto")
+    return [system, *history, *rest]
 
 
 class Delivery:
@@ -38,11 +50,17 @@ class Delivery:
         cache: SemanticCache | None = None,
         shadow: ShadowSampler | None = None,
         local_model_name: str = "local",
+        paid_model: str | None = None,
+        paid_prompt: PaidPrompt = default_paid_prompt,
     ) -> None:
+        """``paid_model`` and ``paid_prompt`` (the paid tier's prompt for a question and its passages)
+        price what paid-only would have cost for each answer; without a paid model that is unknown."""
         self.ledger = ledger
         self.cache = cache
         self.shadow = shadow
         self.local_model_name = local_model_name
+        self.paid_model = paid_model
+        self.paid_prompt = paid_prompt
 
     # ---------------------------------------------------------------------------------- assembly
 
@@ -242,6 +260,7 @@ class Delivery:
             paid_model=answer.paid_model,
             abstained=is_abstention(answer.answer),
             features=dict(answer.features) or None,  # a rating of this answer is a label for a refit
+            paid_only_micro_usd=self.paid_only_micro_usd(req, answer),
         )
         if req.unsettled is None:
             self.ledger.record_answer(record)
@@ -249,6 +268,27 @@ class Delivery:
         reservation, usage = req.unsettled
         req.unsettled = None
         self.ledger.settle(reservation, usage, answer=record)
+
+    def paid_only_micro_usd(self, req: Request, answer: CascadeAnswer) -> int | None:
+        """What this answer would have cost had Penny sent every question to the paid tier: a paid answer's
+        own charge; for any other, the paid prompt for this question (its sources, for a cache hit) and
+        the answer's text counted by tiktoken, at the paid model's price. None (unknown, not 0) without
+        a paid model or its price."""
+        if answer.tier == "paid":
+            return answer.paid_cost_micro_usd
+        if self.paid_model is None or self.ledger is None:
+            return None
+        from assistant.ledger import UnknownModelPrice, Usage
+
+        messages = req.messages
+        if messages is None:  # a cache hit, answered before any prompt was built
+            shown = [Passage(s.id, s.source, s.text, s.score, {"title": s.title}) for s in answer.sources]
+            messages = self.paid_prompt(req.question, shown, req.history)
+        usage = Usage(count_messages(messages), count_text(answer.answer))
+        try:
+            return self.ledger.prices.cost_micro_usd(self.paid_model, usage)
+        except UnknownModelPrice:
+            return None
 
 
 def attribution_tail(streamed: str, final: str) -> Iterator[str]:

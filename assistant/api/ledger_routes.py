@@ -58,7 +58,16 @@ class BudgetUpdate(Struct, forbid_unknown_fields=True):
 
 
 def usage_rows(rows: list[UsageRow]) -> list[dict[str, Any]]:
-    return [{**dataclasses.asdict(row), "cost_usd": row.cost_usd} for row in rows]
+    """Each row's fields, with its cost in USD and its savings (None where no paid-only cost is known)."""
+    return [
+        {
+            **dataclasses.asdict(row),
+            "cost_usd": row.cost_usd,
+            "saved_micro_usd": row.saved_micro_usd,
+            "saved_percent": None if row.saved_percent is None else round(row.saved_percent, 2),
+        }
+        for row in rows
+    ]
 
 
 def budget_body(status: BudgetStatus | None) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from assistant.ledger import GROUP_BYS, WINDOWS, GroupBy, Window
+from assistant.ledger import GROUP_BYS, WINDOWS, GroupBy, UsageRow, Window
 from assistant.settings import get_settings
 
 if TYPE_CHECKING:
@@ -162,7 +162,10 @@ def _since(value: str | None) -> date | None:
 def usage(
     ctx: click.Context, user: str | None, team: str | None, since: str | None, by: GroupBy, as_csv: bool
 ) -> None:
-    """Spend and tokens, grouped by user, day, model or tier."""
+    """Spend, tokens and savings, grouped by user, day, model or tier.
+
+    SAVED is paid-only minus actual cost over the answers whose paid-only cost is known (UNKNOWN counts
+    the others); COST_USD also holds paid spend outside answers (shadow checks, calibration)."""
     if ctx.invoked_subcommand is not None:
         return
     from assistant.ledger import LedgerError
@@ -173,6 +176,7 @@ def usage(
     except LedgerError as exc:
         raise fail(exc) from exc
     headers = [by.upper(), "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST_USD"]
+    headers += ["PAID_ONLY_USD", "SAVED_USD", "SAVED_%", "UNKNOWN"]
     body = [
         [
             r.key,
@@ -181,13 +185,48 @@ def usage(
             r.cached_prompt_tokens,
             r.completion_tokens,
             r.cost_usd if as_csv else format_usd(r.cost_micro_usd),
+            *_savings_cells(r, as_csv),
         ]
         for r in rows
     ]
     if not as_csv:
         total = sum(r.cost_micro_usd for r in rows)
-        body.append(["TOTAL", sum(r.requests for r in rows), "", "", "", format_usd(total)])
+        totals = UsageRow(
+            "TOTAL",
+            sum(r.requests for r in rows),
+            0,
+            0,
+            0,
+            total,
+            *(sum(getattr(r, f) for r in rows) for f in _SAVINGS_FIELDS),
+        )
+        body.append(["TOTAL", totals.requests, "", "", "", format_usd(total), *_savings_cells(totals, False)])
     table(headers, body, as_csv)
+    unknown = sum(r.unknown_answers for r in rows)
+    if unknown and not as_csv:
+        click.echo(
+            f"{unknown} answer(s) have no paid-only cost (recorded before it was, or no paid model "
+            "configured): left out of PAID_ONLY and SAVED, not counted as zero savings."
+        )
+
+
+_SAVINGS_FIELDS = ("paid_only_micro_usd", "known_cost_micro_usd", "known_answers", "unknown_answers")
+
+
+def _savings_cells(row: UsageRow, as_csv: bool) -> list[Any]:
+    """PAID_ONLY, SAVED, SAVED_% and UNKNOWN for a row; empty (CSV) or "-" where nothing is known."""
+    from assistant.ledger.prices import format_usd
+
+    saved, percent = row.saved_micro_usd, row.saved_percent
+    none = "" if as_csv else "-"
+    if saved is None:
+        return [none, none, none, row.unknown_answers]
+    if as_csv:
+        cells = [f"{row.paid_only_micro_usd / 1_000_000:.6f}", f"{saved / 1_000_000:.6f}"]
+        return [*cells, none if percent is None else f"{percent:.2f}", row.unknown_answers]
+    signed = ("-" if saved < 0 else "") + format_usd(abs(saved))
+    shown = none if percent is None else f"{percent:.1f}%"
+    return [format_usd(row.paid_only_micro_usd), signed, shown, row.unknown_answers]
 
 
 @usage.command("reconcile")

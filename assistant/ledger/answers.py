@@ -57,6 +57,7 @@ def answer_values(record: AnswerRecord, price_version: str, now: datetime) -> di
         "paid_model": record.paid_model,
         "abstained": record.abstained,
         "features": _finite(record.features),
+        "paid_only_micro_usd": record.paid_only_micro_usd,
         "price_version": price_version,
         "created_at": now,
     }

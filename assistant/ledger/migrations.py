@@ -111,6 +111,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ingest jobs: the API replica holding each one, and its heartbeat",
         _add_columns(schema.ingest_jobs.c.owner, schema.ingest_jobs.c.heartbeat_at),
     ),
+    Migration(
+        10,
+        "answers: what paid-only would have cost for each (NULL: unknown)",
+        _add_columns(schema.answers.c.paid_only_micro_usd),
+    ),
 )
 LATEST = MIGRATIONS[-1].version
 

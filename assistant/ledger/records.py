@@ -94,6 +94,9 @@ class AnswerRecord:
     paid_model: str | None = None
     abstained: bool = False  # the answer shown said "I don't know"
     features: dict[str, float] | None = None  # what the evaluator judged, for a refit from feedback
+    # What paid-only would have cost for this answer, the base its savings are counted against; None:
+    # unknown (no paid model configured), never zero.
+    paid_only_micro_usd: int | None = None
 
 
 Rating = Literal["up", "down", "should_abstain"]
@@ -256,10 +259,29 @@ class UsageRow:
     cached_prompt_tokens: int
     completion_tokens: int
     cost_micro_usd: int
+    # Savings, from the group's answers whose paid-only cost is known: what paid-only would have cost
+    # them, and what they did cost (local + paid). Answers recorded without it are counted, not guessed.
+    paid_only_micro_usd: int = 0
+    known_cost_micro_usd: int = 0
+    known_answers: int = 0
+    unknown_answers: int = 0
 
     @property
     def cost_usd(self) -> str:
         return f"{self.cost_micro_usd / 1_000_000:.6f}"
+
+    @property
+    def saved_micro_usd(self) -> int | None:
+        """Paid-only minus actual over the answers where paid-only is known; None when none is."""
+        return self.paid_only_micro_usd - self.known_cost_micro_usd if self.known_answers else None
+
+    @property
+    def saved_percent(self) -> float | None:
+        """The share of paid-only saved, in percent; None when unknown or paid-only would have cost 0."""
+        saved = self.saved_micro_usd
+        return (
+            None if saved is None or not self.paid_only_micro_usd else 100 * saved / self.paid_only_micro_usd
+        )
 
 
 AlertKind = Literal["alert_ratio", "exhausted"]

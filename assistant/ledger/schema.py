@@ -145,6 +145,10 @@ answers = sa.Table(
     # (NULL: none were computed, e.g. a cache hit), so that a rating of it is a label for a refit.
     sa.Column("abstained", sa.Boolean),
     sa.Column("features", sa.JSON(none_as_null=True)),
+    # Migration 10: what paid-only would have cost for this answer (a paid answer: its charge; any other:
+    # its paid prompt and answer counted by tiktoken at the paid model's price). NULL: unknown (no paid
+    # model configured, or recorded before migration 10), never zero savings.
+    sa.Column("paid_only_micro_usd", sa.BigInteger),
     sa.CheckConstraint("tier IN ('local', 'cache', 'paid', 'none')", name="answer_tier_known"),
     sa.Index("ix_answers_user_created", "user_id", "created_at"),
 )

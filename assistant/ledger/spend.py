@@ -196,6 +196,8 @@ class Spend(Teams):
             if charged is None:
                 charged = self._settle(conn, reservation, usage, cost, now)
             if answer is not None:
+                if answer.tier == "paid":  # paid-only would have cost what this answer was charged
+                    answer = replace(answer, paid_only_micro_usd=charged)
                 row = answer_values(replace(answer, paid_cost_micro_usd=charged), self.prices.version, now)
                 conn.execute(insert_answer(self.engine), row)
         return charged

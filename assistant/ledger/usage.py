@@ -1,12 +1,15 @@
-"""Usage reports: spend and tokens grouped by user, day, model or tier, and the paid tier's totals per day
-and model that reconciliation compares with a provider's export.
+"""Usage reports: spend, tokens and savings grouped by user, day, model or tier, and the paid tier's totals
+per day and model that reconciliation compares with a provider's export.
 
 Paid lines come from the ledger entries (a request's entries sum to what it cost, including spend of a
-process that died before recording its answer); local lines come from the answer records.
+process that died before recording its answer); local lines come from the answer records. Savings come
+from the answer records alone: each answer's paid-only cost against what it cost (local + paid).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -37,7 +40,9 @@ class UsageReports(Teams):
         if isinstance(since, date) and not isinstance(since, datetime):
             since = datetime(since.year, since.month, since.day)
         with self._read() as conn:
-            return to_rows(conn.execute(usage_query(user_id, since, by, team_id)))
+            rows = to_rows(conn.execute(usage_query(user_id, since, by, team_id)))
+            savings = conn.execute(savings_query(user_id, since, by, team_id)).all()
+        return with_savings(rows, savings)
 
     def paid_by_day_model(self, start: date, end: date) -> dict[tuple[str, str], tuple[int, int, int, int]]:
         """{(day, model): (requests, prompt tokens, completion tokens, cost micro-USD)} for [start, end]."""
@@ -110,6 +115,71 @@ def usage_query(
         .group_by(key)
         .order_by(key)
     )
+
+
+def savings_query(
+    user_id: int | None, since: datetime | None, by: GroupBy, team_id: int | None = None
+) -> sa.Select:
+    """Per group: paid-only cost and actual cost (local + paid) of the answers whose paid-only cost is
+    known, how many those are, and how many are not (NULL: before migration 10, or no paid model). By
+    model, an answer counts for the model that produced it; one no model produced (a cache hit, an
+    abstention without generation) for its tier."""
+    known = answers.c.paid_only_micro_usd.is_not(None)
+    actual = answers.c.local_cost_micro_usd + answers.c.paid_cost_micro_usd
+    source: sa.FromClause = answers
+    if by == "user":
+        key: sa.ColumnElement = users.c.name
+        source = answers.join(users, users.c.id == answers.c.user_id)
+    elif by == "model":
+        produced = sa.case((answers.c.tier == "paid", answers.c.paid_model), else_=answers.c.local_model)
+        key = sa.func.coalesce(produced, answers.c.tier)
+    else:
+        key = {"day": sa.func.date(answers.c.created_at), "tier": answers.c.tier}[by]
+    query = (
+        sa.select(
+            key.label("key"),
+            sa.func.sum(sa.case((known, answers.c.paid_only_micro_usd), else_=0)),
+            sa.func.sum(sa.case((known, actual), else_=0)),
+            sa.func.sum(sa.case((known, 1), else_=0)),
+            sa.func.sum(sa.case((known, 0), else_=1)),
+        )
+        .select_from(source)
+        .group_by(key)
+    )
+    if user_id is not None:
+        query = query.where(answers.c.user_id == user_id)
+    if team_id is not None:
+        query = query.where(answers.c.team_id == team_id)
+    if since is not None:
+        query = query.where(answers.c.created_at >= since)
+    return query
+
+
+def with_savings(rows: list[UsageRow], savings: Sequence[sa.Row]) -> list[UsageRow]:
+    """The report's lines with their savings. A group with savings but no spend line (cache hits that cost
+    nothing) is added when its paid-only cost is known: that is money saved."""
+    found = {_key(key): tuple(int(n or 0) for n in numbers) for key, *numbers in savings}
+    merged = [replace(row, **_savings_fields(found.pop(row.key, (0, 0, 0, 0)))) for row in rows]
+    added = [
+        UsageRow(key, 0, 0, 0, 0, 0, **_savings_fields(numbers))
+        for key, numbers in found.items()
+        if numbers[2]
+    ]
+    return sorted(merged + added, key=lambda row: row.key) if added else merged
+
+
+def _savings_fields(numbers: tuple[int, ...]) -> dict[str, int]:
+    paid_only, known_cost, known, unknown = numbers
+    return {
+        "paid_only_micro_usd": paid_only,
+        "known_cost_micro_usd": known_cost,
+        "known_answers": known,
+        "unknown_answers": unknown,
+    }
+
+
+def _key(key: object) -> str:
+    return key.isoformat() if isinstance(key, date) else str(key)
 
 
 def to_rows(result: sa.Result) -> list[UsageRow]:

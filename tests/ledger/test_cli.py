@@ -85,6 +85,11 @@ def test_users_keys_budgets_and_usage(penny, ledger_url: str, prices: PriceTable
             "CACHED": "0",
             "COMPLETION": "400",
             "COST_USD": "0.000540",
+            # settled without answers: nothing to count savings on, and no answer of unknown savings
+            "PAID_ONLY_USD": "",
+            "SAVED_USD": "",
+            "SAVED_%": "",
+            "UNKNOWN": "0",
         }
     ]
     assert "not a date" in penny("usage", "--since", "yesterday", ok=False).output

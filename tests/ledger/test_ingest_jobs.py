@@ -107,7 +107,7 @@ def test_migration_9_adds_the_owner_and_heartbeat_to_a_version_8_database(
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN heartbeat_at"))  # as version 8 left it
         conn.execute(sa.text("ALTER TABLE ingest_jobs DROP COLUMN owner"))
-    assert migrations.migrate(engine) == [9]
+    assert migrations.migrate(engine, target=9) == [9]
     with engine.connect() as conn:
         assert {"owner", "heartbeat_at"} <= {c["name"] for c in sa.inspect(conn).get_columns("ingest_jobs")}
     engine.dispose()
