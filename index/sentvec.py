@@ -178,9 +178,11 @@ def embed_sentences(texts: Sequence[str], embed: Callable[[Sequence[str]], np.nd
     return out
 
 
-def sentence_vectors(passages: Sequence[Passage], embedder: Memo) -> list[np.ndarray]:
-    """Each passage's sentence vectors, aligned with ``sentences(passage.text)``: those retrieval carried
-    (``Passage.sentence_vectors``), the others embedded (through the memo) in one batch."""
+def sentence_vectors(passages: Sequence[Passage], embedder: Memo) -> np.ndarray:
+    """One row per sentence of ``passages``, in order (``sentences(passage.text)`` of each): the vectors
+    retrieval carried (``Passage.sentence_vectors``), the others embedded (through the memo) in one batch."""
+    import numpy as np
+
     carried = [p.sentence_vectors for p in passages]
     split = [sentences(p.text) for p in passages]
     stale = [i for i, v in enumerate(carried) if v is None or len(v) != len(split[i])]
@@ -188,4 +190,4 @@ def sentence_vectors(passages: Sequence[Passage], embedder: Memo) -> list[np.nda
         embedded = embed_sentences([passages[i].text for i in stale], embedder.embed_memo)
         for i, vectors in zip(stale, embedded, strict=True):
             carried[i] = vectors
-    return [v for v in carried if v is not None]
+    return np.concatenate([v for v in carried if v is not None and len(v)])

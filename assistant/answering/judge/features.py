@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from assistant.answering.judge.answer_type import type_match
 from assistant.answering.prompt.grounded import cited_numbers, is_abstention
 from assistant.answering.text import content_words, normalize, sentences, strip_citations, words
@@ -249,7 +247,7 @@ def sentence_cosines(
     if not units:
         return {"question_sentence_cos": 0.0, "answer_sentence_cos": 0.0, "answer_sentence_question_cos": 0.0}
     asked = embedder.embed_memo([question, text or question])
-    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    held = sentence_vectors(passages, embedder)
     cosines = held @ asked.T  # normalised vectors: dot product = cosine
     return {
         "question_sentence_cos": float(cosines[:, 0].max()),
@@ -264,7 +262,7 @@ def best_question_passage(question: str, passages: Sequence[Passage], embedder: 
     if not owners:
         return 0
     [asked] = embedder.embed_memo([question])
-    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    held = sentence_vectors(passages, embedder)
     return owners[int((held @ asked).argmax())]
 
 

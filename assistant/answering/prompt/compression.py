@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from assistant.answering.text import content_words, sentences
 from index.sentvec import sentence_vectors
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from assistant.settings import CascadeSettings
     from index.embedding import Embedder
     from index.retrieval import Passage
@@ -110,7 +110,7 @@ def compress(
         return list(passages)
     where = [(p, i) for p, passage in enumerate(split) for i in range(len(passage))]
     [asked] = embedder.embed_memo([question])  # retrieval embedded it: memoised
-    held = np.concatenate([v for v in sentence_vectors(passages, embedder) if len(v)])
+    held = sentence_vectors(passages, embedder)
     scores = sentence_scores(question, units, held @ asked, diet.lexical_weight)
     ranked = sorted(range(len(where)), key=lambda u: -scores[u])
     best = ranked[0]
