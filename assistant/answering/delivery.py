@@ -16,7 +16,7 @@ from assistant.answering.answer import CascadeAnswer, Source
 from assistant.answering.cache import SemanticCache, content_hash
 from assistant.answering.decision import Decision
 from assistant.answering.judge.features import ensure_citation
-from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, grounded_messages, is_abstention
+from assistant.answering.prompt.grounded import ABSTAIN_PHRASE, is_abstention
 from assistant.local.backend import Generation
 from assistant.paid.tokens import count_messages, count_text
 from index.retrieval import Passage
@@ -33,13 +33,6 @@ if TYPE_CHECKING:
 PaidPrompt = Callable[[str, Sequence["Passage"], Sequence[dict[str, str]]], list[dict[str, str]]]
 
 
-def default_paid_prompt(
-    question: str, passages: Sequence[Passage], history: Sequence[dict[str, str]]
-) -> list[dict[str, str]]:
-    system, *rest = grounded_messages(question, passages, "auto")
-    return [system, *history, *rest]
-
-
 class Delivery:
     """Assembles the cascade's answers and, once one is served, records, shadows and caches it."""
 
@@ -51,10 +44,11 @@ class Delivery:
         shadow: ShadowSampler | None = None,
         local_model_name: str = "local",
         paid_model: str | None = None,
-        paid_prompt: PaidPrompt = default_paid_prompt,
+        paid_prompt: PaidPrompt | None = None,
     ) -> None:
-        """``paid_model`` and ``paid_prompt`` (the paid tier's prompt for a question and its passages)
-        price what paid-only would have cost for each answer; without a paid model that is unknown."""
+        """``paid_model`` and ``paid_prompt`` (the paid tier's prompt for a question and its passages: the
+        cascade's prompt builder) price what paid-only would have cost for each answer; without them that
+        is unknown."""
         self.ledger = ledger
         self.cache = cache
         self.shadow = shadow
@@ -273,7 +267,7 @@ class Delivery:
         """What this answer would have cost had Penny sent every question to the paid tier: a paid answer's
         own charge; for any other, the paid prompt for this question (its sources, for a cache hit) and
         the answer's text counted by tiktoken, at the paid model's price. None (unknown, not 0) without
-        a paid model or its price."""
+        a paid model, its price or (for a cache hit) its prompt."""
         if answer.tier == "paid":
             return answer.paid_cost_micro_usd
         if self.paid_model is None or self.ledger is None:
@@ -282,6 +276,8 @@ class Delivery:
 
         messages = req.messages
         if messages is None:  # a cache hit, answered before any prompt was built
+            if self.paid_prompt is None:
+                return None
             shown = [Passage(s.id, s.source, s.text, s.score, {"title": s.title}) for s in answer.sources]
             messages = self.paid_prompt(req.question, shown, req.history)
         usage = Usage(count_messages(messages), count_text(answer.answer))
