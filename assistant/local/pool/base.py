@@ -164,6 +164,11 @@ class PoolBase:
         """A request to ``worker`` failed at the transport level or with a 5xx."""
         raise NotImplementedError
 
+    def request_threads(self, lease: Lease) -> int | None:
+        """The llama.cpp threads to ask ``lease``'s worker to decode with; None sends no hint (the worker
+        keeps its start-up threads). A remote pool sends none: the API's cores say nothing of a pod's."""
+        return None
+
     def _release(self) -> None:
         """Free what the pool holds once its control loop has stopped (a local pool stops its processes)."""
 
