@@ -69,7 +69,8 @@ class LocalModel:
             stop_token_ids=[eos],
         )
         self._lock = threading.Lock()
-        self._startup_threads = (self.n_threads, self.n_threads_batch)
+        # (decode, prompt evaluation): what a request without a threads hint runs with
+        self.startup_threads = (self.n_threads, self.n_threads_batch)
 
     @property
     def n_threads(self) -> int:
@@ -92,7 +93,7 @@ class LocalModel:
         evaluation keeps at least its start-up threads, so a hint only ever changes decoding's share; the
         count is capped by the cores this process may use, so a remote caller cannot ask for a thousand.
         """
-        decode, batch = self._startup_threads
+        decode, batch = self.startup_threads
         if threads is not None:
             decode = max(1, min(threads, _usable_cores()))
             batch = max(batch, decode)

@@ -142,6 +142,7 @@ class PoolBase:
         self.events: deque[ScaleEvent] = deque(maxlen=MAX_EVENTS)
         self.event_counts: Counter[str] = Counter()
         self.last_decision_reason = ""
+        self.lone_threads: int | None = None  # threads by load: a lone request's threads (None: off)
         self._workers: list[PoolWorker] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from assistant.local.pool import PoolBackend, WorkerPool
+from assistant.local.pool import PoolBackend, WorkerPool, pool_status
 from assistant.local.pool.dispatcher import Dispatcher, Lease
 from assistant.local.pool.shedding import run_holding
 from assistant.local.pool.sizing import Host, lone_threads
@@ -74,7 +74,7 @@ def _threads(url: str) -> int:
 def test_the_worker_decodes_with_the_hint_and_without_one_with_its_start_up_threads(
     worker_url: str, tiny_model: Any
 ) -> None:
-    start_up = tiny_model._startup_threads[0]
+    start_up = tiny_model.startup_threads[0]
     hint = 2 if start_up != 2 else 1
     assert _ask(worker_url, n_threads=hint).status_code == 200
     assert _threads(worker_url) == tiny_model.n_threads == hint  # llama.cpp's own count
@@ -136,6 +136,7 @@ def test_a_lone_request_gets_the_cores_and_a_concurrent_one_a_workers_share(
     backend = PoolBackend(pool)
     assert backend.chat(QUESTION, max_tokens=8).completion_tokens > 0
     assert hints == [CORES]
+    assert pool_status(pool)["threads"] == {"lone_request": CORES, "per_worker": 1}
     served = next(w for w in pool.workers() if _threads(w.url) == CORES)  # the context reports it
     other = next(w for w in pool.workers() if w is not served)
     assert _threads(other.url) == 1
@@ -176,7 +177,7 @@ def test_turned_off_no_hint_is_sent_and_workers_keep_their_start_up_threads(
     make_pool: Callable[..., WorkerPool],
 ) -> None:
     pool = make_pool(lone_request_threads=0)
-    assert pool.lone_threads is None
+    assert pool.lone_threads is None and pool_status(pool)["threads"]["lone_request"] is None
     hints = _spy(pool)
     backend = PoolBackend(pool)
     assert backend.chat(QUESTION, max_tokens=8).completion_tokens > 0
