@@ -91,6 +91,9 @@ class ChatCompletionRequest(Struct, kw_only=True, omit_defaults=True):
     # Penny's extension: a text the last message ends with, whose tokens' log-probabilities given all before
     # them the server returns in the choice's ``scored_tail_logprobs``. Other servers ignore it.
     scored_tail: str | None = None
+    # Penny's extension: the llama.cpp threads to decode this request with (threads by load, pool/README.md);
+    # absent, the worker's start-up threads. Other servers ignore it; Penny sends it only to its own workers.
+    n_threads: int | None = None
 
 
 # ------------------------------------------------------------------------------ usage, logprobs, timings

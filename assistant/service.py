@@ -185,6 +185,7 @@ class Penny:
             n_ctx=models.n_ctx,
             model_name=models.local,
             max_queue_wait_s=shedding_bound,
+            processes=self.settings.server.workers,
         ).start()
 
     @property

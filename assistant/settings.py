@@ -335,6 +335,15 @@ class PoolSettings(BaseModel):
         "at least 1 and min_workers. Read at start-up and logged.",
     )
     threads_per_worker: int = Field(default=1, ge=1, description="llama.cpp n_threads in each worker.")
+    lone_request_threads: int | None = Field(
+        default=0,
+        ge=0,
+        description="Threads by load: a request that starts with no other local request in flight, queued "
+        "or admitted decodes with this many threads; the others with threads_per_worker. 0: off (always "
+        "threads_per_worker; measured no faster on 2 cores, docs/load.md); None: all the cores this process "
+        "may use (shared among server.workers); N: at most that. Spawned workers only (remote_urls get no "
+        "hint).",
+    )
     slots_per_worker: int = Field(default=1, ge=1, description="Concurrent sequences per worker.")
     target_utilisation: float = Field(default=1.0, gt=0, le=1)
     queue_threshold: int = Field(default=1, ge=0, description="Scale up only once this many wait.")

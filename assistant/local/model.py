@@ -12,6 +12,7 @@ log-probability is exactly the maximum of their log-softmax.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -68,6 +69,36 @@ class LocalModel:
             stop_token_ids=[eos],
         )
         self._lock = threading.Lock()
+        # (decode, prompt evaluation): what a request without a threads hint runs with
+        self.startup_threads = (self.n_threads, self.n_threads_batch)
+
+    @property
+    def n_threads(self) -> int:
+        """Threads the context decodes with now (llama.cpp's own answer, not what was asked)."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_n_threads(self._llama._ctx.ctx))
+
+    @property
+    def n_threads_batch(self) -> int:
+        """Threads the context evaluates prompts with now."""
+        import llama_cpp
+
+        return int(llama_cpp.llama_n_threads_batch(self._llama._ctx.ctx))
+
+    def _use_threads(self, threads: int | None) -> None:
+        """Decode with ``threads`` (None: the start-up threads) from the next token on; call under the lock.
+
+        Threads by load (pool/README.md): the pool asks for all cores when a request runs alone. Prompt
+        evaluation keeps at least its start-up threads, so a hint only ever changes decoding's share; the
+        count is capped by the cores this process may use, so a remote caller cannot ask for a thousand.
+        """
+        decode, batch = self.startup_threads
+        if threads is not None:
+            decode = max(1, min(threads, _usable_cores()))
+            batch = max(batch, decode)
+        if (decode, batch) != (self.n_threads, self.n_threads_batch):
+            self._llama._ctx.set_n_threads(decode, batch)
 
     def forget_prompt_cache(self) -> None:
         """Drop the KV cache so the next prompt is evaluated in full (benchmarks compare like with like)."""
@@ -75,23 +106,37 @@ class LocalModel:
             self._llama.reset()
 
     def chat(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+        self,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int = 256,
+        *,
+        scored_tail: str | None = None,
+        threads: int | None = None,
     ) -> Generation:
-        return final_generation(self.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail))
+        return final_generation(
+            self.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail, threads=threads)
+        )
 
     def stream_chat(
-        self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
+        self,
+        messages: Sequence[dict[str, str]],
+        max_tokens: int = 256,
+        *,
+        scored_tail: str | None = None,
+        threads: int | None = None,
     ) -> Iterator[str | Generation]:
         """Yield text deltas as they are generated, then one final :class:`Generation`.
 
         ``scored_tail``: a text the last message ends with, whose tokens' log-probabilities given all before
         them the Generation carries (``scored_tail_logprobs``). Closing the iterator early (client gone)
-        stops generation at the next token.
+        stops generation at the next token. ``threads``: decode with this many threads (None: the
+        start-up threads); set once the model is this request's, so a running request is never changed.
         """
         from llama_cpp import LogitsProcessorList
 
         started = time.perf_counter()
         with self._lock:
+            self._use_threads(threads)
             rendered = self._template(messages=list(messages))
             tokens = self._llama.tokenize(
                 rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special, special=True
@@ -154,3 +199,11 @@ class LocalModel:
         if not scored or scored.start < 1:
             return range(0)
         return scored
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a taskset or cpuset, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

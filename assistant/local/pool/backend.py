@@ -102,7 +102,8 @@ class PoolBackend:
             worker = cast(PoolWorker, lease.worker)
             produced = ""
             try:
-                stream = self._stream(worker, messages, max_tokens, deadline, scored_tail)
+                threads = self.pool.request_threads(lease)
+                stream = self._stream(worker, messages, max_tokens, deadline, scored_tail, threads)
                 with closing(stream) as items:
                     for item in items:
                         if isinstance(item, Generation):
@@ -139,6 +140,7 @@ class PoolBackend:
         max_tokens: int,
         deadline: float,
         scored_tail: str | None,
+        threads: int | None = None,
     ) -> Iterator[str | Generation]:
         request = ChatCompletionRequest(
             messages=chat_messages(messages),
@@ -151,6 +153,7 @@ class PoolBackend:
             # 1, not 0 or absent: llama-server sends no logprobs for 0, llama-cpp-python's none without.
             top_logprobs=1,
             scored_tail=scored_tail,
+            n_threads=threads,
         )
         remaining = max(0.01, deadline - time.monotonic())
         timeout = httpx.Timeout(remaining, connect=min(2.0, remaining))

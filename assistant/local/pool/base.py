@@ -142,6 +142,7 @@ class PoolBase:
         self.events: deque[ScaleEvent] = deque(maxlen=MAX_EVENTS)
         self.event_counts: Counter[str] = Counter()
         self.last_decision_reason = ""
+        self.lone_threads: int | None = None  # threads by load: a lone request's threads (None: off)
         self._workers: list[PoolWorker] = []
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -163,6 +164,11 @@ class PoolBase:
     def report_failure(self, worker: PoolWorker, error: BaseException) -> None:
         """A request to ``worker`` failed at the transport level or with a 5xx."""
         raise NotImplementedError
+
+    def request_threads(self, lease: Lease) -> int | None:
+        """The llama.cpp threads to ask ``lease``'s worker to decode with; None sends no hint (the worker
+        keeps its start-up threads). A remote pool sends none: the API's cores say nothing of a pod's."""
+        return None
 
     def _release(self) -> None:
         """Free what the pool holds once its control loop has stopped (a local pool stops its processes)."""

@@ -39,6 +39,9 @@ class Lease:
     queued_s: float
     started: float = field(default_factory=time.monotonic)
     released: bool = False
+    # Nothing else was in flight, queued or admitted when it got its slot: it may use all cores (threads by
+    # load, PoolBase.request_threads). Decided once, at the start: a running request is never changed.
+    alone: bool = False
 
 
 class Dispatcher:
@@ -138,11 +141,13 @@ class Dispatcher:
                         if worker is None:
                             worker = self._free_worker(avoid)
                         if worker is not None:
+                            alone = not any(self._busy.values()) and len(self._waiting) == 1
+                            alone = alone and not self._pending
                             self._busy[worker] += 1
                             self._waiting.popleft()
                             self._remember(affinity, worker)
                             self._cond.notify_all()  # the next in line may have a slot too
-                            return Lease(worker, queued_s=time.monotonic() - enqueued)
+                            return Lease(worker, queued_s=time.monotonic() - enqueued, alone=alone)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise QueueTimeout(f"no free worker slot within {timeout_s:.1f} s")

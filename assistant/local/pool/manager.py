@@ -33,9 +33,10 @@ from assistant.local.pool.base import (
     ScaleEvent,
     WorkerState,
 )
+from assistant.local.pool.dispatcher import Lease
 from assistant.local.pool.memory import process_rss_bytes
 from assistant.local.pool.policy import AutoscalePolicy, PoolSignals
-from assistant.local.pool.sizing import sized
+from assistant.local.pool.sizing import Host, lone_threads, sized
 from assistant.settings import PoolSettings
 
 __all__ = [
@@ -110,9 +111,12 @@ class WorkerPool(PoolBase):
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_queue_wait_s: float | None = None,
+        processes: int = 1,
     ) -> None:
+        """``processes``: the API processes that each run such a pool on this host (``server.workers``)."""
         # max_workers None: as many as this host holds
-        super().__init__(sized(settings), clock, max_queue_wait_s=max_queue_wait_s)
+        super().__init__(sized(settings, processes=processes), clock, max_queue_wait_s=max_queue_wait_s)
+        self.lone_threads = lone_threads(self.settings, Host.measure(), processes)  # None: off
         self.model_path = Path(model_path)
         self.n_ctx = n_ctx
         self.model_name = model_name or self.model_path.stem
@@ -143,6 +147,13 @@ class WorkerPool(PoolBase):
             self._terminate(worker, "pool stopped", signalled=True)
 
     # -- queries ---------------------------------------------------------------------------------------
+    def request_threads(self, lease: Lease) -> int | None:
+        """Threads by load: all the cores for a request that started alone, a worker's share otherwise;
+        no hint at all when it is off, so the workers keep their start-up threads."""
+        if self.lone_threads is None:
+            return None
+        return self.lone_threads if lease.alone else self.settings.threads_per_worker
+
     def workers(self, *states: WorkerState) -> list[Worker]:
         return cast(list[Worker], super().workers(*states))
 

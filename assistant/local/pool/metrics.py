@@ -102,6 +102,8 @@ def pool_status(pool: PoolBase) -> dict[str, Any]:
             "pending": pool.dispatcher.pending,
             "shed_total": {reason: pool.shed[reason] for reason in SHED_REASONS},
         },
+        # Threads by load: what a request that starts alone decodes with (None: off), and the others.
+        "threads": {"lone_request": pool.lone_threads, "per_worker": s.threads_per_worker},
         "scale_events_total": dict(pool.event_counts),
         "scale_events": [
             {"at": e.at, "direction": e.direction, "workers": e.workers, "reason": e.reason}

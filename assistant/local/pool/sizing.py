@@ -7,6 +7,9 @@ being ``pool.memory_limit_bytes`` or what the host has available, whichever is l
 processes that each run their own pool (``server.workers``), and never below one worker or below an
 explicit ``pool.min_workers``. It is read once, when the pool is built; the memory guard keeps applying
 ``pool.memory_limit_bytes`` as the pool grows.
+
+Threads by load (:func:`lone_threads`): a worker's ``threads_per_worker`` is its share of the cores when
+every worker is busy; a request that runs alone may decode with all of them instead.
 """
 
 from __future__ import annotations
@@ -82,3 +85,15 @@ def sized(settings: PoolSettings, host: Host | None = None, processes: int = 1) 
     workers, why = auto_max_workers(settings, host or Host.measure(), processes)
     log.info("pool.max_workers = %d (auto: %s)", workers, why)
     return settings.model_copy(update={"max_workers": workers})
+
+
+def lone_threads(settings: PoolSettings, host: Host, processes: int = 1) -> int | None:
+    """Threads a request running alone decodes with, or None when that is off (the setting is 0, or it
+    would not beat ``threads_per_worker``). The cores are shared among the API processes, as the workers
+    are: one process's lone request may run beside another's."""
+    cores = max(1, host.cpus // max(1, processes))
+    wanted = settings.lone_request_threads
+    if wanted == 0:
+        return None
+    threads = cores if wanted is None else min(wanted, cores)
+    return threads if threads > settings.threads_per_worker else None

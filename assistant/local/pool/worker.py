@@ -7,8 +7,9 @@ pool the same way.
 
 Routes: ``POST /v1/chat/completions`` (non-streaming and SSE; greedy decoding; per-token logprobs in the
 OpenAI ``choices[0].logprobs.content[].logprob`` shape when ``logprobs`` is true; ``usage``; llama-server
-style ``timings``; ``scored_tail_logprobs`` when the request names a ``scored_tail``), ``GET /healthz``
-(JSON: slots, memory), ``GET /metrics`` (Prometheus text).
+style ``timings``; ``scored_tail_logprobs`` when the request names a ``scored_tail``; decoding with the
+request's ``n_threads`` when it names one, else the start-up ``--threads``), ``GET /healthz`` (JSON: slots,
+memory, the threads the model decodes with now), ``GET /metrics`` (Prometheus text).
 
 The model is loaded before the port is bound, so "accepts connections" means "ready to generate".
 """
@@ -121,6 +122,7 @@ class WorkerState:
             "slots_busy": self.busy,
             "requests_deferred": self.waiting,
             "rss_bytes": rss,
+            "threads": self.model.n_threads,  # as the last request set them
         }
 
 
@@ -181,7 +183,7 @@ class _Generation:
         self.state = state
         messages = [{"role": m.role, "content": m.text()} for m in request.messages]
         self._iterator: Iterator[Any] = state.model.stream_chat(
-            messages, max_tokens=max_tokens, scored_tail=request.scored_tail
+            messages, max_tokens=max_tokens, scored_tail=request.scored_tail, threads=request.n_threads
         )
         self._started = False
         self._closed = False
@@ -232,6 +234,8 @@ async def chat_completions(data: JSONBody[ChatCompletionRequest], state: State) 
     if not data.messages:
         return _openai_error(400, "messages must not be empty", "invalid_request_error")
     max_tokens = _max_tokens(data, worker.model.n_ctx)
+    if data.n_threads is not None and data.n_threads < 1:
+        return _openai_error(400, "n_threads must be at least 1", "invalid_request_error")
     cid = completion_id()
     created = int(time.time())
     run = _Generation(worker, data, max_tokens)

@@ -335,3 +335,4 @@ def test_a_server_without_logprobs_still_answers_and_is_warned_about_once(
     assert requests[0]["model"] == "vllm-model"
     assert (requests[0]["temperature"], requests[0]["logprobs"], requests[0]["top_logprobs"]) == (0, True, 1)
     assert requests[0]["stream"] is True and requests[0]["stream_options"] == {"include_usage": True}
+    assert "n_threads" not in requests[0]  # threads by load hints only the workers Penny spawns
