@@ -8,8 +8,9 @@ and load favour neither. The difference is what Penny adds on top of the model.
 
 Under load the model's own time swings by seconds between two runs of one prompt, far more than the
 overhead, so the pairs' difference is noisy; the steadier figure is measured inside each request: the
-request's wall time minus the model's generation time (``Generation.seconds``, which includes Penny's
-per-token logprob recorder).
+request's wall time minus the model's generation time (``Generation.seconds`` of every generation the
+request ran, which includes Penny's per-token logprob recorder). A question that gets a second local try
+(``cascade.retry_local``) runs two generations; raw llama.cpp then answers both prompts.
 
 Two cases: *cold*, where the embedding memo is cleared before each Penny request, as for a question on
 passages no recent question touched (their sentence vectors come from the index's sentence store, filled
@@ -47,20 +48,24 @@ from tests.support.servers import running_server  # noqa: E402
 
 
 class PromptRecorder:
-    """The local model as the cascade sees it, remembering the last prompt and generation."""
+    """The local model as the cascade sees it, remembering every prompt and generation of one request (a
+    second local try, ``cascade.retry_local``, is a second generation: both count as the model's time)."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.last: list[dict[str, str]] = []
-        self.generation: Generation | None = None
+        self.prompts: list[list[dict[str, str]]] = []
+        self.generations: list[Generation] = []
+
+    def clear(self) -> None:
+        self.prompts, self.generations = [], []
 
     def stream_chat(
         self, messages: Sequence[dict[str, str]], max_tokens: int = 256, *, scored_tail: str | None = None
     ) -> Iterator[Any]:
-        self.last = list(messages)
+        self.prompts.append(list(messages))
         for item in self.model.stream_chat(messages, max_tokens=max_tokens, scored_tail=scored_tail):
             if isinstance(item, Generation):
-                self.generation = item
+                self.generations.append(item)
             yield item
 
 
@@ -105,28 +110,34 @@ def main() -> None:
                 penny.embedder.forget_memo()
             penny.local_model.forget_prompt_cache()
             body = {"model": "penny-local", "messages": [{"role": "user", "content": question}]}
+            recorder.clear()
             started = time.perf_counter()
             client.post("/v1/chat/completions", json=body).raise_for_status()
             elapsed = time.perf_counter() - started
-            assert recorder.generation is not None
-            own.append(elapsed - recorder.generation.seconds)
+            assert recorder.generations, "the request ran no local generation"
+            own.append(elapsed - sum(g.seconds for g in recorder.generations))
             return elapsed
 
-        def raw(prompt: list[dict[str, str]]) -> float:
-            penny.local_model.forget_prompt_cache()
+        def raw(prompts: list[list[dict[str, str]]]) -> float:
+            """Every prompt Penny's request sent (one, or two with a second local try), each from a cleared
+            cache as Penny's were."""
             started = time.perf_counter()
-            llama.create_chat_completion(
-                messages=prompt, max_tokens=args.max_tokens, temperature=0.0, repeat_penalty=1.0
-            )
+            for prompt in prompts:
+                penny.local_model.forget_prompt_cache()
+                llama.create_chat_completion(
+                    messages=prompt, max_tokens=args.max_tokens, temperature=0.0, repeat_penalty=1.0
+                )
             return time.perf_counter() - started
 
         prompts = {}
-        for question in asked:  # Penny's prompt for each question, and both paths warmed
+        for question in asked:  # Penny's prompts for each question, and both paths warmed
             through_penny(question, cold=True)
-            prompts[question] = recorder.last
+            prompts[question] = recorder.prompts
         raw(prompts[asked[0]])
+        retried = sum(len(p) > 1 for p in prompts.values())
 
         print(f"model {args.model}, max_tokens {args.max_tokens}, {len(asked)} questions; 2-core machine")
+        print(f"{retried} of {len(asked)} questions got a second local try; raw llama.cpp runs both prompts")
         for case, cold in (("cold (embedding memo cleared)", True), ("warm (memo kept)", False)):
             direct: list[float] = []
             served: list[float] = []
@@ -148,7 +159,7 @@ def main() -> None:
             print(f"  through Penny : {ms(served)}")
             p50 = statistics.median(overhead) * 1000
             print(f"  overhead      : p50 {p50:7.1f} ms, ratio {ratio:.3f} (pairs)")
-            print(f"  Penny's own   : {ms(own)} (request wall minus generation; target p50 <= 50 ms)")
+            print(f"  Penny's own   : {ms(own)} (request wall minus generations; target p50 <= 50 ms)")
 
 
 if __name__ == "__main__":
