@@ -27,6 +27,7 @@ from assistant.api.auth import (
 )
 from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
+from assistant.api.dashboard_routes import DASHBOARD_ROUTES
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.feedback_routes import FEEDBACK_ROUTES
 from assistant.api.idempotency import idempotent
@@ -187,6 +188,7 @@ def create_app(
             chat_page,
             pool_status_route,
             *LEDGER_ROUTES,
+            *DASHBOARD_ROUTES,
             *FEEDBACK_ROUTES,
             *LIMIT_ROUTES,
             *ALERT_ROUTES,

@@ -225,7 +225,10 @@ class Alerts(LedgerBase):
                         .outerjoin(spent, spent.c.subject == key)
                         .where(table.c.window == window)
                     ).all()
-                    result += [BudgetSpend(scope, r[0], int(r[2]), int(r[1])) for r in rows]  # type: ignore[arg-type]
+                    result += [
+                        BudgetSpend(scope, r[0], int(r[2]), int(r[1]), window)  # type: ignore[arg-type]
+                        for r in rows
+                    ]
         return result
 
 

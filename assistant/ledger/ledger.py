@@ -28,10 +28,10 @@ from assistant.ledger.labels import Labels
 from assistant.ledger.prices import PriceTable
 from assistant.ledger.rate_limits import RateLimits
 from assistant.ledger.recovery import Recovery
-from assistant.ledger.usage import UsageReports
+from assistant.ledger.trends import Trends
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, Feedback, RateLimits, Alerts, Jobs):
+class Ledger(Recovery, Trends, Answers, Idempotency, Labels, Feedback, RateLimits, Alerts, Jobs):
     @classmethod
     def open(
         cls,

@@ -43,6 +43,11 @@ def format_usd(micro_usd: int) -> str:
     return f"${whole}.{frac.ljust(2, '0')}"
 
 
+def format_signed_usd(micro_usd: int) -> str:
+    """A saving or a difference: -$0.0012 when negative, else as ``format_usd``."""
+    return ("-" if micro_usd < 0 else "") + format_usd(abs(micro_usd))
+
+
 def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 

@@ -344,6 +344,7 @@ class BudgetSpend:
     name: str
     spend_micro_usd: int
     limit_micro_usd: int
+    window: Window | None = None  # None: a sum over several budgets (the gauges' "_other")
 
     @property
     def remaining_micro_usd(self) -> int:
