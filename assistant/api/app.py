@@ -156,6 +156,8 @@ def create_app(
         threading.Thread(target=_recover_periodically, args=(penny, stop_background), daemon=True).start()
         if deliverer is not None:
             threading.Thread(target=deliverer.run, args=(stop_background,), daemon=True).start()
+        if alerts.anomaly_interval_s > 0:
+            threading.Thread(target=_watch_spend, args=(penny, stop_background), daemon=True).start()
         if penny.pool is not None:
             from assistant.local.pool.metrics import pool_registry
 
@@ -212,3 +214,17 @@ def _recover_periodically(penny: Penny, stop: threading.Event) -> None:
             penny.ledger.recover_stale()
         except Exception:
             log.exception("ledger recovery failed; will retry in %ss", interval)
+
+
+def _watch_spend(penny: Penny, stop: threading.Event) -> None:
+    """Raise spend-anomaly alerts (a budget projected past its limit, an hour's spike) between requests:
+    no single spend change crosses them, so the spending transaction cannot."""
+    from assistant.ledger.anomalies import AnomalyRules
+
+    alerts = penny.settings.alerts
+    rules = AnomalyRules.from_settings(alerts)
+    while not stop.wait(alerts.anomaly_interval_s):
+        try:
+            penny.ledger.check_spend_anomalies(rules)
+        except Exception:
+            log.exception("spend anomaly check failed; will retry in %ss", alerts.anomaly_interval_s)

@@ -106,12 +106,18 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
                 "window": e.window,
                 "spend": format_usd(e.spend_micro_usd),
                 "limit": format_usd(e.limit_micro_usd),
+                "alert_ratio": e.alert_ratio,
                 "created_at": e.created_at.isoformat() + "Z",
+                **_projected(e.payload().get("projected_micro_usd")),
             }
             for e in events[:10]
         ],
         "chart_svg": stacked_cost_svg(day_list, cost),
     }
+
+
+def _projected(micro_usd: object) -> dict[str, str]:
+    return {"projected": format_usd(micro_usd)} if isinstance(micro_usd, int) else {}
 
 
 def _total(rows: list[UsageRow]) -> UsageRow:

@@ -21,9 +21,11 @@ def stacked_cost_svg(days: Sequence[str], cost_by_tier: Mapping[str, Sequence[in
     axes = figure.add_subplot()
     bottom = [0.0] * len(days)
     labels = [day[5:] for day in days]  # MM-DD: the year is in the page's heading
+    positions = range(len(days))
     for tier, values in cost_by_tier.items():
         usd = [v / 1_000_000 for v in values]
-        axes.bar(labels, usd, bottom=bottom, label=tier, color=TIER_COLOURS.get(tier, "#777777"), width=0.7)
+        colour = TIER_COLOURS.get(tier, "#777777")
+        axes.bar(positions, usd, bottom=bottom, label=tier, color=colour, width=0.7)
         bottom = [b + u for b, u in zip(bottom, usd, strict=True)]
     axes.set_ylabel("USD per day")
     axes.spines[["top", "right"]].set_visible(False)

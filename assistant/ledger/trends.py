@@ -9,14 +9,14 @@ spend); nothing is estimated except the projection, which says so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
 
 from assistant.ledger.records import BudgetScope, Window
 from assistant.ledger.schema import answers
 from assistant.ledger.usage import UsageReports, _lines
-from assistant.ledger.windows import window_bounds
+from assistant.ledger.windows import projected_spend, window_bounds
 
 
 @dataclass(frozen=True)
@@ -58,19 +58,6 @@ class BudgetBurn:
     @property
     def projected_over(self) -> bool:
         return self.projected_micro_usd is not None and self.projected_micro_usd > self.limit_micro_usd
-
-
-def projected_spend(spend_micro_usd: int, window: Window, now: datetime) -> int | None:
-    """Spend at the window's end if it goes on at the rate so far; None for a window without an end. At
-    least an hour is taken as elapsed, so the first minutes of a month do not project a fortune."""
-    start, reset = window_bounds(window, now)
-    if reset is None:
-        return None
-    elapsed = max(now - start, timedelta(hours=1))
-    whole = reset - start
-    if elapsed >= whole:
-        return spend_micro_usd
-    return -(-spend_micro_usd * int(whole.total_seconds()) // int(elapsed.total_seconds()))
 
 
 class Trends(UsageReports):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from assistant.ledger import Ledger
-from assistant.ledger.trends import DayCost, Outcomes, projected_spend
+from assistant.ledger.trends import DayCost, Outcomes
+from assistant.ledger.windows import projected_spend
 from tests.ledger.test_savings import DAY2, small_ledger
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
