@@ -85,6 +85,9 @@ class PriceTable:
     local_micro_usd_per_hour: int
     local_instance: str = ""
     source: str = ""
+    # Spot capacity for workers above the on-demand floor, with where the number is from; None: not stated.
+    local_spot_micro_usd_per_hour: int | None = None
+    local_spot_source: str = ""
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
@@ -153,12 +156,21 @@ class PriceTable:
                 if name in lookup and lookup[name] is not price:
                     raise PriceTableError(f"{where}: model name {name!r} appears twice")
                 lookup[name] = price
+        spot = None
+        if "spot_usd_per_hour" in local:
+            if not local.get("spot_source"):
+                raise PriceTableError(
+                    f"{where}: [local] spot_usd_per_hour needs spot_source (where it is from)"
+                )
+            spot = usd_to_micro(local["spot_usd_per_hour"], "local.spot_usd_per_hour")
         return cls(
             version=str(version),
             models=lookup,
             local_micro_usd_per_hour=usd_to_micro(local["usd_per_hour"], "local.usd_per_hour"),
             local_instance=str(local.get("instance", "")),
             source=where,
+            local_spot_micro_usd_per_hour=spot,
+            local_spot_source=str(local.get("spot_source", "")),
         )
 
     def price(self, model: str) -> ModelPrice:
