@@ -313,6 +313,31 @@ class AlertSettings(BaseModel):
     gauge_refresh_s: float = Field(
         default=15.0, ge=0, description="Scrapes within this reuse the last budget query."
     )
+    anomaly_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often a server looks for spend anomalies (a budget projected past its limit by the "
+        "window's end, an hour's spend spike); 0: never (`penny alerts check` still does).",
+    )
+    spike_factor: float = Field(
+        default=5.0,
+        gt=1,
+        description="A spike: the last hour's spend over this many times the user's or team's mean hourly "
+        "spend in the baseline before it.",
+    )
+    spike_baseline_days: int = Field(
+        default=7, ge=1, description="Days of spend a spike is measured against."
+    )
+    spike_min_usd: float = Field(
+        default=0.10, ge=0, description="An hour's spend below this is never a spike, whatever its baseline."
+    )
+    projection_min_elapsed: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Share of a budget window that must have passed before its end-of-window projection "
+        "can raise an alert (the first hours' rate is mostly noise).",
+    )
 
 
 class PoolSettings(BaseModel):

@@ -27,6 +27,7 @@ from assistant.api.auth import (
 )
 from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
+from assistant.api.dashboard_routes import DASHBOARD_ROUTES
 from assistant.api.errors import EXCEPTION_HANDLERS, ApiError
 from assistant.api.feedback_routes import FEEDBACK_ROUTES
 from assistant.api.idempotency import idempotent
@@ -155,6 +156,8 @@ def create_app(
         threading.Thread(target=_recover_periodically, args=(penny, stop_background), daemon=True).start()
         if deliverer is not None:
             threading.Thread(target=deliverer.run, args=(stop_background,), daemon=True).start()
+        if alerts.anomaly_interval_s > 0:
+            threading.Thread(target=_watch_spend, args=(penny, stop_background), daemon=True).start()
         if penny.pool is not None:
             from assistant.local.pool.metrics import pool_registry
 
@@ -187,6 +190,7 @@ def create_app(
             chat_page,
             pool_status_route,
             *LEDGER_ROUTES,
+            *DASHBOARD_ROUTES,
             *FEEDBACK_ROUTES,
             *LIMIT_ROUTES,
             *ALERT_ROUTES,
@@ -210,3 +214,17 @@ def _recover_periodically(penny: Penny, stop: threading.Event) -> None:
             penny.ledger.recover_stale()
         except Exception:
             log.exception("ledger recovery failed; will retry in %ss", interval)
+
+
+def _watch_spend(penny: Penny, stop: threading.Event) -> None:
+    """Raise spend-anomaly alerts (a budget projected past its limit, an hour's spike) between requests:
+    no single spend change crosses them, so the spending transaction cannot."""
+    from assistant.ledger.anomalies import AnomalyRules
+
+    alerts = penny.settings.alerts
+    rules = AnomalyRules.from_settings(alerts)
+    while not stop.wait(alerts.anomaly_interval_s):
+        try:
+            penny.ledger.check_spend_anomalies(rules)
+        except Exception:
+            log.exception("spend anomaly check failed; will retry in %ss", alerts.anomaly_interval_s)

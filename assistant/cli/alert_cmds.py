@@ -13,7 +13,8 @@ def _when(value: object) -> str:
 
 @click.group()
 def alerts() -> None:
-    """Spend alerts: a budget crossing its alert ratio or exhausted, and their signed webhook deliveries."""
+    """Spend alerts: a budget crossing its alert ratio, exhausted or projected past its limit, a spend
+    spike, and their signed webhook deliveries."""
 
 
 @alerts.command("list")
@@ -46,6 +47,18 @@ def alerts_list(pending: bool, limit: int, show_attempts: bool) -> None:
                 click.echo(f"    attempt {d.attempt} at {_when(d.attempted_at)}: {outcome}")
     if not events:
         click.echo("no alert events" + (" pending" if pending else ""))
+
+
+@alerts.command("check")
+def alerts_check() -> None:
+    """Look for spend anomalies now: budgets projected past their limit by the window's end, and hours
+    whose spend is far above the user's or team's own baseline (a running server does this by itself)."""
+    from assistant.ledger import open_ledger
+    from assistant.ledger.anomalies import AnomalyRules
+
+    settings = get_settings()
+    new = open_ledger(settings).check_spend_anomalies(AnomalyRules.from_settings(settings.alerts))
+    click.echo(f"{new} new alert event(s)" + ("; `penny alerts list` shows them" if new else ""))
 
 
 @alerts.command("deliver")

@@ -215,7 +215,7 @@ _SAVINGS_FIELDS = ("paid_only_micro_usd", "known_cost_micro_usd", "known_answers
 
 def _savings_cells(row: UsageRow, as_csv: bool) -> list[Any]:
     """PAID_ONLY, SAVED, SAVED_% and UNKNOWN for a row; empty (CSV) or "-" where nothing is known."""
-    from assistant.ledger.prices import format_usd
+    from assistant.ledger.prices import format_signed_usd, format_usd
 
     saved, percent = row.saved_micro_usd, row.saved_percent
     none = "" if as_csv else "-"
@@ -224,9 +224,8 @@ def _savings_cells(row: UsageRow, as_csv: bool) -> list[Any]:
     if as_csv:
         cells = [f"{row.paid_only_micro_usd / 1_000_000:.6f}", f"{saved / 1_000_000:.6f}"]
         return [*cells, none if percent is None else f"{percent:.2f}", row.unknown_answers]
-    signed = ("-" if saved < 0 else "") + format_usd(abs(saved))
     shown = none if percent is None else f"{percent:.1f}%"
-    return [format_usd(row.paid_only_micro_usd), signed, shown, row.unknown_answers]
+    return [format_usd(row.paid_only_micro_usd), format_signed_usd(saved), shown, row.unknown_answers]
 
 
 @usage.command("reconcile")

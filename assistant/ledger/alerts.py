@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,12 +42,13 @@ def record_alert(
     scope: BudgetScope,
     subject_id: int,
     subject_name: str | None,
-    budget: sa.Row,
+    budget: Any,
     window_start: datetime,
     spend_micro_usd: int,
     now: datetime,
 ) -> bool:
-    """Write the event unless this crossing already has one; True when it is new."""
+    """Write the event unless this crossing already has one; True when it is new. ``budget``: a budget row,
+    or anything with its ``window``, ``limit_micro_usd`` and ``alert_ratio`` (anomalies.py's Threshold)."""
     if subject_name is None:
         subject_name = conn.execute(sa.select(users.c.name).where(users.c.id == subject_id)).scalar_one()
     values = {
@@ -67,14 +69,21 @@ def record_alert(
     # ON CONFLICT DO NOTHING, not a caught IntegrityError: on PostgreSQL a failed INSERT aborts the whole
     # transaction, and this one carries the spend change.
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    inserted = conn.execute(dialect.insert(alert_events).values(**values).on_conflict_do_nothing()).rowcount
+    # RETURNING, not rowcount: psycopg reports no reliable rowcount for a skipped conflict.
+    insert = dialect.insert(alert_events).values(**values).on_conflict_do_nothing()
+    inserted = conn.execute(insert.returning(alert_events.c.id)).first() is not None
     if inserted:
+        what = {
+            "exhausted": "exhausted the {window} budget",
+            "alert_ratio": "crossed {ratio:.0%} of the {window} budget",
+            "projection": "is projected past the {window} budget by the window's end",
+            "spike": "spent {ratio:g}x its usual hourly rate in the last hour",
+        }[kind].format(window=budget.window, ratio=budget.alert_ratio)
         log.warning(
-            "%s %s: %s the %s budget (%d of %d micro-USD)",
+            "%s %s: %s (%d of %d micro-USD)",
             scope,
             subject_name,
-            "exhausted" if kind == "exhausted" else f"crossed {budget.alert_ratio:.0%} of",
-            budget.window,
+            what,
             spend_micro_usd,
             budget.limit_micro_usd,
         )
@@ -220,12 +229,21 @@ class Alerts(LedgerBase):
                         .subquery()
                     )
                     rows = conn.execute(
-                        sa.select(names.c.name, table.c.limit_micro_usd, sa.func.coalesce(spent.c.spent, 0))
+                        sa.select(
+                            names.c.name,
+                            table.c.limit_micro_usd,
+                            sa.func.coalesce(spent.c.spent, 0),
+                            key,
+                            table.c.alert_ratio,
+                        )
                         .join(names, names.c.id == key)
                         .outerjoin(spent, spent.c.subject == key)
                         .where(table.c.window == window)
                     ).all()
-                    result += [BudgetSpend(scope, r[0], int(r[2]), int(r[1])) for r in rows]  # type: ignore[arg-type]
+                    result += [
+                        BudgetSpend(scope, r[0], int(r[2]), int(r[1]), window, r[3], r[4])  # type: ignore[arg-type]
+                        for r in rows
+                    ]
         return result
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from assistant.ledger import migrations
-from assistant.ledger.alerts import Alerts
+from assistant.ledger.anomalies import Anomalies
 from assistant.ledger.answers import Answers
 from assistant.ledger.base import DEFAULT_RESERVATION_TTL_S, utcnow
 from assistant.ledger.engine import SqliteSync, create_ledger_engine
@@ -28,10 +28,10 @@ from assistant.ledger.labels import Labels
 from assistant.ledger.prices import PriceTable
 from assistant.ledger.rate_limits import RateLimits
 from assistant.ledger.recovery import Recovery
-from assistant.ledger.usage import UsageReports
+from assistant.ledger.trends import Trends
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, Feedback, RateLimits, Alerts, Jobs):
+class Ledger(Recovery, Trends, Answers, Idempotency, Labels, Feedback, RateLimits, Anomalies, Jobs):
     @classmethod
     def open(
         cls,

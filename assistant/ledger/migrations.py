@@ -65,6 +65,36 @@ def _all(*steps: Callable[[sa.Connection], None]) -> Callable[[sa.Connection], N
     return apply
 
 
+def _widen_alert_kinds(conn: sa.Connection) -> None:
+    """The alert kinds' CHECK takes the kinds in ``schema.ALERT_KINDS``. PostgreSQL swaps the constraint;
+    SQLite cannot alter one, so its stored table definition is edited in place, the procedure SQLite
+    documents for changing CHECK constraints (https://www.sqlite.org/lang_altertable.html#otheralter):
+    every existing row already passes the wider check, so no data is touched."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE alert_events DROP CONSTRAINT alert_kind_known"))
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE alert_events ADD CONSTRAINT alert_kind_known CHECK ({schema.ALERT_KIND_CHECK})"
+            )
+        )
+        return
+    stored = conn.execute(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'alert_events'")
+    )
+    sql = stored.scalar_one()
+    old = "kind IN ('alert_ratio', 'exhausted')"
+    if old not in sql:  # created by this version's schema: the wide check is there already
+        return
+    version = conn.execute(sa.text("PRAGMA schema_version")).scalar_one()
+    conn.execute(sa.text("PRAGMA writable_schema = ON"))
+    conn.execute(
+        sa.text("UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = 'alert_events'"),
+        {"sql": sql.replace(old, schema.ALERT_KIND_CHECK)},
+    )
+    conn.execute(sa.text(f"PRAGMA schema_version = {int(version) + 1}"))
+    conn.execute(sa.text("PRAGMA writable_schema = OFF"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -116,6 +146,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "answers: what paid-only would have cost for each (NULL: unknown)",
         _add_columns(schema.answers.c.paid_only_micro_usd),
     ),
+    Migration(11, "alert kinds: spend anomalies (projection, spike)", _widen_alert_kinds),
 )
 LATEST = MIGRATIONS[-1].version
 

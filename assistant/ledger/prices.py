@@ -43,6 +43,11 @@ def format_usd(micro_usd: int) -> str:
     return f"${whole}.{frac.ljust(2, '0')}"
 
 
+def format_signed_usd(micro_usd: int) -> str:
+    """A saving or a difference: -$0.0012 when negative, else as ``format_usd``."""
+    return ("-" if micro_usd < 0 else "") + format_usd(abs(micro_usd))
+
+
 def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
@@ -80,6 +85,9 @@ class PriceTable:
     local_micro_usd_per_hour: int
     local_instance: str = ""
     source: str = ""
+    # Spot capacity for workers above the on-demand floor, with where the number is from; None: not stated.
+    local_spot_micro_usd_per_hour: int | None = None
+    local_spot_source: str = ""
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
@@ -148,12 +156,21 @@ class PriceTable:
                 if name in lookup and lookup[name] is not price:
                     raise PriceTableError(f"{where}: model name {name!r} appears twice")
                 lookup[name] = price
+        spot = None
+        if "spot_usd_per_hour" in local:
+            if not local.get("spot_source"):
+                raise PriceTableError(
+                    f"{where}: [local] spot_usd_per_hour needs spot_source (where it is from)"
+                )
+            spot = usd_to_micro(local["spot_usd_per_hour"], "local.spot_usd_per_hour")
         return cls(
             version=str(version),
             models=lookup,
             local_micro_usd_per_hour=usd_to_micro(local["usd_per_hour"], "local.usd_per_hour"),
             local_instance=str(local.get("instance", "")),
             source=where,
+            local_spot_micro_usd_per_hour=spot,
+            local_spot_source=str(local.get("spot_source", "")),
         )
 
     def price(self, model: str) -> ModelPrice:

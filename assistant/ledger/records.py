@@ -284,8 +284,8 @@ class UsageRow:
         )
 
 
-AlertKind = Literal["alert_ratio", "exhausted"]
-ALERT_KINDS: tuple[AlertKind, ...] = ("alert_ratio", "exhausted")
+AlertKind = Literal["alert_ratio", "exhausted", "projection", "spike"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("alert_ratio", "exhausted", "projection", "spike")
 BudgetScope = Literal["user", "team"]
 
 
@@ -309,8 +309,16 @@ class AlertEvent:
     delivered_at: datetime | None
 
     def payload(self) -> dict[str, object]:
-        """The webhook body: what a receiver needs, times in ISO 8601 UTC."""
+        """The webhook body: what a receiver needs, times in ISO 8601 UTC. A ``projection`` also carries
+        the projected spend at the window's end; a ``spike`` reads as ledger/anomalies.py says (``window``
+        "hour", ``limit_micro_usd`` the threshold passed, ``alert_ratio`` the factor)."""
+        from assistant.ledger.windows import projected_spend
+
+        extra: dict[str, object] = {}
+        if self.kind == "projection":
+            extra["projected_micro_usd"] = projected_spend(self.spend_micro_usd, self.window, self.created_at)
         return {
+            **extra,
             "id": self.id,
             "kind": self.kind,
             "scope": self.scope,
@@ -344,6 +352,10 @@ class BudgetSpend:
     name: str
     spend_micro_usd: int
     limit_micro_usd: int
+    # None: a sum over several budgets (the gauges' "_other")
+    window: Window | None = None
+    subject_id: int | None = None
+    alert_ratio: float | None = None
 
     @property
     def remaining_micro_usd(self) -> int:

@@ -252,7 +252,11 @@ collections = sa.Table(
 # refusal) crossed the threshold, so it exists exactly when the crossing does. UNIQUE(scope, subject, kind,
 # window_start, limit) fires each crossing once per budget window, however many requests race to it; the
 # limit is part of it so that an operator raising a budget re-arms its alerts.
-ALERT_KINDS = ("alert_ratio", "exhausted")
+# Migration 11 adds two kinds that no spend change crosses, found by a periodic check instead
+# (ledger/anomalies.py): "projection" (the window's end projected past the budget) and "spike" (the last
+# hour's spend far above the subject's own trailing baseline).
+ALERT_KINDS = ("alert_ratio", "exhausted", "projection", "spike")
+ALERT_KIND_CHECK = "kind IN (" + ", ".join(f"'{k}'" for k in ALERT_KINDS) + ")"
 
 alert_events = sa.Table(
     "alert_events",
@@ -277,7 +281,7 @@ alert_events = sa.Table(
     sa.UniqueConstraint(
         "scope", "subject_id", "kind", "window_start", "limit_micro_usd", name="uq_alert_crossing"
     ),
-    sa.CheckConstraint("kind IN ('alert_ratio', 'exhausted')", name="alert_kind_known"),
+    sa.CheckConstraint(ALERT_KIND_CHECK, name="alert_kind_known"),
     sa.CheckConstraint("scope IN ('user', 'team')", name="alert_scope_known"),
     sa.Index("ix_alert_events_due", "delivered_at", "next_attempt_at"),
 )

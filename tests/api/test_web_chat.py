@@ -3,49 +3,16 @@ rate it, and find the rating in the ledger and in `penny calibrate --from-ledger
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
-
-import pytest
 
 from assistant.service import Penny
 from tests.conftest import REPO
+from tests.support.browser import require_chromium
 from tests.support.servers import running_server
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-if not (CHROMIUM and CHROMEDRIVER):
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must have Debian's chromium and chromium-driver (.ci/run installs them)")
-    pytest.skip("Debian chromium + chromium-driver not installed", allow_module_level=True)
-
-
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--window-size=1100,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
+pytest_plugins = ["tests.support.browser"]  # fixture: browser
+require_chromium()
 
 
 def test_chat_page_streams_answer_with_sources_and_tier_and_takes_feedback(

@@ -69,8 +69,8 @@ def test_a_misspelt_field_is_caught() -> None:
         kubernetes_validate.validate(broken, VERSIONS[-1], strict=True)
 
 
-def test_keda_scaled_object_embeds_valid_kubernetes_parts() -> None:
-    (scaled,) = KEDA
+@pytest.mark.parametrize("scaled", KEDA, ids=[doc["metadata"]["name"] for doc in KEDA])
+def test_keda_scaled_object_embeds_valid_kubernetes_parts(scaled: dict[str, Any]) -> None:
     assert scaled["kind"] == "ScaledObject"
     behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     schema = {
@@ -82,6 +82,25 @@ def test_keda_scaled_object_embeds_valid_kubernetes_parts() -> None:
     assert not validator.is_valid({**behavior, "scaleUP": {}})  # strict here too
     deployments = {doc["metadata"]["name"] for doc in DOCS if doc["kind"] == "Deployment"}
     assert scaled["spec"]["scaleTargetRef"]["name"] in deployments
+
+
+def test_the_worker_service_serves_both_capacities_and_spot_pods_only_land_on_spot_nodes() -> None:
+    (service,) = [d for d in DOCS if d["kind"] == "Service" and d["metadata"]["name"] == "penny-worker"]
+    workers = {
+        d["spec"]["template"]["metadata"]["labels"]["capacity"]: d
+        for d in DOCS
+        if d["kind"] == "Deployment" and d["metadata"]["name"].startswith("penny-worker")
+    }
+    assert set(workers) == {"on-demand", "spot"}
+    for deployment in workers.values():  # the Service sends requests to both
+        assert (
+            service["spec"]["selector"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+    pod = workers["spot"]["spec"]["template"]["spec"]
+    affinity = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert len(affinity["nodeSelectorTerms"]) >= 3  # GKE, EKS / Karpenter, AKS spot labels
+    assert pod["terminationGracePeriodSeconds"] <= 30  # drained within a spot reclaim's notice
 
 
 def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,6 +122,7 @@ def test_pods_run_the_images_make_image_builds_as_non_root() -> None:
 def test_kustomization_lists_every_manifest_but_the_autoscalers_and_maps_every_image() -> None:
     (kustomization,) = documents(KUBERNETES / "kustomization.yaml")
     autoscalers = {"keda-scaledobject.yaml", "hpa-prometheus-adapter.yaml", "kustomization.yaml"}
+    autoscalers |= {"workers-spot.yaml", "keda-scaledobject-spot.yaml"}  # optional: clusters with spot nodes
     assert set(kustomization["resources"]) == {p.name for p in KUBERNETES.glob("*.yaml")} - autoscalers
     assert {(i["name"], i["newTag"]) for i in kustomization["images"]} == {(i, VERSION) for i in IMAGES}
 

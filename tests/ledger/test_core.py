@@ -94,10 +94,18 @@ def test_malformed_price_tables_are_rejected(tmp_path: Path) -> None:
             "models": {"m": {**entry, "input": 0.0000001, "effective": datetime(2024, 1, 1).date()}},
         },
         "no version": {"local": good["local"], "models": {}},
+        "spot price without its source": {
+            "version": "v1",
+            "local": {"usd_per_hour": 0.1, "spot_usd_per_hour": 0.04},
+            "models": {"m": {**entry, "effective": datetime(2024, 1, 1).date()}},
+        },
     }
     for why, data in cases.items():
         with pytest.raises(PriceTableError):
             PriceTable.from_dict(data, why)
+    bundled = PriceTable.load()  # spot is stated with where it is from, and below on demand
+    assert bundled.local_spot_source and bundled.local_spot_micro_usd_per_hour is not None
+    assert bundled.local_spot_micro_usd_per_hour < bundled.local_micro_usd_per_hour
     broken = tmp_path / "prices.toml"
     broken.write_text("version = [", "utf-8")
     with pytest.raises(PriceTableError, match="not valid TOML"):

@@ -11,7 +11,8 @@ on the real worker (``assistant/data/traces/service_times.csv``, made by benchma
 start from the same measurement, and :class:`~assistant.local.pool.policy.AutoscalePolicy` consulted every
 ``tick_s`` exactly as the live pool does. Each worker is assumed to have its own cores (as a Kubernetes
 pod does), so service time does not depend on how many run. Prints worker-hours and p50/p95/p99 queue wait,
-and the same for static provisioning at peak: the fewest always-on workers that meet the p95 target.
+and the same for static provisioning at peak: the fewest always-on workers that meet the p95 target; then
+what each costs at the price table's instance prices, with the burst above ``min_workers`` on spot.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import csv
 import heapq
 import itertools
 import json
+import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
@@ -60,6 +62,9 @@ class SimResult:
     scale_downs: int = 0
 
     peak_waits: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    # Worker-hours within the policy's floor (min_workers, always up: on-demand capacity); the rest is
+    # the burst above it, which spot capacity can carry.
+    floor_hours: float = 0.0
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.waits, q)) if len(self.waits) else 0.0
@@ -228,10 +233,48 @@ def simulate(
             if now < end or head < len(queue) or any(w.busy for w in workers):
                 push(now + settings.tick_s, "tick")
     finish = max(now, end)
-    hours = (
-        sum((w.stopped if w.stopped is not None else finish) - w.spawned for w in workers + retired) / 3600
-    )
-    return SimResult(label, served, hours, waits, peak, ups, downs, waits[peak_window(arrivals)])
+    spans = [(w.spawned, w.stopped if w.stopped is not None else finish) for w in workers + retired]
+    hours = sum(stop - start for start, stop in spans) / 3600
+    floor = static_workers or AutoscalePolicy(settings).floor
+    result = SimResult(label, served, hours, waits, peak, ups, downs, waits[peak_window(arrivals)])
+    result.floor_hours = _hours_within(spans, floor)
+    return result
+
+
+def _hours_within(spans: list[tuple[float, float]], floor: int) -> float:
+    """Hours of the first ``floor`` workers alive at each moment: the integral of min(alive, floor)."""
+    changes = sorted([(start, 1) for start, _ in spans] + [(stop, -1) for _, stop in spans])
+    alive, last, seconds = 0, 0.0, 0.0
+    for at, step in changes:
+        seconds += min(alive, floor) * (at - last)
+        alive, last = alive + step, at
+    return seconds / 3600
+
+
+@dataclass(frozen=True)
+class InstancePrices:
+    """USD per worker-hour on demand and on spot, from the price table's [local] section."""
+
+    on_demand: float
+    spot: float | None
+
+    @classmethod
+    def bundled(cls) -> InstancePrices:
+        local = tomllib.loads((resources.files("assistant") / "data" / "prices.toml").read_text())["local"]
+        spot = local.get("spot_usd_per_hour")
+        return cls(float(local["usd_per_hour"]), None if spot is None else float(spot))
+
+    def costs(self, auto: SimResult, static: SimResult) -> str:
+        """The trace's bill three ways: all on demand, the floor on demand and the burst on spot, and a
+        static pool sized for the peak on demand."""
+        on_demand = auto.worker_hours * self.on_demand
+        text = f"cost: autoscaled on demand ${on_demand:.2f}"
+        if self.spot is not None:
+            burst = auto.worker_hours - auto.floor_hours
+            mixed = auto.floor_hours * self.on_demand + burst * self.spot
+            share = f" ({mixed / on_demand:.0%} of on demand)" if on_demand else ""
+            text += f"; floor on demand + {burst:.2f} burst wkr-h on spot ${mixed:.2f}{share}"
+        return text + f"; static at peak on demand ${static.worker_hours * self.on_demand:.2f}"
 
 
 def static_at_peak(
@@ -264,7 +307,9 @@ def report(
     settings: PoolSettings,
     cold: float,
     seeds: int = 1,
+    prices: InstancePrices | None = None,
 ) -> None:
+    prices = prices or InstancePrices.bundled()
     auto = simulate(arrivals, service, settings, cold_start_s=cold)
     static = static_at_peak(arrivals, service, settings)
     span_h = (arrivals[-1] - arrivals[0]) / 3600 if len(arrivals) > 1 else 0
@@ -278,6 +323,7 @@ def report(
         f"autoscaled / static worker-hours = {ratio:.2f}; p95 wait {auto.pct(95):.2f} s -> {verdict} "
         f"the goal (<= 0.50 at p95 <= {P95_TARGET_S:.0f} s)"
     )
+    print(prices.costs(auto, static))
     if seeds > 1:
         ratios, p95s = _over_seeds(arrivals, service, settings, cold, seeds)
         met = sum(_verdict(r, p) for r, p in zip(ratios, p95s, strict=True))
@@ -386,7 +432,15 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("target_utilisation", "scale_up_delay_s", "scale_down_delay_s", *POLICY_KNOBS):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
     parser.add_argument("--scale-to-zero", action="store_true", default=None)
+    bundled = InstancePrices.bundled()
+    parser.add_argument(
+        "--on-demand-usd-per-hour", type=float, default=bundled.on_demand, help="default: the price table's"
+    )
+    parser.add_argument(
+        "--spot-usd-per-hour", type=float, default=bundled.spot, help="default: the price table's"
+    )
     args = parser.parse_args(argv)
+    prices = InstancePrices(args.on_demand_usd_per_hour, args.spot_usd_per_hour)
 
     overrides = {
         key: value
@@ -427,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
         sweep(traces, service, settings, cold, args.seeds)
         return
     for name, arrivals in traces.items():
-        report(name, arrivals, service, settings, cold, args.seeds)
+        report(name, arrivals, service, settings, cold, args.seeds, prices)
 
 
 if __name__ == "__main__":

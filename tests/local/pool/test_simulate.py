@@ -1,4 +1,5 @@
-"""The simulator on the real policy: service-time scaling, the faster release, and the bundled-trace goal."""
+"""The simulator on the real policy: service-time scaling, the faster release, the bundled-trace goal, and
+the bill with the burst above the floor on spot."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 
 from assistant.local.pool.simulate import (
     TRACES,
+    InstancePrices,
+    SimResult,
+    _hours_within,
     load_service_sample,
     load_trace,
     main,
@@ -69,3 +73,29 @@ def test_the_bundled_traces_meet_the_goal_with_the_default_settings(trace: str) 
     static = static_at_peak(arrivals, service, settings())
     assert auto.worker_hours / static.worker_hours <= 0.5
     assert auto.pct(95) <= 2.0
+
+
+def test_the_floor_runs_on_demand_and_the_burst_is_priced_on_spot() -> None:
+    # Two workers all hour (the floor), a third for 30 minutes, a fourth for 15: 2 + 0.5 + 0.25 worker-hours.
+    spans = [(0.0, 3600.0), (0.0, 3600.0), (600.0, 2400.0), (900.0, 1800.0)]
+    assert _hours_within(spans, 2) == 2.0 and _hours_within(spans, 3) == 2.5 and _hours_within(spans, 0) == 0
+    auto = SimResult("autoscaled", 10, 2.75, np.zeros(1), floor_hours=2.0)
+    static = SimResult("static", 10, 4.0, np.zeros(1))
+    line = InstancePrices(on_demand=0.10, spot=0.04).costs(auto, static)
+    # on demand 2.75 x 0.10 = 0.275; floor 2 x 0.10 + burst 0.75 x 0.04 = 0.23 (84 %); static 0.40
+    assert line == (
+        "cost: autoscaled on demand $0.28; floor on demand + 0.75 burst wkr-h on spot $0.23 "
+        "(84% of on demand); static at peak on demand $0.40"
+    )
+    assert "spot" not in InstancePrices(on_demand=0.10, spot=None).costs(auto, static)
+
+
+def test_a_simulated_pool_splits_its_worker_hours_at_the_floor() -> None:
+    arrivals = np.concatenate([np.arange(0.0, 60.0, 2.0), np.arange(120.0, 900.0, 300.0)])
+    result = simulate(
+        arrivals, np.array([10.0]), settings(min_workers=1, rate_window_s=0.0), cold_start_s=5.0
+    )
+    assert result.peak_workers >= 3  # the burst needed more than the floor
+    assert 0 < result.floor_hours < result.worker_hours  # one worker is the floor; the rest was burst
+    # the floor's one worker is up from the start to the end of the last request (720 s + 10 s of service)
+    assert 720 / 3600 <= result.floor_hours <= 740 / 3600

@@ -1,0 +1,156 @@
+"""The spend dashboard: ``GET /dashboard`` (the page) and ``GET /v1/dashboard`` (its numbers and chart).
+
+Who sees what: the admin key sees everyone's spend (or one team's, ``?team=NAME``); a team's admins see
+that team's, and must name it; anyone else gets 403, as ``GET /v1/usage?team=`` does, so a user never
+reads another user's or team's spend. Money is shown as ``penny usage`` shows it (``format_usd``), so the
+page and the CLI print the same numbers.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from importlib import resources
+from typing import Any
+
+from litestar import MediaType, Request, get
+from litestar.params import FromQuery
+
+from assistant.api.auth import acting_principal, ledger_of, require_api_or_admin_key
+from assistant.api.errors import ApiError
+from assistant.api.spend_chart import stacked_cost_svg
+from assistant.ledger import Ledger, UsageRow
+from assistant.ledger.prices import format_signed_usd, format_usd
+from assistant.ledger.trends import BudgetBurn
+
+TOP_N = 5
+TIERS = ("local", "paid")
+
+
+@get("/dashboard", sync_to_thread=False, media_type=MediaType.HTML, include_in_schema=False)
+def dashboard_page() -> str:
+    """The spend dashboard page: plain HTML and JS; the chart comes drawn from the server."""
+    return resources.files("assistant").joinpath("data/web/dashboard.html").read_text(encoding="utf-8")
+
+
+@get("/v1/dashboard", guards=[require_api_or_admin_key], sync_to_thread=True)
+def dashboard(
+    request: Request[Any, Any, Any],
+    days: FromQuery[int] = 30,
+    team: FromQuery[str | None] = None,
+) -> dict[str, Any]:
+    """Spend per day by tier, savings, escalation rate, top spenders, budget burn and recent alerts for
+    the last ``days`` days (UTC, today included)."""
+    if not 1 <= days <= 366:
+        raise ApiError(400, "days must be between 1 and 366", param="days")
+    ledger = ledger_of(request)
+    principal = acting_principal(request)
+    if principal is not None:  # a user's key: only a team they are an admin of
+        if team is None:
+            raise ApiError(
+                403,
+                "the spend dashboard is for the admin key and team admins: add ?team=<a team you admin>",
+                param="team",
+                code="forbidden",
+            )
+        team = ledger.require_team_admin(principal, team).name
+    elif team is not None:
+        team = ledger.get_team(team).name
+    today = ledger.clock().date()
+    since = today - timedelta(days=days - 1)
+    return report(ledger, since, today, team)
+
+
+def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[str, Any]:
+    day_list = [(since + timedelta(days=i)).isoformat() for i in range((today - since).days + 1)]
+    cost = {tier: [0] * len(day_list) for tier in TIERS}
+    index = {day: i for i, day in enumerate(day_list)}
+    for line in ledger.cost_by_day(since=since, team=team):
+        if line.day in index:
+            cost.setdefault(line.tier, [0] * len(day_list))[index[line.day]] += line.cost_micro_usd
+    by_day = ledger.usage(team=team, since=since, by="day")
+    by_user = ledger.usage(team=team, since=since, by="user")
+    outcomes = ledger.outcomes(since=since, team=team)
+    totals = _total(by_day)
+    events = [e for e in ledger.alert_events(limit=50) if e.created_at.date() >= since]
+    if team is not None:
+        events = [e for e in events if e.scope == "team" and e.subject == team]
+    return {
+        "object": "dashboard",
+        "team": team,
+        "since": since.isoformat(),
+        "until": today.isoformat(),
+        "totals": {
+            **_money(totals),
+            "local": format_usd(sum(cost["local"])),
+            "paid": format_usd(sum(cost["paid"])),
+            "answers": outcomes.answers,
+            "escalated": outcomes.escalated,
+            "abstained": outcomes.abstained,
+            "escalation_rate": outcomes.escalation_rate,
+        },
+        "days": [
+            {"day": day, **{tier: format_usd(c[i]) for tier, c in cost.items()}}
+            for i, day in enumerate(day_list)
+        ],
+        "savings_by_day": [{"day": row.key, **_money(row)} for row in by_day],
+        "top_users": [
+            {"name": row.key, "requests": row.requests, **_money(row)}
+            for row in sorted(by_user, key=lambda r: (-r.cost_micro_usd, r.key))[:TOP_N]
+        ],
+        "budgets": [_burn(b) for b in ledger.budget_burn(team=team)],
+        "alerts": [
+            {
+                "kind": e.kind,
+                "scope": e.scope,
+                "subject": e.subject,
+                "window": e.window,
+                "spend": format_usd(e.spend_micro_usd),
+                "limit": format_usd(e.limit_micro_usd),
+                "alert_ratio": e.alert_ratio,
+                "created_at": e.created_at.isoformat() + "Z",
+                **_projected(e.payload().get("projected_micro_usd")),
+            }
+            for e in events[:10]
+        ],
+        "chart_svg": stacked_cost_svg(day_list, cost),
+    }
+
+
+def _projected(micro_usd: object) -> dict[str, str]:
+    return {"projected": format_usd(micro_usd)} if isinstance(micro_usd, int) else {}
+
+
+def _total(rows: list[UsageRow]) -> UsageRow:
+    fields = ("cost_micro_usd", "paid_only_micro_usd", "known_cost_micro_usd", "known_answers")
+    sums = {f: sum(getattr(r, f) for r in rows) for f in (*fields, "unknown_answers")}
+    return UsageRow("TOTAL", sum(r.requests for r in rows), 0, 0, 0, **sums)
+
+
+def _money(row: UsageRow) -> dict[str, Any]:
+    """Cost and savings as ``penny usage`` prints them: "$0.0123", a signed saving, "41.2%", "-" unknown."""
+    saved, percent = row.saved_micro_usd, row.saved_percent
+    return {
+        "cost": format_usd(row.cost_micro_usd),
+        "paid_only": "-" if saved is None else format_usd(row.paid_only_micro_usd),
+        "saved": "-" if saved is None else format_signed_usd(saved),
+        "saved_percent": "-" if percent is None else f"{percent:.1f}%",
+        "unknown_answers": row.unknown_answers,
+    }
+
+
+def _burn(burn: BudgetBurn) -> dict[str, Any]:
+    projected = burn.projected_micro_usd
+    return {
+        "scope": burn.scope,
+        "name": burn.name,
+        "window": burn.window,
+        "spend": format_usd(burn.spend_micro_usd),
+        "limit": format_usd(burn.limit_micro_usd),
+        "used_ratio": burn.spend_micro_usd / burn.limit_micro_usd if burn.limit_micro_usd else None,
+        "projected": None if projected is None else format_usd(projected),
+        "projected_over": burn.projected_over,
+        "resets_at": None if burn.resets_at is None else burn.resets_at.isoformat() + "Z",
+    }
+
+
+DASHBOARD_ROUTES: list[Any] = [dashboard_page, dashboard]
