@@ -133,7 +133,7 @@ class Cascade:
         them). ``route_before_generation=False`` runs the local model even when retrieval found nothing
         relevant, so its answer can be judged (eval).
         """
-        request = self._request(
+        request = self.new_request(
             question,
             collection=collection,
             history=history,
@@ -170,7 +170,7 @@ class Cascade:
         """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring, and :meth:`answer`
         for the arguments)."""
         yield from self._run(
-            self._request(
+            self.new_request(
                 question,
                 collection=collection,
                 history=history,
@@ -187,7 +187,7 @@ class Cascade:
 
     # ------------------------------------------------------------------------------------ flow
 
-    def _request(
+    def new_request(
         self,
         question: str,
         *,
@@ -202,6 +202,7 @@ class Cascade:
         route_before_generation: bool,
         stream: bool,
     ) -> Request:
+        """A request's state, checked; public for the batch path (assistant.answering.batch)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
