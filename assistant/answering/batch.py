@@ -1,9 +1,11 @@
 """Batch escalation: work that needs no answer now (eval runs, ``penny ask --batch``) sends its escalations
 to the paid tier's Batch API as one batch, at batch prices, instead of one live call each.
 
-The questions are answered locally first (or not at all, for eval's paid calls); what would be escalated
-is collected as :class:`Pending`, each one's batch worst case is reserved (model ``<paid>:batch``, priced by
-the table's ``batch_input``/``batch_output``), and the batch is sent and waited for. Then every escalation
+The questions are answered locally first (:meth:`BatchEscalation.local_first`: the cascade as usual, its
+escalation left pending; eval's paid calls have no local answer); what would be escalated is collected as
+:class:`~assistant.answering.escalation.Pending`, each one's batch worst case is reserved (model
+``<paid>:batch``, priced by the table's ``batch_input``/``batch_output``), and the batch is sent and
+waited for. Then every escalation
 ends as a live one does (:class:`~assistant.answering.escalation.Escalation`): a result is charged at batch
 price with its answer's record in one transaction; a request the batch did not answer (failed, expired,
 cancelled, malformed) releases its reservation and serves the local answer, degraded, with the reason.
@@ -16,36 +18,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from assistant.answering.decision import Decision
+from assistant.answering.escalation import Pending
 from assistant.paid import BatchRequest, PaidBatchFailed, PaidError, describe
 
 if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
-    from assistant.answering.request import Request
     from assistant.ledger import Principal, Reservation
-    from assistant.local.backend import Generation
     from assistant.paid import BatchClient, BatchOutcome
     from index.retrieval import Passage
 
 log = logging.getLogger("penny.answering")
 
 BATCH_REASON = "batch"  # prefixed to a batch escalation's reason, so its answer row says how it was asked
-
-
-@dataclass
-class Pending:
-    """An escalation waiting for the batch: the request, what the paid tier is sent, and the local answer
-    (None when there is none yet) that is served if the batch does not answer."""
-
-    req: Request
-    passages: list[Passage]
-    messages: list[dict[str, str]]
-    decision: Decision
-    generation: Generation | None
 
 
 class BatchEscalation:
@@ -80,6 +69,34 @@ class BatchEscalation:
         )
         req.messages = self.cascade.prompt_builder.grounded(question, passages, ())
         return Pending(req, list(passages), req.messages, Decision("escalate", "mode=paid"), None)
+
+    def local_first(
+        self,
+        question: str,
+        *,
+        request_id: str,
+        collection: str | None = None,
+        principal: Principal | None = None,
+        threshold: float | None = None,
+    ) -> CascadeAnswer | Pending:
+        """The cascade's answer to ``question`` when it needs no paid call; else the escalation it would
+        make, pending for :meth:`run` (with the local answer, if one was generated, to fall back on)."""
+        req = self.cascade.new_request(
+            question,
+            collection=collection,
+            history=(),
+            mode="cascade",
+            threshold=threshold,
+            principal=principal,
+            request_id=request_id,
+            max_tokens=None,
+            passages=None,
+            route_before_generation=True,
+            stream=False,
+        )
+        req.batch = []
+        answers = [item for item in self.cascade.run(req) if not isinstance(item, str)]
+        return answers[-1] if answers else req.batch[-1]
 
     def run(self, pending: Sequence[Pending]) -> list[CascadeAnswer]:
         """Reserve, send one batch, wait, and end each escalation; the answers in ``pending``'s order."""

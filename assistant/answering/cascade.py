@@ -147,7 +147,7 @@ class Cascade:
             stream=False,
         )
         final: CascadeAnswer | None = None
-        for item in self._run(request):
+        for item in self.run(request):
             if isinstance(item, CascadeAnswer):
                 final = item
         assert final is not None
@@ -169,7 +169,7 @@ class Cascade:
     ) -> Iterator[str | CascadeAnswer]:
         """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring, and :meth:`answer`
         for the arguments)."""
-        yield from self._run(
+        yield from self.run(
             self.new_request(
                 question,
                 collection=collection,
@@ -235,7 +235,8 @@ class Cascade:
                 self._retrievers[collection] = self.retriever(collection)
             return self._retrievers[collection]
 
-    def _run(self, req: Request) -> Iterator[str | CascadeAnswer]:
+    def run(self, req: Request) -> Iterator[str | CascadeAnswer]:
+        """Deltas, then the final answer; none when the escalation is left for a batch (``req.batch``)."""
         if req.passages is not None:
             passages: Sequence[Passage] = list(req.passages)
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.charged import ledger_usage
@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 
 # The cascade's local generation for a request (its prompt built once, citations numbered as this turn's).
 GenerateLocally = Callable[["Request", Sequence["Passage"]], Iterator[str | Generation]]
+
+
+@dataclass
+class Pending:
+    """An escalation waiting for a batch (assistant.answering.batch): the request, what the paid tier is
+    sent, and the local answer (None when there is none yet) served if the batch does not answer."""
+
+    req: Request
+    passages: list[Passage]
+    messages: list[dict[str, str]]
+    decision: Decision
+    generation: Generation | None
 
 
 class Escalation:
@@ -89,6 +101,9 @@ class Escalation:
     ) -> Iterator[str | CascadeAnswer]:
         """Paid deltas as they arrive (when ``req.stream``), then the final answer (module docstring)."""
         delivery = self.delivery
+        if req.batch is not None and self.paid is not None:  # --batch: asked later, with the others
+            req.batch.append(Pending(req, list(passages), messages, decision, generation))
+            return
         if self.paid is None:
             yield from delivery.emit(
                 req,
