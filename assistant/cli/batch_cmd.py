@@ -3,7 +3,8 @@
 Each question goes through the cascade locally first; the ones it would escalate are sent to the paid
 tier's Batch API together, at batch prices (assistant/answering/batch.py), and the command waits for them.
 In: JSONL, one ``{"question": ..., "collection"?: ..., "id"?: ...}`` per line. Out: JSONL, one answer per
-question in the same order, with the question's ``id`` (default: its line number).
+question in the same order, as ``POST /v1/ask`` gives it, with the question and its ``id`` (default: its
+line number).
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def ask_batch(path: Path, out: IO[str], threshold: float | None = None) -> tuple
     for question, first in zip(questions, firsts, strict=True):
         answer = next(asked) if isinstance(first, Pending) else first
         cost += answer.cost_micro_usd
-        row = {"id": question["id"], "question": question["question"], **answer.to_dict()}
+        usage = {"prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens}
+        row = {
+            "id": question["id"],
+            "question": question["question"],
+            "answer": answer.answer,
+            **answer.penny_block(),  # the shape POST /v1/ask answers with
+            "usage": usage,
+        }
         out.write(json.dumps(row, ensure_ascii=False) + "\n")
     return len(questions), len(pending), cost
