@@ -171,3 +171,32 @@ def test_a_batch_that_does_not_answer_releases_its_holds_and_keeps_the_local_ans
         ["released"] * (3 - len(answered)) + ["settled"] * len(answered)
     )
     assert all(note.startswith(want) for state, note in states if state == "released")
+
+
+def test_the_cost_limit_holds_each_batched_call_at_its_batch_worst_case_and_a_rerun_resumes(
+    answerer: Any, mini: Dataset, paid_api: Any, tmp_path: Path
+) -> None:
+    fake, _ = paid_api
+    questions = mini.sample(3, seed=3).questions
+    worst = [answerer.paid_worst_case_micro_usd(q.question, answerer.retrieve(q.question)) for q in questions]
+    live_worst = answerer.ledger.prices.worst_case_micro_usd(
+        "qwen2.5-1.5b", answerer.paid.reserve_prompt_tokens([{"role": "user", "content": "x"}]), 256
+    )
+    assert worst[0] < live_worst  # priced at batch prices, not the live ones
+    limit = worst[0] + worst[1]  # room for two batch worst cases held together, not three
+    out, configs = tmp_path / "run", parse_configs(["paid"])
+    batches_before = len(fake.batches)
+    stopped = EvalRun(
+        questions, answerer, out, configs, max_cost_micro_usd=limit, progress=False, batch=True
+    ).run()
+    assert stopped.stopped is not None and "would exceed --max-cost-usd" in stopped.stopped
+    assert len(stopped.records) == 2 and stopped.spent_micro_usd <= limit
+    assert len(fake.batches) - batches_before == 1
+    records = load_records(out / "calls.jsonl")
+    assert [r.complete for r in records] == [True, True, False] and records[-1].paid is None
+
+    resumed = EvalRun(
+        questions, answerer, out, configs, max_cost_micro_usd=limit * 10, progress=False, batch=True
+    ).run()
+    assert resumed.complete and resumed.asked == 1 and len(resumed.records) == 3
+    assert len(fake.batches) - batches_before == 2  # the resumed question alone, in a batch of its own
