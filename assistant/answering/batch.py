@@ -107,11 +107,15 @@ class BatchEscalation:
         model = ledger.prices.batch_model(paid.model) if ledger is not None else paid.model
         answers: dict[str, CascadeAnswer] = {}
         reserved: dict[str, Reservation | None] = {}
-        for p in pending:
-            try:
-                reserved[p.req.request_id] = self._reserve(p, model)
-            except _OverBudget:
-                answers[p.req.request_id] = self._not_answered(p, "budget_exhausted")
+        try:
+            for p in pending:
+                try:
+                    reserved[p.req.request_id] = self._reserve(p, model)
+                except _OverBudget:
+                    answers[p.req.request_id] = self._not_answered(p, "budget_exhausted")
+        except BaseException:  # refused (budget policy "refuse") or stopped: nothing was sent yet
+            self._release_all(reserved, "cancelled")
+            raise
         sending = [p for p in pending if p.req.request_id in reserved]
         if sending:
             outcome = self._send(sending, reserved)
@@ -133,7 +137,7 @@ class BatchEscalation:
                 principal=p.req.principal,  # type: ignore[arg-type]  # set from system_user() when absent
                 model=model,
                 prompt_tokens=paid.reserve_prompt_tokens(p.messages),
-                max_completion_tokens=p.req.paid_max_tokens or paid.max_tokens,
+                max_completion_tokens=_max_tokens(p, self.cascade),
                 sent=True,
             )
         except BudgetExceeded:
@@ -147,7 +151,7 @@ class BatchEscalation:
         """The batch's outcome, or why nothing came back. A failure before the batch exists, or a batch that
         failed whole, releases every hold (nothing is charged for either); one after it exists (polling
         broke) leaves them open: the batch may still run and bill, so recovery charges the worst case."""
-        requests = [BatchRequest(p.req.request_id, p.messages, p.req.paid_max_tokens or 0) for p in sending]
+        requests = [BatchRequest(p.req.request_id, p.messages, _max_tokens(p, self.cascade)) for p in sending]
         started = time.perf_counter()
         try:
             batch_id = self.batch.submit(requests)
@@ -194,6 +198,12 @@ class BatchEscalation:
     def _release_all(self, reserved: dict[str, Reservation | None], reason: str) -> None:
         for reservation in reserved.values():
             self._release(reservation, reason)
+
+
+def _max_tokens(p: Pending, cascade: Cascade) -> int:
+    """The request's paid token limit: what is reserved is what the batch line asks for."""
+    assert cascade.paid is not None
+    return p.req.paid_max_tokens or cascade.paid.max_tokens
 
 
 class _OverBudget(Exception):

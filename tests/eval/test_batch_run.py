@@ -200,3 +200,46 @@ def test_the_cost_limit_holds_each_batched_call_at_its_batch_worst_case_and_a_re
     ).run()
     assert resumed.complete and resumed.asked == 1 and len(resumed.records) == 3
     assert len(fake.batches) - batches_before == 2  # the resumed question alone, in a batch of its own
+
+
+def test_an_escalation_over_budget_keeps_its_local_answer_and_refuse_releases_every_hold(
+    answerer: Any, mini: Dataset, paid_api: Any, tmp_path: Path
+) -> None:
+    from assistant.ledger import BudgetExceeded, Principal
+
+    ledger = answerer.ledger
+    user = ledger.add_user("batch-budget")
+    questions = mini.sample(3, seed=7).questions
+    worst = [answerer.paid_worst_case_micro_usd(q.question, answerer.retrieve(q.question)) for q in questions]
+    ledger.set_budget("batch-budget", sum(sorted(worst)[:2]), "total")  # two holds fit, not three
+    answerer.principal = Principal(user.id, user.name)
+    try:
+        run = EvalRun(
+            questions, answerer, tmp_path / "over", parse_configs(["paid"]), progress=False, batch=True
+        ).run()
+        paid = [r.paid for r in run.records]
+        assert sum(c.tier == "paid" for c in paid) == 2
+        (kept,) = [c for c in paid if c.tier != "paid"]
+        assert kept.degraded and kept.reason.startswith("budget_exhausted (escalation: batch (mode=paid))")
+
+        answerer.cascade.escalation.budget_policy = "refuse"
+        with pytest.raises(BudgetExceeded):
+            EvalRun(
+                questions, answerer, tmp_path / "refused", parse_configs(["paid"]), progress=False, batch=True
+            ).run()
+    finally:
+        answerer.principal = None
+        answerer.cascade.escalation.budget_policy = "local_only"
+    assert ledger.check_balances() == []
+    with ledger.engine.connect() as conn:
+        held = conn.execute(
+            sa.select(reservations.c.state).where(
+                reservations.c.user_id == user.id, reservations.c.state == "open"
+            )
+        ).all()
+        cancelled = conn.execute(
+            sa.select(sa.func.count()).where(
+                reservations.c.user_id == user.id, reservations.c.note == "cancelled (after send)"
+            )
+        ).scalar()
+    assert held == [] and cancelled == 1  # the refused run released the hold it made before the refusal
