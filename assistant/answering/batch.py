@@ -78,13 +78,14 @@ class BatchEscalation:
         collection: str | None = None,
         principal: Principal | None = None,
         threshold: float | None = None,
+        history: Sequence[dict[str, str]] = (),
     ) -> CascadeAnswer | Pending:
         """The cascade's answer to ``question`` when it needs no paid call; else the escalation it would
         make, pending for :meth:`run` (with the local answer, if one was generated, to fall back on)."""
         req = self.cascade.new_request(
             question,
             collection=collection,
-            history=(),
+            history=history,
             mode="cascade",
             threshold=threshold,
             principal=principal,
