@@ -63,7 +63,7 @@ class BatchStore:
     def _path(self, kind: str, object_id: str, suffix: str) -> Path:
         bare = object_id.replace("-", "").replace("_", "")
         if len(object_id) > 64 or not (bare.isascii() and bare.isalnum()):
-            raise ApiError(404, f"no {kind} {object_id!r}", code="not_found")
+            raise ApiError(404, f"no {kind[:-1]} {object_id!r}", code="not_found")
         return self.root / kind / f"{object_id}{suffix}"
 
     def _write(self, path: Path, data: bytes) -> None:
