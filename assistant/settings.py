@@ -194,6 +194,15 @@ class PaidSettings(BaseModel):
     prompt_token_overhead: int = Field(
         default=32, ge=0, description="Tokens added to every reservation for the paid model's chat template."
     )
+    batch_poll_interval_s: float = Field(
+        default=30.0, gt=0, description="--batch work: how often the paid tier's Batch API is asked for news."
+    )
+    batch_max_wait_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="--batch work: a batch not done by then is cancelled; what it finished is kept, the rest "
+        "keeps its local answer.",
+    )
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env)

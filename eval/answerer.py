@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from assistant.answering.answer import CascadeAnswer
     from assistant.answering.cascade import Cascade
     from assistant.ledger import Ledger, Principal
-    from assistant.paid import PaidClient
+    from assistant.paid import BatchClient, PaidClient
     from assistant.settings import Settings
     from eval.datasets import Dataset
     from index.retrieval import Passage, Retriever
@@ -43,6 +43,7 @@ class CascadeAnswerer:
         *,
         collection: str,
         principal: Principal | None = None,
+        batch: BatchClient | None = None,
     ) -> None:
         self.cascade = cascade
         self.retriever = retriever
@@ -50,6 +51,7 @@ class CascadeAnswerer:
         self.paid = paid
         self.collection = collection
         self.principal = principal  # charged for the run's calls; None: the system user
+        self.batch = batch  # --batch: paid calls go through the Batch API, at its prices
 
     @property
     def policy(self) -> Policy:
@@ -79,7 +81,8 @@ class CascadeAnswerer:
             return 0
         messages = grounded_messages(question, passages, self.cascade.prompt_builder.answer_style)
         prompt_tokens = self.paid.reserve_prompt_tokens(messages)
-        return self.ledger.prices.worst_case_micro_usd(self.paid.model, prompt_tokens, self.paid.max_tokens)
+        model = self.paid.model if self.batch is None else self.ledger.prices.batch_model(self.paid.model)
+        return self.ledger.prices.worst_case_micro_usd(model, prompt_tokens, self.paid.max_tokens)
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall:
         answer = self.cascade.answer(
@@ -91,6 +94,23 @@ class CascadeAnswerer:
             principal=self.principal,
         )
         return self._call(answer, request_id)
+
+    def answer_paid_batch(self, calls: Sequence[tuple[str, Sequence[Passage], str]]) -> list[TierCall]:
+        """The paid answers to ``calls`` (question, passages, request id), asked as one batch: the same
+        prompts and answer assembly as :meth:`answer_paid`, charged at batch prices."""
+        from assistant.answering.batch import BatchEscalation
+
+        if self.batch is None:
+            raise RunError("--batch needs the paid tier: set PENNY_PAID__BASE_URL")
+        escalation = BatchEscalation(self.cascade, self.batch)
+        pending = [
+            escalation.paid_call(
+                question, passages, request_id=rid, collection=self.collection, principal=self.principal
+            )
+            for question, passages, rid in calls
+        ]
+        answers = escalation.run(pending)
+        return [self._call(answer, rid) for answer, (_, _, rid) in zip(answers, calls, strict=True)]
 
     def _call(self, answer: CascadeAnswer, request_id: str) -> TierCall:
         row = self.ledger.answer(request_id)
@@ -112,9 +132,15 @@ class CascadeAnswerer:
 
 
 def build_answerer(
-    settings: Settings, dataset: Dataset, collection: str | None, config_names: Sequence[str]
+    settings: Settings,
+    dataset: Dataset,
+    collection: str | None,
+    config_names: Sequence[str],
+    *,
+    batch: bool = False,
 ) -> tuple[CascadeAnswerer, dict[str, Any]]:
-    """Wire the Cascade from settings the way the service does, on the dataset's eval collection.
+    """Wire the Cascade from settings the way the service does, on the dataset's eval collection; with
+    ``batch``, paid calls go through the paid tier's Batch API.
 
     Returns the answerer and run metadata (models, collection) for the report.
     """
@@ -152,12 +178,29 @@ def build_answerer(
         paid=paid,
         cache=None,  # each question once per tier: a cache would only blur the tiers' costs
     )
-    answerer = CascadeAnswerer(cascade, penny.retriever(collection), ledger, paid, collection=collection)
+    batch_client = None
+    if batch and paid is not None:
+        from assistant.ledger import UnknownModelPrice
+        from assistant.paid import BatchClient
+
+        try:
+            ledger.prices.batch_model(paid.model)  # no batch price: refused before anything is asked
+        except UnknownModelPrice as exc:
+            raise RunError(str(exc)) from exc
+        batch_client = BatchClient(
+            paid,
+            poll_interval_s=settings.paid.batch_poll_interval_s,
+            max_wait_s=settings.paid.batch_max_wait_s,
+        )
+    answerer = CascadeAnswerer(
+        cascade, penny.retriever(collection), ledger, paid, collection=collection, batch=batch_client
+    )
     meta = {
         "collection": collection,
         "local_model": settings.models.local if need_local else None,
         "local_model_sha256": penny.registry.sha256(settings.models.local) if need_local else None,
         "paid_model": settings.paid.model if need_paid else None,
+        "paid_batch": batch_client is not None,
         "retrieval_mode": settings.index.retrieval_mode,
         "top_k": settings.index.top_k,
         "answer_style": settings.cascade.answer_style,

@@ -49,6 +49,11 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Also fit P(answerable) on the synthetic probes (default: keep the default calibration's gate).",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="With --collection: ask the written questions' paid answers as one batch (Batch API prices).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option(
     "--show",
@@ -72,6 +77,7 @@ def penny_calibrate_command(
     seed: int,
     out: Path | None,
     synthetic_gate: bool,
+    batch: bool,
     quiet: bool,
     show: bool,
     default_recipe: bool,
@@ -128,6 +134,7 @@ def penny_calibrate_command(
             progress=not quiet,
             out=out,
             synthetic_gate=synthetic_gate,
+            batch=batch,
         )
     except (RunError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

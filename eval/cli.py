@@ -74,6 +74,12 @@ def eval_group() -> None:
     default=None,
     help="An earlier run directory: reuse its paid answer wherever a question retrieves the same passages.",
 )
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Ask every question locally first, then send all paid calls as one batch to the paid tier's "
+    "Batch API (batch prices, answers within its 24 h window; the command waits for them).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run_command(
     dataset_path: Path,
@@ -86,6 +92,7 @@ def run_command(
     calibration: str,
     synthetic_questions: int,
     paid_from: Path | None,
+    batch: bool,
     quiet: bool,
 ) -> None:
     """Ask every question once per tier and write results.jsonl, report.md and frontier.png."""
@@ -104,7 +111,9 @@ def run_command(
         questions = dataset.sample(limit, seed).questions
         from eval.answerer import build_answerer
 
-        answerer, meta = build_answerer(settings, dataset, collection, configs or DEFAULT_CONFIGS)
+        answerer, meta = build_answerer(
+            settings, dataset, collection, configs or DEFAULT_CONFIGS, batch=batch
+        )
         parsed = parse_configs(configs or DEFAULT_CONFIGS)
         out = out_dir or settings.data_dir / "eval" / f"{dataset.name}-n{len(questions)}-s{seed}"
         meta |= {
@@ -127,6 +136,7 @@ def run_command(
             progress=not quiet,
             meta=meta,
             paid_from=load_records(paid_from / "calls.jsonl") if paid_from else (),
+            batch=batch,
         ).run()
     except (DatasetError, RunError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -49,6 +49,10 @@ class Answerer(Protocol):
 
     def answer_paid(self, question: str, passages: Sequence[Passage], request_id: str) -> TierCall: ...
 
+    def answer_paid_batch(self, calls: Sequence[tuple[str, Sequence[Passage], str]]) -> list[TierCall]:
+        """Paid answers to (question, passages, request id) calls, asked as one batch; in their order."""
+        ...
+
 
 @dataclass
 class RunOutcome:
@@ -78,12 +82,15 @@ class EvalRun:
         progress: bool = True,
         meta: dict[str, Any] | None = None,
         paid_from: Sequence[QuestionRecord] = (),
+        batch: bool = False,
     ) -> None:
         self.questions = list(questions)
         # Paid answers of an earlier run, reused for a question retrieved to the same passages: the paid
         # tier sees whole passages, so a change to the local tier or the evaluator need not pay again.
         self.paid_from = {r.id: r for r in paid_from if r.paid is not None}
         self.answerer = answerer
+        # Ask every question locally first, then all the paid calls as one batch (Batch API prices).
+        self.batch = batch
         self.out_dir = Path(out_dir)
         self.configs = list(configs)
         self.max_cost_micro_usd = max_cost_micro_usd
@@ -117,6 +124,14 @@ class EvalRun:
                 self.calls_path.open("a", encoding="utf-8") as calls,
                 self.results_path.open("a", encoding="utf-8") as results,
             ):
+                if self.batch and need_paid:
+                    finished, spent, stopped = self._run_batched(remaining, need_local, spent, calls, bar)
+                    for record in finished:
+                        done[record.id] = record
+                        for config in self.configs:
+                            append_line(results, json.dumps(derive(record, config), ensure_ascii=False))
+                    asked = len(finished)
+                    remaining = []
                 for question in remaining:
                     if self.max_cost_micro_usd is not None and spent >= self.max_cost_micro_usd:
                         stopped = _stop_message(question, spent, 0, self.max_cost_micro_usd)
@@ -139,9 +154,60 @@ class EvalRun:
         write_results(self.results_path, records, self.configs)
         return RunOutcome(self.out_dir, records, self.configs, asked, spent, stopped)
 
+    def _run_batched(
+        self, remaining: Sequence[EvalQuestion], need_local: bool, spent: int, calls: Any, bar: Any
+    ) -> tuple[list[QuestionRecord], int, str | None]:
+        """``--batch``: every question locally first, then all their paid calls as one batch at batch
+        prices. Returns the complete records, the spend so far and why the run stopped early (None).
+
+        A question whose paid worst case would pass ``--max-cost-usd`` is written incomplete (its local
+        spend counted) and asked again on resume; the records are written once the batch has answered."""
+        stopped = None
+        asked: list[tuple[EvalQuestion, QuestionRecord, list[Passage]]] = []
+        for question in remaining:
+            if self.max_cost_micro_usd is not None and spent >= self.max_cost_micro_usd:
+                stopped = _stop_message(question, spent, 0, self.max_cost_micro_usd)
+                break
+            record, passages = self._ask_local(question, need_local)
+            spent += record.spent_micro_usd
+            asked.append((question, record, passages))
+            bar.set_postfix(local=len(asked), spent=f"${spent / 1e6:.4f}")
+        held = spent  # spend plus the worst case of every paid call sent
+        batch: list[tuple[QuestionRecord, EvalQuestion, list[Passage]]] = []
+        for question, record, passages in asked:
+            if record.paid is not None or self._reuse_paid(record):
+                continue
+            stop = stopped or self._over_limit(question, passages, held)
+            if stop is not None:
+                stopped, record.complete = stop, False
+                continue
+            held += self.answerer.paid_worst_case_micro_usd(question.question, passages)
+            batch.append((record, question, passages))
+        calls_asked = [(q.question, p, _request_id(q, "paid")) for _, q, p in batch]
+        for (record, _, _), paid in zip(batch, self.answerer.answer_paid_batch(calls_asked), strict=True):
+            record.paid = paid
+            spent += paid.cost_micro_usd
+        for _, record, _ in asked:
+            append_line(calls, record.to_json())
+            if record.complete:
+                bar.update(1)
+        return [record for _, record, _ in asked if record.complete], spent, stopped
+
     def _ask(
         self, question: EvalQuestion, need_local: bool, need_paid: bool, spent: int
     ) -> tuple[QuestionRecord, str | None]:
+        record, passages = self._ask_local(question, need_local)
+        if need_paid and not self._reuse_paid(record):
+            stop = self._over_limit(question, passages, spent + record.spent_micro_usd)
+            if stop is not None:
+                record.complete = False
+                return record, stop
+            record.paid = self.answerer.answer_paid(
+                question.question, passages, _request_id(question, "paid")
+            )
+        return record, None
+
+    def _ask_local(self, question: EvalQuestion, need_local: bool) -> tuple[QuestionRecord, list[Passage]]:
         started = time.perf_counter()
         passages = self.answerer.retrieve(question.question)
         record = QuestionRecord(
@@ -159,23 +225,27 @@ class EvalRun:
                 question.question, passages, _request_id(question, "local")
             )
             record.policy = self.answerer.policy
-        earlier = self.paid_from.get(question.id)
-        # An earlier paid answer is reused where the question retrieves the same passages; a failed
-        # (degraded) one is asked again.
-        reusable = earlier is not None and earlier.paid is not None and not earlier.paid.degraded
-        if need_paid and reusable and earlier.retrieved_ids == record.retrieved_ids:
-            record.paid = earlier.paid
-        elif need_paid:
-            if self.max_cost_micro_usd is not None:
-                worst = self.answerer.paid_worst_case_micro_usd(question.question, passages)
-                so_far = spent + record.spent_micro_usd
-                if so_far + worst > self.max_cost_micro_usd:
-                    record.complete = False
-                    return record, _stop_message(question, so_far, worst, self.max_cost_micro_usd)
-            record.paid = self.answerer.answer_paid(
-                question.question, passages, _request_id(question, "paid")
-            )
-        return record, None
+        return record, passages
+
+    def _reuse_paid(self, record: QuestionRecord) -> bool:
+        """Take an earlier run's paid answer where the question retrieves the same passages (a failed,
+        degraded one is asked again)."""
+        earlier = self.paid_from.get(record.id)
+        if earlier is None or earlier.paid is None or earlier.paid.degraded:
+            return False
+        if earlier.retrieved_ids != record.retrieved_ids:
+            return False
+        record.paid = earlier.paid
+        return True
+
+    def _over_limit(self, question: EvalQuestion, passages: Sequence[Passage], so_far: int) -> str | None:
+        """Why the paid call's worst case would take the run past ``--max-cost-usd``, or None."""
+        if self.max_cost_micro_usd is None:
+            return None
+        worst = self.answerer.paid_worst_case_micro_usd(question.question, passages)
+        if so_far + worst > self.max_cost_micro_usd:
+            return _stop_message(question, so_far, worst, self.max_cost_micro_usd)
+        return None
 
     def _check_and_write_meta(self) -> None:
         ids = [q.id for q in self.questions]

@@ -82,6 +82,7 @@ def calibrate_collection(
     work_dir: Path | None = None,
     out: Path | None = None,
     synthetic_gate: bool = False,
+    batch: bool = False,
 ) -> CollectionCalibration:
     """Write ``questions`` synthetic questions from ``collection``, answer them on the real path, fit, and
     write the collection's calibration (default: where the service looks, see
@@ -139,7 +140,9 @@ def calibrate_collection(
             for q in generation.questions
         ],
     )
-    answerer, meta = build_answerer(settings, dataset, collection, [c.name for c in RUN_CONFIGS])
+    # ``batch``: the run's paid answers go as one batch (Batch API prices); writing the questions cannot,
+    # each one's round trip decides the next chunk drawn.
+    answerer, meta = build_answerer(settings, dataset, collection, [c.name for c in RUN_CONFIGS], batch=batch)
     answerer.principal = ledger.system_account(CALIBRATION_ACCOUNT)
     remaining = None if max_cost_micro_usd is None else max_cost_micro_usd - generation.spent_micro_usd
     _forget_question_set(work / "run", [q.id for q in dataset.questions])
@@ -151,6 +154,7 @@ def calibrate_collection(
         max_cost_micro_usd=remaining,
         progress=progress,
         meta=meta | {"dataset": f"synthetic questions from collection {collection}", "seed": seed},
+        batch=batch,
     ).run()
     result.run_spent_micro_usd = run.spent_micro_usd
     if run.stopped:

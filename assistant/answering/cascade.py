@@ -133,7 +133,7 @@ class Cascade:
         them). ``route_before_generation=False`` runs the local model even when retrieval found nothing
         relevant, so its answer can be judged (eval).
         """
-        request = self._request(
+        request = self.new_request(
             question,
             collection=collection,
             history=history,
@@ -147,7 +147,7 @@ class Cascade:
             stream=False,
         )
         final: CascadeAnswer | None = None
-        for item in self._run(request):
+        for item in self.run(request):
             if isinstance(item, CascadeAnswer):
                 final = item
         assert final is not None
@@ -169,8 +169,8 @@ class Cascade:
     ) -> Iterator[str | CascadeAnswer]:
         """Text deltas, then one final :class:`CascadeAnswer` (see the module docstring, and :meth:`answer`
         for the arguments)."""
-        yield from self._run(
-            self._request(
+        yield from self.run(
+            self.new_request(
                 question,
                 collection=collection,
                 history=history,
@@ -187,7 +187,7 @@ class Cascade:
 
     # ------------------------------------------------------------------------------------ flow
 
-    def _request(
+    def new_request(
         self,
         question: str,
         *,
@@ -202,6 +202,7 @@ class Cascade:
         route_before_generation: bool,
         stream: bool,
     ) -> Request:
+        """A request's state, checked; public for the batch path (assistant.answering.batch)."""
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -234,7 +235,8 @@ class Cascade:
                 self._retrievers[collection] = self.retriever(collection)
             return self._retrievers[collection]
 
-    def _run(self, req: Request) -> Iterator[str | CascadeAnswer]:
+    def run(self, req: Request) -> Iterator[str | CascadeAnswer]:
+        """Deltas, then the final answer; none when the escalation is left for a batch (``req.batch``)."""
         if req.passages is not None:
             passages: Sequence[Passage] = list(req.passages)
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 from assistant.answering.charged import ledger_usage
@@ -30,6 +30,18 @@ if TYPE_CHECKING:
 
 # The cascade's local generation for a request (its prompt built once, citations numbered as this turn's).
 GenerateLocally = Callable[["Request", Sequence["Passage"]], Iterator[str | Generation]]
+
+
+@dataclass
+class Pending:
+    """An escalation waiting for a batch (assistant.answering.batch): the request, what the paid tier is
+    sent, and the local answer (None when there is none yet) served if the batch does not answer."""
+
+    req: Request
+    passages: list[Passage]
+    messages: list[dict[str, str]]
+    decision: Decision
+    generation: Generation | None
 
 
 class Escalation:
@@ -89,6 +101,9 @@ class Escalation:
     ) -> Iterator[str | CascadeAnswer]:
         """Paid deltas as they arrive (when ``req.stream``), then the final answer (module docstring)."""
         delivery = self.delivery
+        if req.batch is not None and self.paid is not None:  # --batch: asked later, with the others
+            req.batch.append(Pending(req, list(passages), messages, decision, generation))
+            return
         if self.paid is None:
             yield from delivery.emit(
                 req,
@@ -142,6 +157,54 @@ class Escalation:
                 self._release(reservation, "cancelled")
             raise
         assert result is not None
+        try:
+            answer = self._paid_answer(req, passages, decision, generation, result, reservation)
+            if req.stream:
+                yield from attribution_tail(result.text, answer.answer)  # the rest was streamed live
+                yield delivery.finish(req, answer)
+            else:
+                yield from delivery.emit(req, answer)
+        finally:
+            self._settle_unrecorded(req)
+
+    def answered(
+        self,
+        req: Request,
+        passages: Sequence[Passage],
+        decision: Decision,
+        generation: Generation | None,
+        result: PaidResult,
+        reservation: Reservation | None,
+    ) -> CascadeAnswer:
+        """A paid result obtained outside :meth:`escalate` (a batch): assembled, charged and recorded as a
+        live one is, the charge with the answer's record in one transaction."""
+        answer = self._paid_answer(req, passages, decision, generation, result, reservation)
+        try:
+            return self.delivery.finish(req, answer)
+        finally:
+            self._settle_unrecorded(req)
+
+    def not_answered(
+        self,
+        req: Request,
+        passages: Sequence[Passage],
+        decision: Decision,
+        generation: Generation | None,
+        failure: str,
+    ) -> CascadeAnswer:
+        """An escalation whose paid answer never came (a batch failed, expired, or was cancelled): the local
+        answer, degraded, recorded; its reservation is the caller's to release."""
+        return self.delivery.finish(req, self._fallback(req, passages, decision, generation, failure))
+
+    def _paid_answer(
+        self,
+        req: Request,
+        passages: Sequence[Passage],
+        decision: Decision,
+        generation: Generation | None,
+        result: PaidResult,
+        reservation: Reservation | None,
+    ) -> CascadeAnswer:
         paid_cost = 0
         if reservation is not None and self.ledger is not None:
             # Charged in one transaction with the answer's record (Delivery._record); the cost is the one
@@ -149,26 +212,21 @@ class Escalation:
             usage = ledger_usage(result)
             paid_cost = self.ledger.prices.cost_micro_usd(reservation.model, usage)
             req.unsettled = (reservation, usage)
-        try:
-            answer = delivery.assemble(
-                req,
-                text=result.text,
-                passages=passages,
-                tier="paid",
-                decision=decision,
-                generation=generation,
-                escalated=True,
-                paid=result,
-                paid_cost=paid_cost,
-            )
-            if req.stream:
-                yield from attribution_tail(result.text, answer.answer)  # the rest was streamed live
-                yield delivery.finish(req, answer)
-            else:
-                yield from delivery.emit(req, answer)
-        finally:
-            if req.unsettled is not None and self.ledger is not None:  # never recorded (client gone): charge
-                self.ledger.settle(*req.unsettled)
+        return self.delivery.assemble(
+            req,
+            text=result.text,
+            passages=passages,
+            tier="paid",
+            decision=decision,
+            generation=generation,
+            escalated=True,
+            paid=result,
+            paid_cost=paid_cost,
+        )
+
+    def _settle_unrecorded(self, req: Request) -> None:
+        if req.unsettled is not None and self.ledger is not None:  # never recorded (client gone): charge
+            self.ledger.settle(*req.unsettled)
 
     def _release(self, reservation: Reservation, reason: str) -> None:
         assert self.ledger is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from assistant.answering.escalation import Pending
     from assistant.answering.prompt.transcript import Transcript
     from assistant.ledger import Principal, Reservation, Usage
     from index.retrieval import Passage
@@ -37,3 +38,4 @@ class Request:
     messages: list[dict[str, str]] | None = None  # the grounded prompt, once built
     local_prompt: Transcript | None = None  # the local tier's prompt and its sources (local_prompt.py)
     unsettled: tuple[Reservation, Usage] | None = None  # a paid call settled with its answer's record
+    batch: list[Pending] | None = None  # set: an escalation is appended here for a batch, not asked now

@@ -25,6 +25,7 @@ from assistant.api.auth import (
     require_api_key,
     require_profile,
 )
+from assistant.api.batch_routes import BATCH_ROUTES
 from assistant.api.budget_metrics import register_budget_gauges
 from assistant.api.chat import chat_completions, list_models
 from assistant.api.dashboard_routes import DASHBOARD_ROUTES
@@ -194,6 +195,7 @@ def create_app(
             *FEEDBACK_ROUTES,
             *LIMIT_ROUTES,
             *ALERT_ROUTES,
+            *BATCH_ROUTES,
             *ingest_routes(settings),
         ],
         state=State({"penny": penny, "metrics": service_metrics, "auth": auth}),

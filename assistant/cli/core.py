@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -45,7 +46,7 @@ def models_path(name: str) -> None:
 
 
 @click.command()
-@click.argument("question")
+@click.argument("question", required=False)
 @click.option("--collection", "-c", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.option(
@@ -63,13 +64,41 @@ def models_path(name: str) -> None:
     is_flag=True,
     help="Print the evaluator's features, its three probabilities, the action and its expected cost.",
 )
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='JSONL of {"question", "collection"?, "id"?}: answer each locally first, send the escalations '
+    "as one batch to the paid tier's Batch API (batch prices; waits for it), print JSONL answers.",
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="--batch: write here."
+)
 def ask(
-    question: str, collection: str | None, as_json: bool, mode: str, threshold: float | None, explain: bool
+    question: str | None,
+    collection: str | None,
+    as_json: bool,
+    mode: str,
+    threshold: float | None,
+    explain: bool,
+    batch_file: Path | None,
+    out: Path | None,
 ) -> None:
-    """Answer QUESTION from the indexed documents."""
+    """Answer QUESTION from the indexed documents (or each question of --batch FILE)."""
     from assistant.calibration import CalibrationError
     from assistant.service import Penny
 
+    if (question is None) == (batch_file is None):
+        raise click.UsageError("give a QUESTION or --batch FILE (one of them)")
+    if batch_file is not None:
+        from assistant.cli.batch_cmd import ask_batch
+
+        with click.open_file(str(out or "-"), "w", encoding="utf-8") as sink:
+            asked, escalated, cost = ask_batch(batch_file, sink, threshold)
+        click.echo(f"{asked} questions, {escalated} escalated in one batch, cost ${cost / 1e6:.6f}", err=True)
+        return
+    assert question is not None
     try:
         answer = Penny(get_settings()).ask(question, collection, mode=mode, threshold=threshold)
     except (ModelError, CalibrationError) as exc:

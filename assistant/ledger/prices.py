@@ -23,6 +23,10 @@ from assistant.ledger.records import Usage
 MICRO = 1_000_000
 PER_TOKENS = 1_000_000  # prices are quoted per 1M tokens
 PRICE_FIELDS = ("input", "cached_input", "output")
+BATCH_FIELDS = ("batch_input", "batch_output")
+# A batch call is priced, reserved and reported under its model's name with this suffix ("gpt-4o:batch"):
+# the ledger needs no column of its own, and `penny usage --by model` shows batch spend apart.
+BATCH_SUFFIX = ":batch"
 
 
 def usd_to_micro(value: Any, what: str) -> int:
@@ -67,6 +71,26 @@ class ModelPrice:
     # inherited through priced_as (a stand-in priced as gpt-4o does not answer like it).
     paid_helps_prior: float | None = None
     paid_helps_prior_source: str | None = None
+    # The Batch API's prices (None: the table states none, so this model cannot be batched).
+    batch_input_micro_usd_per_1m: int | None = None
+    batch_output_micro_usd_per_1m: int | None = None
+    batch_source: str | None = None
+
+    def batch(self) -> ModelPrice | None:
+        """This model at batch prices, named ``<model>:batch``; None when the table states no batch price.
+        Cached prompt tokens are priced as batch input: no discount is assumed on top of the batch one,
+        so a batch bill is never under-counted."""
+        if self.batch_input_micro_usd_per_1m is None or self.batch_output_micro_usd_per_1m is None:
+            return None
+        return ModelPrice(
+            model=f"{self.model}{BATCH_SUFFIX}",
+            input_micro_usd_per_1m=self.batch_input_micro_usd_per_1m,
+            cached_input_micro_usd_per_1m=self.batch_input_micro_usd_per_1m,
+            output_micro_usd_per_1m=self.batch_output_micro_usd_per_1m,
+            effective=self.effective,
+            source=self.batch_source or self.source,
+            priced_as=self.priced_as,
+        )
 
     def cost_micro_usd(self, usage: Usage) -> int:
         uncached = usage.prompt_tokens - usage.cached_prompt_tokens
@@ -137,6 +161,9 @@ class PriceTable:
             if not isinstance(effective, date):
                 raise PriceTableError(f"{where}: {name}.effective must be a TOML date (YYYY-MM-DD)")
             micro = {f: usd_to_micro(source_entry[f], f"{name}.{f}") for f in PRICE_FIELDS}
+            batch = _batch_prices(source_entry, f"{where}: {name}")
+            if "priced_as" in entry and batch[2] is not None:
+                batch = (batch[0], batch[1], f"priced as {entry['priced_as']}: {batch[2]}, not a real charge")
             prior, prior_source = _paid_helps_prior(entry, f"{where}: {name}")
             models[name] = ModelPrice(
                 model=name,
@@ -149,6 +176,9 @@ class PriceTable:
                 priced_as=entry.get("priced_as"),
                 paid_helps_prior=prior,
                 paid_helps_prior_source=prior_source,
+                batch_input_micro_usd_per_1m=batch[0],
+                batch_output_micro_usd_per_1m=batch[1],
+                batch_source=batch[2],
             )
         lookup: dict[str, ModelPrice] = {}
         for price in models.values():
@@ -174,6 +204,8 @@ class PriceTable:
         )
 
     def price(self, model: str) -> ModelPrice:
+        if model.endswith(BATCH_SUFFIX):
+            return self._batch_price(model.removesuffix(BATCH_SUFFIX))
         try:
             return self.models[model]
         except KeyError:
@@ -182,6 +214,20 @@ class PriceTable:
                 f"no price for model {model!r} in {self.source} (version {self.version}); "
                 f"add it there (known: {known})"
             ) from None
+
+    def _batch_price(self, model: str) -> ModelPrice:
+        batch = self.price(model).batch()
+        if batch is None:
+            raise UnknownModelPrice(
+                f"no batch price for model {model!r} in {self.source} (version {self.version}); add "
+                "batch_input and batch_output there, or run without --batch"
+            )
+        return batch
+
+    def batch_model(self, model: str) -> str:
+        """The name a batch call to ``model`` is priced and recorded under; UnknownModelPrice when the table
+        has no batch price for it (before anything is reserved or sent)."""
+        return self._batch_price(model).model
 
     def require(self, *models: str) -> None:
         """Fail at start-up for any model without a price."""
@@ -205,6 +251,17 @@ class PriceTable:
             raise ValueError(f"worker_seconds must be a finite non-negative number, got {worker_seconds!r}")
         per_hour = self.local_micro_usd_per_hour if micro_usd_per_hour is None else micro_usd_per_hour
         return math.ceil(Decimal(str(worker_seconds)) * per_hour / 3600)
+
+
+def _batch_prices(entry: Mapping[str, Any], where: str) -> tuple[int | None, int | None, str | None]:
+    """A model's batch input and output prices (micro-USD per 1M tokens) and their source: all or none."""
+    present = [f for f in BATCH_FIELDS if f in entry]
+    if not present:
+        return None, None, None
+    if len(present) != len(BATCH_FIELDS):
+        raise PriceTableError(f"{where}: batch_input and batch_output go together, got only {present[0]}")
+    micro = [usd_to_micro(entry[f], f"{where}.{f}") for f in BATCH_FIELDS]
+    return micro[0], micro[1], str(entry.get("batch_source") or entry.get("source", ""))
 
 
 def _paid_helps_prior(entry: Mapping[str, Any], where: str) -> tuple[float | None, str | None]:

@@ -16,7 +16,7 @@ import email.utils
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
@@ -226,6 +226,25 @@ class PaidClient:
             seconds=time.perf_counter() - started,
             attempts=retrying.statistics.get("attempt_number", 1),
         )
+
+    def chat_body(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None) -> dict[str, Any]:
+        """The JSON body :meth:`chat` would POST: a batch sends exactly what a live call would."""
+        return msgspec.to_builtins(self._request(messages, max_tokens, stream=False))
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request to another endpoint of the paid tier's API (the Batch API's files and batches), with
+        the key, timeouts and retry policy of :meth:`chat`. Raises a :class:`PaidError` subclass."""
+        return self._retrying()(self._call_once, method, path, kwargs)
+
+    def _call_once(self, method: str, path: str, kwargs: dict[str, Any]) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise PaidTimeout(f"the paid tier timed out: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise PaidConnectionError(f"cannot reach the paid tier at {self.base_url}: {exc}") from exc
+        self._raise_for_status(response)
+        return response
 
     def _post_once(self, request: ChatCompletionRequest) -> ChatCompletion:
         try:

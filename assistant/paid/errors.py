@@ -7,7 +7,8 @@ PaidError                    "error"
 ├── PaidHTTPError            "http_<status>"
 │   └── PaidRateLimited      "rate_limited" (HTTP 429)
 ├── PaidMalformedResponse    "malformed_response"
-└── CircuitOpen              "circuit_open"
+├── CircuitOpen              "circuit_open"
+└── PaidBatchFailed          "batch_failed" (the Batch API failed or refused a whole batch)
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ class PaidMalformedResponse(PaidError):
 
 class CircuitOpen(PaidError):
     reason = "circuit_open"
+
+
+class PaidBatchFailed(PaidError):
+    """A whole batch came back without results (status ``failed``: its input file was refused, say)."""
+
+    reason = "batch_failed"
 
 
 def is_retryable(exc: BaseException) -> bool:
