@@ -20,18 +20,32 @@ from assistant.ledger import migrations
 from assistant.ledger.alerts import Alerts
 from assistant.ledger.answers import Answers
 from assistant.ledger.base import DEFAULT_RESERVATION_TTL_S, utcnow
+from assistant.ledger.costs import Costs
 from assistant.ledger.engine import SqliteSync, create_ledger_engine
 from assistant.ledger.feedback import Feedback
 from assistant.ledger.idempotency import Idempotency
 from assistant.ledger.jobs import Jobs
 from assistant.ledger.labels import Labels
+from assistant.ledger.ownership import OwnershipReports
 from assistant.ledger.prices import PriceTable
 from assistant.ledger.rate_limits import RateLimits
 from assistant.ledger.recovery import Recovery
 from assistant.ledger.usage import UsageReports
 
 
-class Ledger(Recovery, UsageReports, Answers, Idempotency, Labels, Feedback, RateLimits, Alerts, Jobs):
+class Ledger(
+    Recovery,
+    UsageReports,
+    OwnershipReports,
+    Answers,
+    Costs,
+    Idempotency,
+    Labels,
+    Feedback,
+    RateLimits,
+    Alerts,
+    Jobs,
+):
     @classmethod
     def open(
         cls,
