@@ -48,21 +48,12 @@ def ingest(
     from assistant.service import Penny
 
     penny = Penny(get_settings())
-    ingester = penny.ingester(collection)
-    summary = ingester.ingest(paths, include=include, exclude=exclude, sync=sync, progress=not quiet)
+    summary, cost = penny.ingest(
+        paths, collection, include=include, exclude=exclude, sync=sync, progress=not quiet
+    )
     for path, reason in summary.failed.items():
         click.echo(f"failed: {path}: {reason}", err=True)
     click.echo(summary.line())
-    ledger = penny.ledger
-    files = summary.added + summary.updated + summary.unchanged
-    files += len(summary.failed) + len(summary.duplicates)
-    cost = ledger.record_ingest(
-        ledger.system_user().user_id,
-        ingester.collection.name,
-        files=files,
-        chunks=summary.chunks_written,
-        seconds=summary.seconds,
-    )
     click.echo(
         f"ingest cost {format_usd(cost.micro_usd)} ({cost.seconds:.1f}s at the instance price), "
         f"recorded for collection {cost.collection}"
