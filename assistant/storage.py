@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from assistant.ledger.base import naive_utc
 from index.footprint import Footprint, FootprintUnavailable, measure
 from index.store import chroma_url
 
@@ -53,7 +54,7 @@ class DailyAccrual:
     last_day: date | None = None
 
     def tick(self) -> None:
-        today = self.ledger._now().date()
+        today = naive_utc(self.ledger.clock()).date()
         if today == self.last_day:
             return
         try:
