@@ -109,3 +109,5 @@ def ask(
         click.echo(f"served:              {served}")
         click.echo(f"reason:              {answer.reason}")
         click.echo(f"cost:                {answer.cost_micro_usd} micro-USD")
+        full = "  ".join(f"{part} ${usd:.6f}" for part, usd in answer.full_cost_usd().items())
+        click.echo(f"full cost:           {full}")
