@@ -19,6 +19,7 @@ import calendar
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -74,35 +75,21 @@ class Costs(LedgerBase):
         job_id: str | None = None,
     ) -> IngestCost:
         """Record one ingest run by ``user_id`` (None: the admin key), priced here from measured seconds."""
-        cost = IngestCost(
-            collection=collection,
-            team_id=None,
-            user_id=user_id,
-            files=files,
-            chunks=chunks,
-            seconds=seconds,
-            micro_usd=self.compute_cost_micro_usd(seconds),
-            price_version=self.prices.version,
-            created_at=self._now(),
-            job_id=job_id,
-        )
+        values: dict[str, Any] = {
+            "collection": collection,
+            "user_id": user_id,
+            "job_id": job_id,
+            "files": files,
+            "chunks": chunks,
+            "seconds": seconds,
+            "micro_usd": self.compute_cost_micro_usd(seconds),
+            "price_version": self.prices.version,
+            "created_at": self._now(),
+        }
         with self._write() as conn:
-            team_id = _owner(conn, collection)
-            conn.execute(
-                ingest_costs.insert().values(
-                    collection=collection,
-                    team_id=team_id,
-                    user_id=cost.user_id,
-                    job_id=job_id,
-                    files=files,
-                    chunks=chunks,
-                    seconds=seconds,
-                    micro_usd=cost.micro_usd,
-                    price_version=cost.price_version,
-                    created_at=cost.created_at,
-                )
-            )
-        return IngestCost(**{**cost.__dict__, "team_id": team_id})
+            values["team_id"] = _owner(conn, collection)
+            conn.execute(ingest_costs.insert().values(**values))
+        return IngestCost(**values)
 
     def ingest_costs(self, collection: str | None = None) -> list[IngestCost]:
         """Ingest runs, oldest first (of one collection, or all)."""
@@ -111,21 +98,8 @@ class Costs(LedgerBase):
             query = query.where(ingest_costs.c.collection == collection)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
-            IngestCost(
-                collection=r.collection,
-                team_id=r.team_id,
-                user_id=r.user_id,
-                files=r.files,
-                chunks=r.chunks,
-                seconds=r.seconds,
-                micro_usd=r.micro_usd,
-                price_version=r.price_version,
-                created_at=r.created_at,
-                job_id=r.job_id,
-            )
-            for r in rows
-        ]
+        fields = IngestCost.__dataclass_fields__
+        return [IngestCost(**{k: v for k, v in row._mapping.items() if k in fields}) for row in rows]
 
     def accrue_storage(self, sizes: Mapping[str, int], day: date | None = None) -> list[StorageAccrual]:
         """One row per collection for ``day`` (default: today, UTC) from its measured bytes. A day already
