@@ -119,13 +119,7 @@ def _answers_query(user_id: int | None, team_id: int | None, start: datetime | N
         sa.func.sum(answers.c.evaluation_micro_usd),
         sa.func.sum(unknown),
     ).group_by(answers.c.collection, answers.c.team_id)
-    if user_id is not None:
-        query = query.where(answers.c.user_id == user_id)
-    if team_id is not None:
-        query = query.where(answers.c.team_id == team_id)
-    if start is not None:
-        query = query.where(answers.c.created_at >= start)
-    return query
+    return _narrowed(query, answers, user_id, team_id, start)
 
 
 def _ingest_query(user_id: int | None, team_id: int | None, start: datetime | None) -> sa.Select:
@@ -136,12 +130,19 @@ def _ingest_query(user_id: int | None, team_id: int | None, start: datetime | No
         sa.func.sum(ingest_costs.c.seconds),
         sa.func.sum(ingest_costs.c.micro_usd),
     ).group_by(ingest_costs.c.collection, ingest_costs.c.team_id)
+    return _narrowed(query, ingest_costs, user_id, team_id, start)
+
+
+def _narrowed(
+    query: sa.Select, table: sa.Table, user_id: int | None, team_id: int | None, start: datetime | None
+) -> sa.Select:
+    """``query`` over ``table`` (answers or ingest runs) narrowed to a user, a team and a start time."""
     if user_id is not None:
-        query = query.where(ingest_costs.c.user_id == user_id)
+        query = query.where(table.c.user_id == user_id)
     if team_id is not None:
-        query = query.where(ingest_costs.c.team_id == team_id)
+        query = query.where(table.c.team_id == team_id)
     if start is not None:
-        query = query.where(ingest_costs.c.created_at >= start)
+        query = query.where(table.c.created_at >= start)
     return query
 
 
