@@ -109,22 +109,17 @@ class Penny:
         )
 
     def ingest(
-        self,
-        paths: Iterable[Path],
-        collection: str | None = None,
-        *,
-        user_id: int | None = None,
-        **options: Any,
+        self, paths: Iterable[Path], collection: str | None = None, **options: Any
     ) -> tuple[IngestSummary, IngestCost]:
         """Ingest ``paths`` (``options``: :meth:`Ingester.ingest`'s) and record the run's cost in the ledger,
-        charged to ``user_id`` (default: the system user, as for any CLI command)."""
+        under the system user as any CLI command (HTTP uploads: ``IngestWorker``, under the uploader)."""
         ingester = self.ingester(collection)
         summary = ingester.ingest(paths, **options)
         ledger = self.ledger
         files = summary.added + summary.updated + summary.unchanged
         files += len(summary.failed) + len(summary.duplicates)
         cost = ledger.record_ingest(
-            ledger.system_user().user_id if user_id is None else user_id,
+            ledger.system_user().user_id,
             ingester.collection.name,
             files=files,
             chunks=summary.chunks_written,
