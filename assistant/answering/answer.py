@@ -143,7 +143,7 @@ class CascadeAnswer(Answer):
             "action": self.action or None,
             "expected_cost_usd": round(self.expected_cost_usd, 6),
             "low_confidence": self.low_confidence,
-            "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
+            "cost_usd": _usd(self.cost_micro_usd),
             "full_cost_usd": self.full_cost_usd(),
             "latency_ms": round(self.latency_ms, 1),
             "evidence": None if (evidence := self.evidence) is None else asdict(evidence),
