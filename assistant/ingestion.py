@@ -18,6 +18,7 @@ import queue
 import shutil
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,7 +103,10 @@ class IngestWorker:
         try:
             job = ledger.job(job_id)
             ledger.start_job(job_id)
-            results = self.penny.ingester(job.collection).ingest_files(files)
+            ingester = self.penny.ingester(job.collection)
+            started = time.perf_counter()
+            results = ingester.ingest_files(files)
+            seconds = time.perf_counter() - started
             by_file = [
                 {
                     "name": r.source,
@@ -113,6 +117,14 @@ class IngestWorker:
                 }
                 for r in results
             ]
+            ledger.record_ingest(  # before the job is done: a client seeing it done finds its cost
+                job.user_id,
+                job.collection,
+                files=len(results),
+                chunks=sum(r.chunks for r in results if r.status == "indexed"),
+                seconds=seconds,
+                job_id=job_id,
+            )
             ledger.finish_job(job_id, by_file)
             log.info("ingest job %s into %s: %s", job_id, job.collection, [r.status for r in results])
         except Exception as exc:

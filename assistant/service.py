@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.local.registry import ModelRegistry
@@ -25,11 +27,13 @@ if TYPE_CHECKING:
     from assistant.calibration import Mismatch, Running
     from assistant.ingestion import IngestWorker
     from assistant.ledger import Ledger
+    from assistant.ledger.costs import IngestCost
     from assistant.limits import Limiter, LimitPolicy
     from assistant.local.backend import LocalBackend
     from assistant.local.model import LocalModel
     from assistant.local.pool.base import PoolBase
     from index.embedding import Embedder
+    from index.results import IngestSummary
 
 log = logging.getLogger("penny.calibration")
 
@@ -103,6 +107,25 @@ class Penny:
             sentence_store=self.sentence_store(collection),
             sentence_vectors_at_ingest=self.settings.index.sentence_vectors_at_ingest,
         )
+
+    def ingest(
+        self, paths: Iterable[Path], collection: str | None = None, **options: Any
+    ) -> tuple[IngestSummary, IngestCost]:
+        """Ingest ``paths`` (``options``: :meth:`Ingester.ingest`'s) and record the run's cost in the ledger,
+        under the system user as any CLI command (HTTP uploads: ``IngestWorker``, under the uploader)."""
+        ingester = self.ingester(collection)
+        summary = ingester.ingest(paths, **options)
+        ledger = self.ledger
+        files = summary.added + summary.updated + summary.unchanged
+        files += len(summary.failed) + len(summary.duplicates)
+        cost = ledger.record_ingest(
+            ledger.system_user().user_id,
+            ingester.collection.name,
+            files=files,
+            chunks=summary.chunks_written,
+            seconds=summary.seconds,
+        )
+        return summary, cost
 
     @cached_property
     def ingest_worker(self) -> IngestWorker:

@@ -75,9 +75,14 @@ class CascadeAnswer(Answer):
     expected_loss_usd: dict[str, float] = field(default_factory=dict)  # per action, by the expected-loss rule
     low_confidence: bool = False  # served locally, but below the policy's confidence bar
     features: dict[str, float] = field(default_factory=dict)
-    cost_micro_usd: int = 0
+    cost_micro_usd: int = 0  # paid + local generation: what the tiers cost
     local_cost_micro_usd: int = 0
     paid_cost_micro_usd: int = 0
+    # The rest of the answer's full cost (set with the ledger's prices when it is recorded): retrieval and
+    # the evaluator at the instance price, and its share of its collection's ingest (ledger/costs.py).
+    retrieval_cost_micro_usd: int = 0
+    evaluation_cost_micro_usd: int = 0
+    ingest_amortised_micro_usd: int = 0
     degraded: bool = False
     local_model: str | None = None
     paid_model: str | None = None
@@ -111,6 +116,18 @@ class CascadeAnswer(Answer):
         data["paid_generation"] = _paid_summary(self.paid_generation)
         return data
 
+    def full_cost_usd(self) -> dict[str, float]:
+        """The answer's full cost by part: the tiers (paid, local generation), Penny's own compute on the
+        answer path (retrieval, evaluation) and its share of the collection's ingest; and their total."""
+        parts = {
+            "paid": self.paid_cost_micro_usd,
+            "local_generation": self.local_cost_micro_usd,
+            "retrieval": self.retrieval_cost_micro_usd,
+            "evaluation": self.evaluation_cost_micro_usd,
+            "ingest_amortised": self.ingest_amortised_micro_usd,
+        }
+        return {**{k: _usd(v) for k, v in parts.items()}, "total": _usd(sum(parts.values()))}
+
     def penny_block(self) -> dict[str, Any]:
         """The ``penny`` block of API responses: what makes Penny different (tier, why, how sure, cost)."""
         return {
@@ -126,7 +143,8 @@ class CascadeAnswer(Answer):
             "action": self.action or None,
             "expected_cost_usd": round(self.expected_cost_usd, 6),
             "low_confidence": self.low_confidence,
-            "cost_usd": round(self.cost_micro_usd / 1_000_000, 6),
+            "cost_usd": _usd(self.cost_micro_usd),
+            "full_cost_usd": self.full_cost_usd(),
             "latency_ms": round(self.latency_ms, 1),
             "evidence": None if (evidence := self.evidence) is None else asdict(evidence),
             "sources": [
@@ -134,6 +152,10 @@ class CascadeAnswer(Answer):
                 for s in self.sources
             ],
         }
+
+
+def _usd(micro_usd: int) -> float:
+    return round(micro_usd / 1_000_000, 6)
 
 
 def _local_summary(generation: Generation | None) -> dict[str, Any] | None:

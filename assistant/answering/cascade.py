@@ -240,15 +240,16 @@ class Cascade:
         if req.passages is not None:
             passages: Sequence[Passage] = list(req.passages)
         else:
-            retriever = self._retriever(req.collection)
-            if req.mode != "paid" and not req.history:
-                hit = self.delivery.cached(req, retriever)
-                if hit is not None:
-                    if req.stream:
-                        yield hit.answer
-                    yield self.delivery.finish(req, hit)
-                    return
-            passages = retriever.search(req.question)
+            retriever = self._retriever(req.collection)  # built once per process: set-up, not this answer's
+            with req.timing("retrieval"):
+                use_cache = req.mode != "paid" and not req.history
+                hit = self.delivery.cached(req, retriever) if use_cache else None
+                passages = retriever.search(req.question) if hit is None else []
+            if hit is not None:
+                if req.stream:
+                    yield hit.answer
+                yield self.delivery.finish(req, hit)
+                return
         self.prompt_builder.remember(req.collection, req.question, passages)
         messages = req.messages = self.prompt_builder.grounded(req.question, passages, req.history)
 
@@ -285,7 +286,8 @@ class Cascade:
         if generation is None:
             raise RuntimeError("a LocalBackend must end its stream with a Generation")
 
-        judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
+        with req.timing("evaluation"):
+            judgement = self.evaluator.judge(req.question, passages, generation, req.collection)
         decide_for = self._decider(req, messages)
         decision = decide_for(judgement)
         why = retry_reason(judgement, decision, self.policy)
@@ -343,7 +345,8 @@ class Cascade:
             style=style,
         )
         second = final_generation(self._generate_locally(req, passages, prompt=prompt))
-        judgement = self.evaluator.judge(req.question, passages, second, req.collection)
+        with req.timing("evaluation"):
+            judgement = self.evaluator.judge(req.question, passages, second, req.collection)
         retried = decide_for(judgement)
         kept, chosen = (
             ("second", (second, retried)) if better(decision, retried) else ("first", (first, decision))

@@ -168,6 +168,7 @@ class Delivery:
         (a paid answer, or a local one judged good enough: not one forced by mode=local, nor degraded)."""
         answer.latency_ms = (time.perf_counter() - req.started) * 1000
         if self.ledger is not None:
+            self._price_compute(req, answer)
             self._record(req, answer)
         if self.shadow is not None:
             self._shadow(req, answer)
@@ -225,6 +226,14 @@ class Delivery:
                 request_id=req.request_id, collection=req.collection, messages=req.messages, answer=answer
             )
 
+    def _price_compute(self, req: Request, answer: CascadeAnswer) -> None:
+        """The rest of the answer's full cost: its retrieval and evaluator seconds at the instance price, and
+        its share of the collection's ingest so far (this answer included)."""
+        assert self.ledger is not None
+        answer.retrieval_cost_micro_usd = self.ledger.compute_cost_micro_usd(req.retrieval_seconds)
+        answer.evaluation_cost_micro_usd = self.ledger.compute_cost_micro_usd(req.evaluation_seconds)
+        answer.ingest_amortised_micro_usd = self.ledger.amortised_ingest_micro_usd(req.collection)
+
     def _record(self, req: Request, answer: CascadeAnswer) -> None:
         """One ledger row per answer; a paid call's charge is settled in the same transaction."""
         # LEAD: field names follow assistant.ledger.records.AnswerRecord as of this writing.
@@ -255,6 +264,10 @@ class Delivery:
             abstained=is_abstention(answer.answer),
             features=dict(answer.features) or None,  # a rating of this answer is a label for a refit
             paid_only_micro_usd=self.paid_only_micro_usd(req, answer),
+            retrieval_seconds=req.retrieval_seconds,
+            evaluation_seconds=req.evaluation_seconds,
+            retrieval_micro_usd=answer.retrieval_cost_micro_usd,
+            evaluation_micro_usd=answer.evaluation_cost_micro_usd,
         )
         if req.unsettled is None:
             self.ledger.record_answer(record)

@@ -6,7 +6,9 @@ may import the cascade (imports in answering flow one way: cascade -> the rest).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -39,3 +41,16 @@ class Request:
     local_prompt: Transcript | None = None  # the local tier's prompt and its sources (local_prompt.py)
     unsettled: tuple[Reservation, Usage] | None = None  # a paid call settled with its answer's record
     batch: list[Pending] | None = None  # set: an escalation is appended here for a batch, not asked now
+    # Wall seconds of Penny's own compute on the answer path, priced at the instance price with the answer.
+    retrieval_seconds: float = 0.0  # the cache lookup and retrieval
+    evaluation_seconds: float = 0.0  # the evaluator's judgements (two when the local answer is retried)
+
+    @contextmanager
+    def timing(self, part: Literal["retrieval", "evaluation"]) -> Iterator[None]:
+        """Add the wall seconds of the block to ``<part>_seconds``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            name = f"{part}_seconds"
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)

@@ -209,9 +209,19 @@ def create_app(
 
 
 def _recover_periodically(penny: Penny, stop: threading.Event) -> None:
-    """Resolve reservations left by crashed requests (released if never sent, else settled and flagged)."""
+    """Resolve reservations left by crashed requests (released if never sent, else settled and flagged),
+    and accrue each collection's storage once a UTC day (now, then at the first tick of each day)."""
+    from assistant.storage import DailyAccrual
+
     interval = penny.settings.ledger.recover_interval_s
-    while not stop.wait(interval):
+    storage = DailyAccrual(penny.settings, penny.ledger)
+    while True:
+        try:
+            storage.tick()
+        except Exception:
+            log.exception("storage accrual failed; will retry in %ss", interval)
+        if stop.wait(interval):
+            return
         try:
             penny.ledger.recover_stale()
         except Exception:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from litestar import Request, Router, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
@@ -23,15 +23,20 @@ from assistant.api.chat import PROFILES
 from assistant.api.errors import ApiError
 from assistant.api.team_routes import TEAM_ADMIN_ROUTES, own_collections
 from assistant.ledger import (
+    OWNERSHIP_BYS,
     ApiKeyInfo,
     BudgetStatus,
-    GroupBy,
     Ledger,
     UsageRow,
     Window,
     usd_to_micro,
 )
+from assistant.ledger.ownership import OwnershipRow
 from assistant.ledger.prices import format_usd
+
+# GroupBy, then OwnershipBy: spend and savings by user, day, model or tier; total cost of ownership by
+# collection or team.
+UsageBy = Literal["user", "day", "model", "tier", "collection", "team"]
 
 
 class NewUser(Struct, forbid_unknown_fields=True):
@@ -68,6 +73,20 @@ def usage_rows(rows: list[UsageRow]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def ownership_rows(rows: list[OwnershipRow]) -> list[dict[str, Any]]:
+    """Each collection's or team's cost of ownership, with its total."""
+    return [{**dataclasses.asdict(row), "total_micro_usd": row.total_micro_usd} for row in rows]
+
+
+def _report(
+    ledger: Ledger, by: UsageBy, since: date | None, *, user: str | None = None, team: str | None = None
+) -> list[dict[str, Any]]:
+    """The usage rows (``by`` user, day, model or tier) or the cost of ownership rows (collection, team)."""
+    if by in OWNERSHIP_BYS:
+        return ownership_rows(ledger.ownership(by=by, user=user, team=team, since=since))  # type: ignore[arg-type]
+    return usage_rows(ledger.usage(user=user, team=team, since=since, by=by))  # type: ignore[arg-type]
 
 
 def budget_body(status: BudgetStatus | None) -> dict[str, Any] | None:
@@ -113,13 +132,15 @@ def check_profiles(profiles: list[str] | None) -> list[str] | None:
 @get("/v1/usage", guards=[require_api_key], sync_to_thread=True)
 def own_usage(
     request: Request[Any, Any, Any],
-    by: FromQuery[GroupBy] = "day",
+    by: FromQuery[UsageBy] = "day",
     since: FromQuery[date | None] = None,
     user: FromQuery[str | None] = None,  # only your own name is allowed
     team: FromQuery[str | None] = None,  # only a team you are an admin of
 ) -> dict[str, Any]:
     """Your spend and tokens, where you stand against your budget, and your teams. Never another user's;
-    a team's usage and budget only to that team's admins (403, the same for a team that does not exist)."""
+    a team's usage and budget only to that team's admins (403, the same for a team that does not exist).
+    ``by=collection|team``: the cost of ownership of your answers and ingest runs (a team's admins: the
+    team's, storage included)."""
     principal = principal_of(request)
     if user is not None and user != principal.user_name:
         raise ApiError(403, "you can only read your own usage", param="user", code="forbidden")
@@ -130,15 +151,14 @@ def own_usage(
             "object": "usage",
             "team": found.name,
             "by": by,
-            "data": usage_rows(ledger.usage(team=found.name, since=since, by=by)),
+            "data": _report(ledger, by, since, team=found.name),
             "budget": budget_body(ledger.team_budget_status(found.name)),
         }
-    rows = ledger.usage(user=principal.user_name, since=since, by=by)
     return {
         "object": "usage",
         "user": principal.user_name,
         "by": by,
-        "data": usage_rows(rows),
+        "data": _report(ledger, by, since, user=principal.user_name),
         "budget": budget_body(ledger.budget_status(principal)),
         "teams": [{"name": m.team_name, "role": m.role} for m in ledger.memberships(principal)],
     }
@@ -222,13 +242,12 @@ def admin_set_budget(
 @get("/usage", sync_to_thread=True)
 def admin_usage(
     request: Request[Any, Any, Any],
-    by: FromQuery[GroupBy] = "user",
+    by: FromQuery[UsageBy] = "user",
     since: FromQuery[date | None] = None,
     user: FromQuery[str | None] = None,
     team: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
-    rows = ledger_of(request).usage(user=user, team=team, since=since, by=by)
-    return {"object": "usage", "by": by, "data": usage_rows(rows)}
+    return {"object": "usage", "by": by, "data": _report(ledger_of(request), by, since, user=user, team=team)}
 
 
 admin_router = Router(

@@ -100,7 +100,9 @@ def ask(
         return
     assert question is not None
     try:
-        answer = Penny(get_settings()).ask(question, collection, mode=mode, threshold=threshold)
+        penny = Penny(get_settings())
+        penny.warm_up()  # load the models first, as the server does: the answer's cost is its own
+        answer = penny.ask(question, collection, mode=mode, threshold=threshold)
     except (ModelError, CalibrationError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -138,3 +140,5 @@ def ask(
         click.echo(f"served:              {served}")
         click.echo(f"reason:              {answer.reason}")
         click.echo(f"cost:                {answer.cost_micro_usd} micro-USD")
+        full = "  ".join(f"{part} ${usd:.6f}" for part, usd in answer.full_cost_usd().items())
+        click.echo(f"full cost:           {full}")

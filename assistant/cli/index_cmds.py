@@ -40,17 +40,24 @@ def ingest(
     """Ingest files or folders (txt, md, html, pdf, docx) into a collection.
 
     Unchanged files are skipped by content hash; changed files have their old chunks replaced. Exit code
-    1 if any file failed (each failure is printed with its reason; the rest of the run completes).
+    1 if any file failed (each failure is printed with its reason; the rest of the run completes). The
+    run's measured seconds are priced at the instance price and recorded in the ledger for the collection
+    (`penny usage --by collection`).
     """
+    from assistant.ledger.prices import format_usd
     from assistant.service import Penny
 
     penny = Penny(get_settings())
-    summary = penny.ingester(collection).ingest(
-        paths, include=include, exclude=exclude, sync=sync, progress=not quiet
+    summary, cost = penny.ingest(
+        paths, collection, include=include, exclude=exclude, sync=sync, progress=not quiet
     )
     for path, reason in summary.failed.items():
         click.echo(f"failed: {path}: {reason}", err=True)
     click.echo(summary.line())
+    click.echo(
+        f"ingest cost {format_usd(cost.micro_usd)} ({cost.seconds:.1f}s at the instance price), "
+        f"recorded for collection {cost.collection}"
+    )
     sys.exit(0 if summary.ok else 1)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from assistant.ledger import GROUP_BYS, WINDOWS, GroupBy, UsageRow, Window
+from assistant.ledger import GROUP_BYS, OWNERSHIP_BYS, WINDOWS, GroupBy, OwnershipBy, UsageRow, Window
 from assistant.settings import get_settings
 
 if TYPE_CHECKING:
@@ -156,13 +156,19 @@ def _since(value: str | None) -> date | None:
 @click.option("--user", default=None, help="Only this user.")
 @click.option("--team", default=None, help="Only what was charged to this team.")
 @click.option("--since", default=None, help="From this date (YYYY-MM-DD, UTC).")
-@click.option("--by", type=click.Choice(GROUP_BYS), default="user", show_default=True)
+@click.option("--by", type=click.Choice(GROUP_BYS + OWNERSHIP_BYS), default="user", show_default=True)
 @click.option("--csv", "as_csv", is_flag=True, help="CSV instead of a table.")
 @click.pass_context
 def usage(
-    ctx: click.Context, user: str | None, team: str | None, since: str | None, by: GroupBy, as_csv: bool
+    ctx: click.Context,
+    user: str | None,
+    team: str | None,
+    since: str | None,
+    by: GroupBy | OwnershipBy,
+    as_csv: bool,
 ) -> None:
-    """Spend, tokens and savings, grouped by user, day, model or tier.
+    """Spend, tokens and savings, grouped by user, day, model or tier; or the total cost of ownership
+    (answers, ingest, storage) by collection or team.
 
     SAVED is paid-only minus actual cost over the answers whose paid-only cost is known (UNKNOWN counts
     the others); COST_USD also holds paid spend outside answers (shadow checks, calibration)."""
@@ -171,8 +177,13 @@ def usage(
     from assistant.ledger import LedgerError
     from assistant.ledger.prices import format_usd
 
+    if by in OWNERSHIP_BYS:
+        from assistant.cli.ownership_cmds import ownership_table
+
+        ownership_table(by, user=user, team=team, since=_since(since), as_csv=as_csv)  # type: ignore[arg-type]
+        return
     try:
-        rows = operator_ledger().usage(user=user, team=team, since=_since(since), by=by)
+        rows = operator_ledger().usage(user=user, team=team, since=_since(since), by=by)  # type: ignore[arg-type]
     except LedgerError as exc:
         raise fail(exc) from exc
     headers = [by.upper(), "REQUESTS", "PROMPT", "CACHED", "COMPLETION", "COST_USD"]
@@ -282,6 +293,16 @@ def usage_reconcile(file: Path, as_csv: bool) -> None:
             f"{len(flagged)} crash-recovered charge(s) at worst case awaiting reconciliation"
         )
     sys.exit(1 if bad else 0)
+
+
+@usage.command("accrue-storage")
+def usage_accrue_storage() -> None:
+    """Record today's storage cost of every collection (bytes on disk x the price table's $/GB-month / days
+    in the month). Run daily (cron) when no `penny serve` does it; a second run the same day changes
+    nothing."""
+    from assistant.cli.ownership_cmds import accrue
+
+    accrue()
 
 
 COMMANDS = (users, budget, usage)

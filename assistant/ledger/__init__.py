@@ -26,6 +26,7 @@ from assistant.ledger.prices import ModelPrice, PriceTable, usd_to_micro
 from assistant.ledger.records import (
     ALERT_KINDS,
     GROUP_BYS,
+    OWNERSHIP_BYS,
     RATINGS,
     TEAM_ROLES,
     WINDOWS,
@@ -41,6 +42,7 @@ from assistant.ledger.records import (
     BudgetStatus,
     GroupBy,
     IngestJob,
+    OwnershipBy,
     Principal,
     RateLimitOverride,
     Rating,
@@ -97,6 +99,7 @@ def open_ledger(settings: Settings, *, paid_models: tuple[str, ...] | None = Non
 __all__ = [
     "ALERT_KINDS",
     "GROUP_BYS",
+    "OWNERSHIP_BYS",
     "RATINGS",
     "TEAM_ROLES",
     "WINDOWS",
@@ -121,6 +124,7 @@ __all__ = [
     "LedgerError",
     "ModelPrice",
     "NotFound",
+    "OwnershipBy",
     "PriceTable",
     "PriceTableError",
     "Principal",

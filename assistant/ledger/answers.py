@@ -58,6 +58,10 @@ def answer_values(record: AnswerRecord, price_version: str, now: datetime) -> di
         "abstained": record.abstained,
         "features": _finite(record.features),
         "paid_only_micro_usd": record.paid_only_micro_usd,
+        "retrieval_seconds": record.retrieval_seconds,
+        "evaluation_seconds": record.evaluation_seconds,
+        "retrieval_micro_usd": record.retrieval_micro_usd,
+        "evaluation_micro_usd": record.evaluation_micro_usd,
         "price_version": price_version,
         "created_at": now,
     }

@@ -20,18 +20,32 @@ from assistant.ledger import migrations
 from assistant.ledger.anomalies import Anomalies
 from assistant.ledger.answers import Answers
 from assistant.ledger.base import DEFAULT_RESERVATION_TTL_S, utcnow
+from assistant.ledger.costs import Costs
 from assistant.ledger.engine import SqliteSync, create_ledger_engine
 from assistant.ledger.feedback import Feedback
 from assistant.ledger.idempotency import Idempotency
 from assistant.ledger.jobs import Jobs
 from assistant.ledger.labels import Labels
+from assistant.ledger.ownership import OwnershipReports
 from assistant.ledger.prices import PriceTable
 from assistant.ledger.rate_limits import RateLimits
 from assistant.ledger.recovery import Recovery
 from assistant.ledger.trends import Trends
 
 
-class Ledger(Recovery, Trends, Answers, Idempotency, Labels, Feedback, RateLimits, Anomalies, Jobs):
+class Ledger(
+    Recovery,
+    Trends,
+    OwnershipReports,
+    Answers,
+    Costs,
+    Idempotency,
+    Labels,
+    Feedback,
+    RateLimits,
+    Anomalies,
+    Jobs,
+):
     @classmethod
     def open(
         cls,

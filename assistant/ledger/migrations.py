@@ -146,7 +146,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "answers: what paid-only would have cost for each (NULL: unknown)",
         _add_columns(schema.answers.c.paid_only_micro_usd),
     ),
-    Migration(11, "alert kinds: spend anomalies (projection, spike)", _widen_alert_kinds),
+    Migration(
+        11,
+        "full cost: ingest runs, daily storage accruals, each answer's retrieval and evaluator compute",
+        _all(
+            _add_columns(
+                schema.answers.c.retrieval_seconds,
+                schema.answers.c.evaluation_seconds,
+                schema.answers.c.retrieval_micro_usd,
+                schema.answers.c.evaluation_micro_usd,
+            ),
+            _create_index(schema.ix_answers_collection),
+            _create(schema.ingest_costs, schema.storage_accruals),
+        ),
+    ),
+    Migration(12, "alert kinds: spend anomalies (projection, spike)", _widen_alert_kinds),
 )
 LATEST = MIGRATIONS[-1].version
 

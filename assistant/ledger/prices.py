@@ -2,7 +2,7 @@
 
 Prices are read as decimals and held as integer micro-USD per 1M tokens, so no float ever touches money.
 A call's cost is rounded up once, per call, to a whole micro-USD: we may over-count by < $0.000001 per
-call, never under-count.
+call, never under-count. The same holds for Penny's own compute (instance time) and for a day of storage.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ BATCH_FIELDS = ("batch_input", "batch_output")
 # A batch call is priced, reserved and reported under its model's name with this suffix ("gpt-4o:batch"):
 # the ledger needs no column of its own, and `penny usage --by model` shows batch spend apart.
 BATCH_SUFFIX = ":batch"
+GB = 2**30  # storage is billed per GB-month with GB = 2^30 bytes
 
 
 def usd_to_micro(value: Any, what: str) -> int:
@@ -112,6 +113,9 @@ class PriceTable:
     # Spot capacity for workers above the on-demand floor, with where the number is from; None: not stated.
     local_spot_micro_usd_per_hour: int | None = None
     local_spot_source: str = ""
+    # The index on disk, per GB-month, and where that price is from ([storage] in the file).
+    storage_micro_usd_per_gb_month: int = 0
+    storage_source: str = ""
 
     @classmethod
     def load(cls, path: Path | None = None) -> PriceTable:
@@ -139,6 +143,13 @@ class PriceTable:
         local = data.get("local") or {}
         if "usd_per_hour" not in local:
             raise PriceTableError(f"{where}: missing [local] usd_per_hour")
+        storage = data.get("storage") or {}
+        missing_storage = [f for f in ("usd_per_gb_month", "source") if f not in storage]
+        if missing_storage:
+            raise PriceTableError(
+                f"{where}: missing [storage] {', '.join(missing_storage)} (the index on disk is priced too, "
+                "never a silent $0)"
+            )
         raw_models: Mapping[str, Any] = data.get("models") or {}
         if not raw_models:
             raise PriceTableError(f"{where}: no [models.*] entries")
@@ -201,6 +212,10 @@ class PriceTable:
             source=where,
             local_spot_micro_usd_per_hour=spot,
             local_spot_source=str(local.get("spot_source", "")),
+            storage_micro_usd_per_gb_month=usd_to_micro(
+                storage["usd_per_gb_month"], "storage.usd_per_gb_month"
+            ),
+            storage_source=str(storage["source"]),
         )
 
     def price(self, model: str) -> ModelPrice:
@@ -251,6 +266,12 @@ class PriceTable:
             raise ValueError(f"worker_seconds must be a finite non-negative number, got {worker_seconds!r}")
         per_hour = self.local_micro_usd_per_hour if micro_usd_per_hour is None else micro_usd_per_hour
         return math.ceil(Decimal(str(worker_seconds)) * per_hour / 3600)
+
+    def storage_day_micro_usd(self, size_bytes: int, days_in_month: int) -> int:
+        """One day of ``size_bytes`` on disk: bytes x $/GB-month / days in that month, rounded up once."""
+        if size_bytes < 0 or not 28 <= days_in_month <= 31:
+            raise ValueError(f"need bytes >= 0 and a month of 28-31 days, got {size_bytes}, {days_in_month}")
+        return ceil_div(size_bytes * self.storage_micro_usd_per_gb_month, GB * days_in_month)
 
 
 def _batch_prices(entry: Mapping[str, Any], where: str) -> tuple[int | None, int | None, str | None]:

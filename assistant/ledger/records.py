@@ -12,6 +12,8 @@ Window = Literal["day", "month", "total"]
 WINDOWS: tuple[Window, ...] = ("day", "month", "total")
 GroupBy = Literal["user", "day", "model", "tier"]
 GROUP_BYS: tuple[GroupBy, ...] = ("user", "day", "model", "tier")
+OwnershipBy = Literal["collection", "team"]  # the total cost of ownership report (ledger/ownership.py)
+OWNERSHIP_BYS: tuple[OwnershipBy, ...] = ("collection", "team")
 TeamRole = Literal["member", "admin"]
 TEAM_ROLES: tuple[TeamRole, ...] = ("member", "admin")
 
@@ -97,6 +99,11 @@ class AnswerRecord:
     # What paid-only would have cost for this answer, the base its savings are counted against; None:
     # unknown (no paid model configured), never zero.
     paid_only_micro_usd: int | None = None
+    # Retrieval (with the cache lookup) and the evaluator: measured seconds, priced at the instance price.
+    retrieval_seconds: float | None = None
+    evaluation_seconds: float | None = None
+    retrieval_micro_usd: int | None = None
+    evaluation_micro_usd: int | None = None
 
 
 Rating = Literal["up", "down", "should_abstain"]

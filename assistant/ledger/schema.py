@@ -149,9 +149,17 @@ answers = sa.Table(
     # its paid prompt and answer counted by tiktoken at the paid model's price). NULL: unknown (no paid
     # model configured, or recorded before migration 10), never zero savings.
     sa.Column("paid_only_micro_usd", sa.BigInteger),
+    # Migration 11: the answer's retrieval (with the cache lookup) and evaluator, measured wall seconds and
+    # their cost at the instance price. NULL: recorded before migration 11.
+    sa.Column("retrieval_seconds", sa.Float),
+    sa.Column("evaluation_seconds", sa.Float),
+    sa.Column("retrieval_micro_usd", sa.BigInteger),
+    sa.Column("evaluation_micro_usd", sa.BigInteger),
     sa.CheckConstraint("tier IN ('local', 'cache', 'paid', 'none')", name="answer_tier_known"),
     sa.Index("ix_answers_user_created", "user_id", "created_at"),
 )
+# Migration 11: answers per collection, for the amortised ingest of each answer and the by-collection report.
+ix_answers_collection = sa.Index("ix_answers_collection", answers.c.collection, answers.c.created_at)
 
 idempotency_keys = sa.Table(
     "idempotency_keys",
@@ -252,7 +260,7 @@ collections = sa.Table(
 # refusal) crossed the threshold, so it exists exactly when the crossing does. UNIQUE(scope, subject, kind,
 # window_start, limit) fires each crossing once per budget window, however many requests race to it; the
 # limit is part of it so that an operator raising a budget re-arms its alerts.
-# Migration 11 adds two kinds that no spend change crosses, found by a periodic check instead
+# Migration 12 adds two kinds that no spend change crosses, found by a periodic check instead
 # (ledger/anomalies.py): "projection" (the window's end projected past the budget) and "spike" (the last
 # hour's spend far above the subject's own trailing baseline).
 ALERT_KINDS = ("alert_ratio", "exhausted", "projection", "spike")
@@ -337,4 +345,45 @@ answer_feedback = sa.Table(
     sa.CheckConstraint("rating IN ('up', 'down', 'should_abstain')", name="feedback_rating_known"),
     sa.CheckConstraint("given_by IN ('owner', 'admin')", name="feedback_giver_known"),
     sa.Index("ix_answer_feedback_updated", "updated_at"),
+)
+
+# Migration 11: what owning a collection costs besides its answers. One row per ingest run (the CLI's or an
+# HTTP job's): measured wall seconds of parsing, chunking, embedding and writing at the instance price.
+# ``user_id`` NULL: the admin key; ``team_id``: the team owning the collection then (NULL: none).
+ingest_costs = sa.Table(
+    "ingest_costs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("team_id", sa.Integer),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id")),
+    sa.Column("job_id", sa.String(40)),  # the HTTP upload's job; NULL: `penny ingest`
+    sa.Column("files", sa.Integer, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("price_version", sa.String(50), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint(
+        "files >= 0 AND chunks >= 0 AND seconds >= 0 AND micro_usd >= 0", name="ingest_cost_non_negative"
+    ),
+    sa.Index("ix_ingest_costs_collection_created", "collection", "created_at"),
+)
+
+# A day of a collection's index on disk: its measured bytes at the storage price for that day.
+# UNIQUE(collection, day): the first measurement of a day prices it, a second accrual that day is a no-op.
+storage_accruals = sa.Table(
+    "storage_accruals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("collection", sa.String(200), nullable=False),
+    sa.Column("team_id", sa.Integer),
+    sa.Column("day", sa.Date, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("micro_usd", sa.BigInteger, nullable=False),
+    sa.Column("price_version", sa.String(50), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.UniqueConstraint("collection", "day", name="uq_storage_collection_day"),
+    sa.CheckConstraint("bytes >= 0 AND micro_usd >= 0", name="storage_accrual_non_negative"),
+    sa.Index("ix_storage_accruals_day", "day"),
 )

@@ -123,3 +123,7 @@ def test_penny_ask_explain_says_where_q_comes_from(settings, paid_server, monkey
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("P(paid helps):"))
     assert "0.798  (prior for gpt-4o: DROP F1 79.8" in line
+    full = next(x for x in result.output.splitlines() if x.startswith("full cost:")).split()
+    parts = dict(zip(full[2::2], (float(usd.removeprefix("$")) for usd in full[3::2]), strict=True))
+    assert list(parts) == ["paid", "local_generation", "retrieval", "evaluation", "ingest_amortised", "total"]
+    assert parts["retrieval"] > 0 and parts["total"] == pytest.approx(sum(parts.values()) - parts["total"])

@@ -110,6 +110,18 @@ def test_upload_many_then_retrieve_and_job_visibility(world: World, tmp_path) ->
     assert world.sources("red-handbook", "When does the cafeteria close on Friday?")[0] == "cafe.pdf"
     assert not list((world.penny.settings.ingest_spool_dir).glob(f"{job['id']}*"))  # spool cleaned
 
+    # The run's cost is recorded for the collection, its team and bob, and shows in bob's usage.
+    ledger = world.penny.ledger
+    [run] = [r for r in ledger.ingest_costs("red-handbook") if r.job_id == job["id"]]
+    assert (run.files, run.chunks) == (2, sum(f["chunks"] for f in job["files"]))
+    assert run.user_id == ledger.get_user("bob").id and run.team_id == ledger.get_team("red").id
+    assert run.seconds > 0 and run.micro_usd == ledger.compute_cost_micro_usd(run.seconds) > 0
+    with world.client("bob") as client:
+        usage = client.get("/v1/usage", params={"by": "collection"}).json()
+    [mine] = [row for row in usage["data"] if row["key"] == "red-handbook"]
+    assert (mine["ingests"], mine["ingest_micro_usd"], mine["storage_micro_usd"]) == (1, run.micro_usd, 0)
+    assert mine["total_micro_usd"] == run.micro_usd + mine["local_micro_usd"] + mine["paid_micro_usd"]
+
     # The new collection was claimed for bob's only team: its members now see it, others do not.
     for user, sees in (("alice", True), ("carol", False)):
         with world.client(user) as client:

@@ -122,3 +122,46 @@ def test_admin_api_is_off_without_an_admin_key(ledger: Ledger, monkeypatch: pyte
         response = client.get("/admin/users", headers=bearer("anything"))
         assert response.status_code == 403
         assert "PENNY_ADMIN_KEY" in response.json()["error"]["message"]
+
+
+def test_cost_of_ownership_over_http_shows_each_caller_only_theirs(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice (admin of red, which owns `handbook`) and bob (member) each ran an ingest; storage accrued.
+    bob sees his own run and no storage; alice as red's admin sees the team's, storage included; the
+    admin key sees every collection; bob asking for red's is refused."""
+    from datetime import date
+
+    monkeypatch.setenv("PENNY_ADMIN_KEY", ADMIN_KEY)
+    ledger.create_team("red")
+    keys = {}
+    for name, role in (("alice", "admin"), ("bob", "member")):
+        ledger.add_user(name)
+        ledger.set_member("red", name, role)  # type: ignore[arg-type]
+        keys[name] = ledger.create_key(name)[1]
+    ledger.assign_collection("handbook", "red")
+    alice_run = ledger.record_ingest(ledger.get_user("alice").id, "handbook", files=1, chunks=1, seconds=36.0)
+    bob_run = ledger.record_ingest(ledger.get_user("bob").id, "handbook", files=1, chunks=1, seconds=72.0)
+    ledger.record_ingest(None, "other", files=1, chunks=1, seconds=3.6)  # the admin key's, no team
+    [day] = ledger.accrue_storage({"handbook": 2**30}, date(2026, 4, 1))  # 80000 / 30 -> 2667
+    assert (alice_run.micro_usd, bob_run.micro_usd, day.micro_usd) == (850, 1700, 2667)
+
+    def data(key: str, **params: str) -> httpx.Response:
+        return client.get("/v1/usage", params=params, headers=bearer(key))
+
+    with running_server(make_app(ledger)) as base, httpx.Client(base_url=base, timeout=30) as client:
+        [bob] = data(keys["bob"], by="collection").json()["data"]
+        assert (bob["key"], bob["ingest_micro_usd"], bob["storage_micro_usd"], bob["total_micro_usd"]) == (
+            "handbook",
+            1700,
+            0,
+            1700,
+        )
+        assert data(keys["bob"], by="team", team="red").status_code == 403
+        [red] = data(keys["alice"], by="team", team="red").json()["data"]
+        assert (red["key"], red["ingests"], red["total_micro_usd"]) == ("red", 2, 850 + 1700 + 2667)
+        every = client.get("/admin/usage", params={"by": "collection"}, headers=bearer(ADMIN_KEY)).json()
+        assert {row["key"]: row["total_micro_usd"] for row in every["data"]} == {
+            "handbook": 850 + 1700 + 2667,
+            "other": 85,
+        }

@@ -7,7 +7,9 @@ import time
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
+from assistant.ledger.schema import answers
 from assistant.service import Penny
 from tests.conftest import REPO
 from tests.support.servers import running_server
@@ -24,7 +26,7 @@ def served(tmp_path_factory, model_cache):  # type: ignore[no-untyped-def]
         models={"local": "smollm2-135m", "cache_dir": model_cache, "n_ctx": 2048, "max_tokens": 48},
     )
     penny = Penny(settings)
-    assert penny.ingester().ingest([REPO / "samples"]).ok
+    assert penny.ingest([REPO / "samples"])[0].ok  # its cost recorded, as `penny ingest` does
     with running_server(create_app(settings, penny, auth=False)) as base:
         yield base, penny
 
@@ -53,6 +55,40 @@ def test_non_streaming_completion_with_usage_and_penny_extras(client: openai.Ope
     assert penny["tier"] == "local"
     assert penny["sources"] and penny["sources"][0]["source"].endswith("normans.md")
     assert isinstance(penny["cost_usd"], float)
+
+
+def test_the_penny_block_splits_the_full_cost(served) -> None:  # type: ignore[no-untyped-def]
+    """Each part as the ledger priced and recorded it; the ingest share is the collection's ingest so far over
+    the answers served from it so far, this one included."""
+    base, penny = served
+    with httpx.Client(base_url=base, timeout=300) as http:
+        body = http.post("/v1/ask", json={"question": "Who conquered England in 1066?"}).json()
+    ledger = penny.ledger
+    row = ledger.answer(body["request_id"])
+    assert row is not None
+    full = body["full_cost_usd"]
+    assert set(full) == {"paid", "local_generation", "retrieval", "evaluation", "ingest_amortised", "total"}
+
+    def micro(usd: float) -> int:
+        return round(usd * 1_000_000)
+
+    assert micro(full["paid"]) == row["paid_cost_micro_usd"]
+    assert micro(full["local_generation"]) == row["local_cost_micro_usd"] > 0
+    assert micro(full["retrieval"]) == row["retrieval_micro_usd"] > 0 and row["retrieval_seconds"] > 0
+    assert micro(full["retrieval"]) == ledger.compute_cost_micro_usd(row["retrieval_seconds"])
+    assert micro(full["evaluation"]) == row["evaluation_micro_usd"]
+    if row["tier"] == "local":  # the evaluator judged a local answer
+        assert row["evaluation_seconds"] > 0 and row["evaluation_micro_usd"] > 0
+    ingest = sum(run.micro_usd for run in ledger.ingest_costs("default"))
+    with ledger.engine.connect() as conn:
+        served_so_far = conn.execute(
+            sa.select(sa.func.count()).select_from(answers).where(answers.c.collection == "default")
+        ).scalar_one()
+    assert ingest > 0 and micro(full["ingest_amortised"]) == -(-ingest // served_so_far)
+    parts = [
+        micro(full[k]) for k in ("paid", "local_generation", "retrieval", "evaluation", "ingest_amortised")
+    ]
+    assert micro(full["total"]) == sum(parts)
 
 
 def test_max_tokens_caps_the_local_answer(client: openai.OpenAI) -> None:

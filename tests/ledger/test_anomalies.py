@@ -1,6 +1,6 @@
 """Spend anomalies on both backends: an hour's spend far above the subject's own baseline, and a budget
 projected past its limit by the window's end, each raised once, delivered through the webhook like any
-alert; and migration 11, which lets the alert table hold the two new kinds."""
+alert; and migration 12, which lets the alert table hold the two new kinds."""
 
 from __future__ import annotations
 
@@ -110,12 +110,12 @@ def test_a_budget_projected_past_its_limit_is_raised_before_it_is_hit(ledger: Le
     assert bodies[2]["projected_micro_usd"] == 1_162_500 and bodies[2]["subject"] == "pat"
 
 
-def test_migration_11_lets_a_version_10_database_hold_the_new_kinds(
+def test_migration_12_lets_a_version_11_database_hold_the_new_kinds(
     ledger_url: str, prices: PriceTable
 ) -> None:
     engine = create_ledger_engine(ledger_url)
-    migrations.migrate(engine, target=10)
-    with engine.begin() as conn:  # as a version-10 database was made: the narrow check
+    migrations.migrate(engine, target=11)
+    with engine.begin() as conn:  # as a version-11 database was made: the narrow check
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text("ALTER TABLE alert_events DROP CONSTRAINT alert_kind_known"))
             conn.execute(
@@ -140,7 +140,7 @@ def test_migration_11_lets_a_version_10_database_hold_the_new_kinds(
     ann = _user(old, "ann")
     old.set_budget("ann", 200, "day", alert_ratio=0.5)
     _spend(old, ann, "ann-1", 1000)  # 150 of 200: an alert_ratio event from before the migration
-    assert migrations.migrate(engine) == [11]
+    assert migrations.migrate(engine) == [12]
     ledger = Ledger(engine, prices)
     ledger.clock = Clock(datetime(2026, 3, 5, 0, 0))
     ledger.set_budget("ann", 1_000_000, "month")

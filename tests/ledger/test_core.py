@@ -85,7 +85,11 @@ def test_unknown_model_is_an_error_not_free(prices: PriceTable, settings) -> Non
 
 
 def test_malformed_price_tables_are_rejected(tmp_path: Path) -> None:
-    good = {"version": "v1", "local": {"usd_per_hour": 0.1}}
+    good = {
+        "version": "v1",
+        "local": {"usd_per_hour": 0.1},
+        "storage": {"usd_per_gb_month": 0.1, "source": "s"},
+    }
     entry = {"input": 1, "cached_input": 0.5, "output": 2, "source": "x"}
     cases = {
         "missing effective": {**good, "models": {"m": entry}},
@@ -127,7 +131,11 @@ def test_a_paid_model_states_its_prior_with_its_source_and_a_stand_in_does_not_i
         "source": "x",
         "effective": datetime(2024, 1, 1).date(),
     }
-    table = {"version": "v1", "local": {"usd_per_hour": 0.1}}
+    table = {
+        "version": "v1",
+        "local": {"usd_per_hour": 0.1},
+        "storage": {"usd_per_gb_month": 0.1, "source": "s"},
+    }
     assert PriceTable.from_dict({**table, "models": {"m": entry}}).price("m").paid_helps_prior is None
     bad = {
         "above 1": {"paid_helps_prior": 1.5, "paid_helps_prior_source": "s"},

@@ -139,7 +139,7 @@ def test_answers_recorded_before_migration_10_are_unknown_not_zero_savings(
     del row["paid_only_micro_usd"]  # the column does not exist yet
     with engine.begin() as conn:
         conn.execute(sa.insert(sa.table("answers", *map(sa.column, row))).values(**row))
-    assert migrations.migrate(engine) == [10]
+    assert migrations.migrate(engine, target=10) == [10]
     with engine.connect() as conn:
         assert "paid_only_micro_usd" in {c["name"] for c in sa.inspect(conn).get_columns("answers")}
     ledger = Ledger.open(ledger_url, prices)
