@@ -11,7 +11,11 @@ from assistant.ledger import Ledger, PriceTable, PriceTableError, UnknownModelPr
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
 
-TABLE = {"version": "v1", "local": {"usd_per_hour": 0.1}}
+TABLE = {
+    "version": "v1",
+    "local": {"usd_per_hour": 0.1},
+    "storage": {"usd_per_gb_month": 0.08, "source": "x"},
+}
 ENTRY = {"input": 1, "cached_input": 0.5, "output": 2, "source": "x", "effective": date(2024, 1, 1)}
 
 

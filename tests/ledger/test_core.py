@@ -98,15 +98,17 @@ def test_malformed_price_tables_are_rejected(tmp_path: Path) -> None:
             "models": {"m": {**entry, "input": 0.0000001, "effective": datetime(2024, 1, 1).date()}},
         },
         "no version": {"local": good["local"], "models": {}},
-        "spot price without its source": {
-            "version": "v1",
-            "local": {"usd_per_hour": 0.1, "spot_usd_per_hour": 0.04},
-            "models": {"m": {**entry, "effective": datetime(2024, 1, 1).date()}},
-        },
     }
     for why, data in cases.items():
         with pytest.raises(PriceTableError):
             PriceTable.from_dict(data, why)
+    spot_unsourced = {
+        **good,
+        "local": {"usd_per_hour": 0.1, "spot_usd_per_hour": 0.04},
+        "models": {"m": {**entry, "effective": datetime(2024, 1, 1).date()}},
+    }
+    with pytest.raises(PriceTableError, match="spot_usd_per_hour needs spot_source"):
+        PriceTable.from_dict(spot_unsourced, "spot price without its source")
     bundled = PriceTable.load()  # spot is stated with where it is from, and below on demand
     assert bundled.local_spot_source and bundled.local_spot_micro_usd_per_hour is not None
     assert bundled.local_spot_micro_usd_per_hour < bundled.local_micro_usd_per_hour
