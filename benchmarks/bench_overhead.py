@@ -75,6 +75,22 @@ def questions(limit: int) -> list[str]:
     return found[:limit]
 
 
+def recorded_parts(penny: Penny, last: int) -> tuple[list[float], list[float]]:
+    """The retrieval and evaluator seconds the ledger recorded for the last ``last`` answers."""
+    import sqlalchemy as sa
+
+    from assistant.ledger.schema import answers
+
+    query = (
+        sa.select(answers.c.retrieval_seconds, answers.c.evaluation_seconds)
+        .order_by(answers.c.created_at.desc())
+        .limit(last)
+    )
+    with penny.ledger.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [float(r[0] or 0) for r in rows], [float(r[1] or 0) for r in rows]
+
+
 def ms(values: list[float]) -> str:
     values = sorted(values)
     p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
@@ -160,6 +176,8 @@ def main() -> None:
             p50 = statistics.median(overhead) * 1000
             print(f"  overhead      : p50 {p50:7.1f} ms, ratio {ratio:.3f} (pairs)")
             print(f"  Penny's own   : {ms(own)} (request wall minus generations; target p50 <= 50 ms)")
+            retrieval, evaluation = recorded_parts(penny, len(asked))
+            print(f"    of which    : retrieval {ms(retrieval)}; evaluator {ms(evaluation)} (the ledger's)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from assistant.api.auth import acting_principal, ledger_of, require_api_or_admin
 from assistant.api.errors import ApiError
 from assistant.api.spend_chart import stacked_cost_svg
 from assistant.ledger import Ledger, UsageRow
+from assistant.ledger.ownership import OwnershipRow
 from assistant.ledger.prices import format_signed_usd, format_usd
 from assistant.ledger.trends import BudgetBurn
 
@@ -38,8 +39,8 @@ def dashboard(
     days: FromQuery[int] = 30,
     team: FromQuery[str | None] = None,
 ) -> dict[str, Any]:
-    """Spend per day by tier, savings, escalation rate, top spenders, budget burn and recent alerts for
-    the last ``days`` days (UTC, today included)."""
+    """Spend per day by tier, savings, escalation rate, top users, teams and collections (cost of
+    ownership), budget burn and recent alerts for the last ``days`` days (UTC, today included)."""
     if not 1 <= days <= 366:
         raise ApiError(400, "days must be between 1 and 366", param="days")
     ledger = ledger_of(request)
@@ -69,6 +70,8 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
             cost.setdefault(line.tier, [0] * len(day_list))[index[line.day]] += line.cost_micro_usd
     by_day = ledger.usage(team=team, since=since, by="day")
     by_user = ledger.usage(team=team, since=since, by="user")
+    by_collection = ledger.ownership(by="collection", team=team, since=since)
+    by_team = ledger.ownership(by="team", team=team, since=since)
     outcomes = ledger.outcomes(since=since, team=team)
     totals = _total(by_day)
     events = [e for e in ledger.alert_events(limit=50) if e.created_at.date() >= since]
@@ -87,6 +90,9 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
             "escalated": outcomes.escalated,
             "abstained": outcomes.abstained,
             "escalation_rate": outcomes.escalation_rate,
+            # answers' paid and local cost plus retrieval, evaluation, ingest and storage (`penny usage
+            # --by collection`'s TOTAL_USD); paid spend outside answers (shadow checks) is not in it
+            "cost_of_ownership": format_usd(sum(row.total_micro_usd for row in by_collection)),
         },
         "days": [
             {"day": day, **{tier: format_usd(c[i]) for tier, c in cost.items()}}
@@ -97,6 +103,8 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
             {"name": row.key, "requests": row.requests, **_money(row)}
             for row in sorted(by_user, key=lambda r: (-r.cost_micro_usd, r.key))[:TOP_N]
         ],
+        "top_teams": _owners(by_team),
+        "top_collections": _owners(by_collection),
         "budgets": [_burn(b) for b in ledger.budget_burn(team=team)],
         "alerts": [
             {
@@ -114,6 +122,20 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
         ],
         "chart_svg": stacked_cost_svg(day_list, cost),
     }
+
+
+def _owners(rows: list[OwnershipRow]) -> list[dict[str, Any]]:
+    """The top collections or teams by cost of ownership, as `penny usage --by collection|team` shows them."""
+    top = sorted(rows, key=lambda r: (-r.total_micro_usd, r.key))[:TOP_N]
+    return [
+        {
+            "name": row.key,
+            "answers": row.answers,
+            "ingest_and_storage": format_usd(row.ingest_micro_usd + row.storage_micro_usd),
+            "total": format_usd(row.total_micro_usd),
+        }
+        for row in top
+    ]
 
 
 def _projected(micro_usd: object) -> dict[str, str]:

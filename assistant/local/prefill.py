@@ -53,8 +53,20 @@ def locate_tail(llama: Llama, prompt: str, tokens: Sequence[int], tail: str) -> 
         return range(0)
     start = len(prompt[:at].encode("utf-8"))
     span = (start, start + len(tail.encode("utf-8")))
-    lengths = [len(llama.detokenize([token], special=True)) for token in tokens]
-    return tail_tokens(lengths, len(prompt.encode("utf-8")), span)
+    prompt_bytes = len(prompt.encode("utf-8"))
+    # Only the tokens back to the tail's start are measured (one detokenize each): the tail ends the
+    # prompt, so that is a few dozen tokens, not the whole prompt's hundreds.
+    lengths: list[int] = []
+    covered = 0
+    for token in reversed(tokens):
+        if covered >= prompt_bytes - start:
+            break
+        lengths.append(len(llama.detokenize([token], special=True)))
+        covered += lengths[-1]
+    lengths.reverse()
+    found = tail_tokens(lengths, prompt_bytes, span)
+    offset = len(tokens) - len(lengths)
+    return range(found.start + offset, found.stop + offset) if found else range(0)
 
 
 def prefill_scoring(llama: Llama, tokens: Sequence[int], scored: range) -> list[float]:

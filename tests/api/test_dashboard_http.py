@@ -58,6 +58,13 @@ def test_the_admin_sees_everyones_spend_as_penny_usage_counts_it(
         ("bob", "$0.00508", "-$0.00003"),
         ("alice", "$0.00004", "$0.00566"),
     ]
+    # Cost of ownership: the same answers' paid and local cost (their retrieval and evaluator were not
+    # priced, as before migration 11), no ingest or storage recorded.
+    assert totals["cost_of_ownership"] == "$0.00512"
+    assert body["top_collections"] == [
+        {"name": "(none)", "answers": 4, "ingest_and_storage": "$0.00", "total": "$0.00512"}
+    ]
+    assert [t["name"] for t in body["top_teams"]] == ["(no team)"]
     [bob] = body["budgets"]
     assert (bob["name"], bob["spend"], bob["projected"], bob["projected_over"]) == (
         "bob",

@@ -41,9 +41,9 @@ def ledger_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
     get_settings.cache_clear()
 
 
-def penny_usage(runner: CliRunner) -> dict[str, list[str]]:
-    """`penny usage --by user` as {first column: its cells}."""
-    result = runner.invoke(cli, ["usage", "--by", "user"], catch_exceptions=False)
+def penny_usage(runner: CliRunner, by: str = "user") -> dict[str, list[str]]:
+    """`penny usage --by BY` as {first cell: its cells}."""
+    result = runner.invoke(cli, ["usage", "--by", by], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return {line.split()[0]: line.split() for line in result.output.splitlines()[1:] if line.strip()}
 
@@ -59,6 +59,7 @@ def test_the_dashboard_shows_what_penny_usage_prints(
     small_ledger(ledger)
     ledger.set_budget("bob", 100_000, "month")
     printed = penny_usage(runner)
+    owned = penny_usage(runner, "collection")  # ... TOTAL_USD last: the cost of ownership
     # USER REQUESTS PROMPT CACHED COMPLETION COST_USD PAID_ONLY_USD SAVED_USD SAVED_% UNKNOWN
     total = printed["TOTAL"]
     cost, paid_only, saved, percent = total[-5], total[-4], total[-3], total[-2]
@@ -82,6 +83,11 @@ def test_the_dashboard_shows_what_penny_usage_prints(
         for name, cells in users.items():
             assert cells[2] == printed[name][5]  # each user's cost, as `penny usage` prints it
             assert cells[3] == printed[name][7]  # and what it saved
+        collections = browser.find_elements(By.CSS_SELECTOR, "[data-testid=top-collections] tbody tr")
+        for row in collections:
+            cells = row.text.split()
+            assert cells[-1] == owned[cells[0]][-1]  # its cost of ownership, as `penny usage` prints it
+        assert collections and shown("cost-of-ownership") == owned["TOTAL"][-1]
         assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=chart] svg")
         budget = browser.find_element(By.CSS_SELECTOR, "[data-testid=budgets] tbody tr").text
         assert budget.startswith("user bob (month)") and "heading past it: $0.109412" in budget
