@@ -9,8 +9,11 @@ the price table's instance price), about one in five is escalated to the paid mo
 settled at the paid model's price; the local try is paid too), a few are cache hits. Each answer's
 paid-only cost is its paid prompt and answer at the paid model's price, as the cascade records it. One
 user's month budget is set where the rate heads past it; the last day carries one user's burst, so the
-anomaly check raises a spike. Prints `penny usage --by day`'s totals; ``--screenshot`` renders the
-dashboard in headless Chromium (Debian's chromium + chromium-driver) at that path.
+anomaly check raises a spike. Every answer is asked of the python3.11-doc collection, ingested on the
+first day at its measured cost, its storage accrued daily, and carries its retrieval and evaluator compute.
+Prints the totals, the full cost of the day before the last (a weekday without the burst) by part, per
+answer and as shares; ``--screenshot`` renders the dashboard in headless Chromium (Debian's chromium +
+chromium-driver) at that path.
 """
 
 from __future__ import annotations
@@ -31,6 +34,16 @@ from assistant.ledger import AnswerRecord, Ledger, PriceTable, Principal, Usage 
 from assistant.ledger.anomalies import AnomalyRules  # noqa: E402
 from assistant.ledger.prices import format_usd  # noqa: E402
 
+# Measured, not guessed: the local answer's time and Penny's own retrieval and evaluator time are medians of
+# benchmarks/bench_overhead.py on 2026-12-07 (docs/load.md: raw llama.cpp 2.2 s for 48 tokens; retrieval
+# 17.2 ms and evaluator 14.0 ms on passages no recent question touched); the python3.11-doc ingest and its
+# footprint are the run in README.md (`penny usage --by collection`).
+GENERATION_S = 2.2
+RETRIEVAL_S = 0.0172
+EVALUATION_S = 0.0140
+COLLECTION = "pydoc"
+INGEST = {"files": 582, "chunks": 19_077, "seconds": 857.1}
+STORAGE_BYTES = 147_762_503
 PAID_MODEL = "gpt-4o"
 LOCAL_MODEL = "qwen2.5-0.5b"
 ADMIN_KEY = "simulated-admin-key"
@@ -46,7 +59,8 @@ class Clock:
         return self.now
 
 
-def simulate(ledger: Ledger, end: date, days: int, seed: int = 7) -> None:
+def simulate(ledger: Ledger, end: date, days: int, seed: int = 7) -> dict[date, int]:
+    """Record the traffic; returns each day's amortised ingest (the sum of its answers' shares)."""
     rng = np.random.default_rng(seed)
     clock = Clock(datetime(end.year, end.month, end.day))
     ledger.clock = clock
@@ -63,9 +77,14 @@ def simulate(ledger: Ledger, end: date, days: int, seed: int = 7) -> None:
     ledger.set_team_budget(TEAM[0], 3_000_000, "month")
     ledger.set_budget("bob", 250_000, "month")
     price = ledger.prices.cost_micro_usd
+    clock.now = datetime(end.year, end.month, end.day) - timedelta(days=days - 1)
+    ledger.record_ingest(principals["alice"].user_id, COLLECTION, **INGEST)  # type: ignore[arg-type]
     serial = 0
+    amortised: dict[date, int] = {}
     for offset in range(days - 1, -1, -1):
         day = end - timedelta(days=offset)
+        clock.now = datetime(day.year, day.month, day.day)
+        ledger.accrue_storage({COLLECTION: STORAGE_BYTES}, day)
         weekend = day.weekday() >= 5
         for name, mean in USERS.items():
             minutes = list(rng.uniform(8 * 60, 18 * 60, rng.poisson(mean * (0.2 if weekend else 1.0))))
@@ -75,18 +94,32 @@ def simulate(ledger: Ledger, end: date, days: int, seed: int = 7) -> None:
                 clock.now = datetime(day.year, day.month, day.day) + timedelta(minutes=float(minute))
                 serial += 1
                 answer(ledger, principals[name], f"sim-{serial}", rng, price)
+                share = ledger.amortised_ingest_micro_usd(COLLECTION)  # as the answer's `penny` block has it
+                amortised[day] = amortised.get(day, 0) + share
     clock.now = datetime(end.year, end.month, end.day, 18, 0)
+    return amortised
 
 
 def answer(ledger: Ledger, who: Principal, request_id: str, rng: np.random.Generator, price) -> None:  # type: ignore[no-untyped-def]
     prompt, completion = int(rng.integers(550, 950)), int(rng.integers(20, 90))
     paid_only = price(PAID_MODEL, Usage(prompt, completion))
     roll = rng.random()
-    if roll < 0.07:  # a cache hit: nothing run, nothing paid
-        ledger.record_answer(AnswerRecord(request_id, who, "cache", paid_only_micro_usd=paid_only))
+    compute = {  # the cache lookup and retrieval, and the evaluator (none for a cache hit)
+        "retrieval_seconds": RETRIEVAL_S,
+        "retrieval_micro_usd": ledger.compute_cost_micro_usd(RETRIEVAL_S),
+    }
+    if roll < 0.07:  # a cache hit: nothing generated, nothing paid
+        hit = AnswerRecord(request_id, who, "cache", COLLECTION, paid_only_micro_usd=paid_only, **compute)
+        ledger.record_answer(hit)
         return
-    seconds = float(rng.lognormal(np.log(1.3), 0.35))
+    compute |= {
+        "evaluation_seconds": EVALUATION_S,
+        "evaluation_micro_usd": ledger.compute_cost_micro_usd(EVALUATION_S),
+    }
+    seconds = float(rng.lognormal(np.log(GENERATION_S), 0.35))
     local = {
+        "collection": COLLECTION,
+        **compute,
         "local_model": LOCAL_MODEL,
         "local_prompt_tokens": int(prompt * 0.45),
         "local_completion_tokens": completion,
@@ -109,6 +142,36 @@ def answer(ledger: Ledger, who: Principal, request_id: str, rng: np.random.Gener
     )
     record = AnswerRecord(request_id, who, "paid", escalated=True, paid_model=PAID_MODEL, **local)
     ledger.settle(held, Usage(prompt, completion), answer=record)
+
+
+def full_cost_of_a_day(ledger: Ledger, day: date, amortised: dict[date, int]) -> None:
+    """What a day's answers cost in full, by part, per answer and as shares, from the ledger's rows."""
+    import sqlalchemy as sa
+
+    from assistant.ledger.schema import answers, storage_accruals
+
+    start = datetime(day.year, day.month, day.day)
+    window = (answers.c.created_at >= start, answers.c.created_at < start + timedelta(days=1))
+    parts = ("paid_cost_micro_usd", "local_cost_micro_usd", "retrieval_micro_usd", "evaluation_micro_usd")
+    with ledger.engine.connect() as conn:
+        count, *sums = conn.execute(
+            sa.select(
+                sa.func.count(), *(sa.func.coalesce(sa.func.sum(answers.c[p]), 0) for p in parts)
+            ).where(*window)
+        ).one()
+        storage = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(storage_accruals.c.micro_usd), 0)).where(
+                storage_accruals.c.day == day
+            )
+        ).scalar_one()
+    lines = dict(zip(("paid", "local generation", "retrieval", "evaluation"), map(int, sums), strict=True))
+    lines |= {"ingest (amortised)": amortised.get(day, 0), "storage": int(storage)}
+    total = sum(lines.values())
+    each = format_usd(total // count)
+    print(f"full cost of {day} ({day:%A}): {count} answers, {format_usd(total)}, {each} an answer")
+    for part, micro_usd in lines.items():
+        share = f"{micro_usd / count:>9.2f} micro-USD/answer  {100 * micro_usd / total:5.1f} %"
+        print(f"  {part:<19} {format_usd(micro_usd):>12}  {share}")
 
 
 def screenshot(ledger: Ledger, path: Path) -> None:
@@ -166,7 +229,7 @@ def main() -> None:
     args = parser.parse_args()
     path = args.ledger or Path(tempfile.mkdtemp(prefix="penny-sim-")) / "ledger.db"
     ledger = Ledger.open(f"sqlite:///{path}", PriceTable.load())
-    simulate(ledger, args.end, args.days)
+    amortised = simulate(ledger, args.end, args.days)
     new = ledger.check_spend_anomalies(AnomalyRules())
     rows = ledger.usage(by="day")
     answers = ledger.outcomes(since=args.end - timedelta(days=args.days - 1))
@@ -178,6 +241,7 @@ def main() -> None:
     print(f" ({100 * saved / paid_only:.1f}%); {new} anomaly alert(s)")
     for event in ledger.alert_events():
         print(f"  alert {event.kind}: {event.scope} {event.subject} ({event.window})")
+    full_cost_of_a_day(ledger, args.end - timedelta(days=1), amortised)
     if args.screenshot:
         screenshot(ledger, args.screenshot)
         print(f"screenshot: {args.screenshot}")
