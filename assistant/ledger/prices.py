@@ -239,6 +239,11 @@ class PriceTable:
             )
         return batch
 
+    def live_cost_micro_usd(self, model: str, usage: Usage) -> int:
+        """What ``usage`` costs at the standard (live) price: a batch call's paid-only cost, so the batch
+        discount counts as money saved."""
+        return self.cost_micro_usd(model.removesuffix(BATCH_SUFFIX), usage)
+
     def batch_model(self, model: str) -> str:
         """The name a batch call to ``model`` is priced and recorded under; UnknownModelPrice when the table
         has no batch price for it (before anything is reserved or sent)."""

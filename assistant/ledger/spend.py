@@ -196,8 +196,9 @@ class Spend(Teams):
             if charged is None:
                 charged = self._settle(conn, reservation, usage, cost, now)
             if answer is not None:
-                if answer.tier == "paid":  # paid-only would have cost what this answer was charged
-                    answer = replace(answer, paid_only_micro_usd=charged)
+                if answer.tier == "paid":  # paid-only: its charge; a batch call's, the live price not paid
+                    live = self.prices.live_cost_micro_usd(reservation.model, usage)
+                    answer = replace(answer, paid_only_micro_usd=live if live > cost else charged)
                 row = answer_values(replace(answer, paid_cost_micro_usd=charged), self.prices.version, now)
                 conn.execute(insert_answer(self.engine), row)
         return charged

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from assistant.ledger import Ledger, PriceTable, PriceTableError, UnknownModelPrice, Usage
+from assistant.ledger import AnswerRecord, Ledger, PriceTable, PriceTableError, UnknownModelPrice, Usage
 
 pytest_plugins = ["tests.support.ledger"]  # fixtures: ledger, ledger_url, prices
 
@@ -69,3 +69,32 @@ def test_a_batch_call_is_reserved_settled_and_released_at_batch_prices(ledger: L
     assert ledger.check_balances() == []
     by_model = {row.key: row for row in ledger.usage(by="model")}
     assert by_model["gpt-4o:batch"].cost_micro_usd == 1325
+
+
+def test_a_batch_answer_saves_the_batch_discount_against_paid_only(ledger: Ledger) -> None:
+    user = ledger.system_user()
+    live = ledger.reserve(
+        request_id="l1",
+        principal=user,
+        model="gpt-4o",
+        prompt_tokens=900,
+        max_completion_tokens=40,
+        sent=True,
+    )
+    batch = ledger.reserve(
+        request_id="b1",
+        principal=user,
+        model=ledger.prices.batch_model("gpt-4o"),
+        prompt_tokens=900,
+        max_completion_tokens=40,
+        sent=True,
+    )
+    for held in (live, batch):
+        answer = AnswerRecord(held.request_id, user, "paid", escalated=True, paid_model=held.model)
+        ledger.settle(held, Usage(900, 40), answer=answer)
+    # gpt-4o live: 900 x 2.50 + 40 x 10.00 = 2250 + 400 = 2650 micro-USD; batch: half, 1325.
+    assert ledger.answer("l1")["paid_only_micro_usd"] == 2650  # a live paid answer saves nothing
+    assert ledger.answer("b1")["paid_only_micro_usd"] == 2650  # the same answer live: paid-only
+    by_model = {row.key: row for row in ledger.usage(by="model")}
+    assert by_model["gpt-4o"].saved_micro_usd == 0
+    assert by_model["gpt-4o:batch"].saved_micro_usd == 2650 - 1325  # the batch discount, counted
