@@ -160,7 +160,11 @@ class BatchEscalation:
             self._release_all(reserved, exc.reason)
             return describe(exc)
         try:
-            batch = self.batch.wait(batch_id)
+            ledger, held = self.cascade.escalation.ledger, [r.request_id for r in reserved.values() if r]
+            # Holds outlive the reservation TTL while the batch runs; recovery takes them only once this
+            # process stops polling (it died): a batch's calls may still be billed.
+            keep_open = (lambda: ledger.keep_open(held)) if ledger is not None else None
+            batch = self.batch.wait(batch_id, on_poll=keep_open)
             return self.batch.collect(batch, requests, time.perf_counter() - started)
         except PaidBatchFailed as exc:
             log.warning("%s", exc)

@@ -7,7 +7,8 @@ settled (charged at its worst case and flagged for reconciliation against the pr
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -20,6 +21,20 @@ log = logging.getLogger("penny.ledger")
 
 
 class Recovery(Spend):
+    def keep_open(self, request_ids: Sequence[str]) -> int:
+        """Push the expiry of these open reservations one TTL from now: their calls are still running (a
+        batch waits up to 24 h) and their process is alive. A process that dies stops calling this, so
+        recovery still charges its sent calls, one TTL after its last sign of life. Returns how many."""
+        if not request_ids:
+            return 0
+        expires = self._now() + timedelta(seconds=self.reservation_ttl_s)
+        with self._write() as conn:
+            return conn.execute(
+                reservations.update()
+                .where(reservations.c.request_id.in_(list(request_ids)), reservations.c.state == "open")
+                .values(expires_at=expires)
+            ).rowcount
+
     def recover_stale(self, now: datetime | None = None) -> RecoveryReport:
         """Resolve expired open reservations (run at start-up and periodically).
 

@@ -120,8 +120,9 @@ class BatchClient:
         )
         return _field(created, "id")
 
-    def wait(self, batch_id: str) -> dict[str, Any]:
-        """Poll until the batch ends; past ``max_wait_s`` cancel it once and wait for the cancellation."""
+    def wait(self, batch_id: str, on_poll: Callable[[], object] | None = None) -> dict[str, Any]:
+        """Poll until the batch ends; past ``max_wait_s`` cancel it once and wait for the cancellation.
+        ``on_poll`` runs after each poll that finds it still running (the caller keeps its holds open)."""
         deadline = self._clock() + self.max_wait_s
         cancelled = False
         while True:
@@ -129,6 +130,8 @@ class BatchClient:
             status = str(batch.get("status"))
             if status in TERMINAL:
                 return batch
+            if on_poll is not None:
+                on_poll()
             if not cancelled and self._clock() >= deadline:
                 log.warning("batch %s not done after %.0f s: cancelling it", batch_id, self.max_wait_s)
                 self.paid.call("POST", f"/batches/{batch_id}/cancel")

@@ -3,7 +3,7 @@ on both backends like any other paid call, under its own model name."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
@@ -98,3 +98,37 @@ def test_a_batch_answer_saves_the_batch_discount_against_paid_only(ledger: Ledge
     by_model = {row.key: row for row in ledger.usage(by="model")}
     assert by_model["gpt-4o"].saved_micro_usd == 0
     assert by_model["gpt-4o:batch"].saved_micro_usd == 2650 - 1325  # the batch discount, counted
+
+
+def test_a_batch_kept_open_outlives_the_ttl_and_is_recovered_once_its_process_stops(ledger: Ledger) -> None:
+    class Clock:
+        now = datetime(2026, 3, 1, 12, 0)
+
+        def __call__(self) -> datetime:
+            return self.now
+
+    clock = Clock()
+    ledger.clock = clock
+    user = ledger.system_user()
+    model = ledger.prices.batch_model("gpt-4o")
+    held = [
+        ledger.reserve(
+            request_id=f"b{i}",
+            principal=user,
+            model=model,
+            prompt_tokens=1000,
+            max_completion_tokens=100,
+            sent=True,
+        )
+        for i in range(2)
+    ]
+    for minutes in (4, 8, 12):  # the batch runs 12 minutes, its waiter polling: past the 5-minute TTL
+        clock.now = datetime(2026, 3, 1, 12, minutes)
+        assert ledger.keep_open([h.request_id for h in held]) == 2
+        assert ledger.recover_stale().settled_worst_case == []
+    assert ledger.settle(held[0], Usage(900, 40)) == 1125 + 200  # its result came: the actual batch cost
+    clock.now = datetime(2026, 3, 1, 12, 18)  # the waiter died after its last poll at 12:12
+    report = ledger.recover_stale()
+    assert report.settled_worst_case == ["b1"]  # sent: charged its worst case, flagged
+    assert ledger.keep_open(["b0", "b1"]) == 0  # closed ones stay closed
+    assert ledger.check_balances() == []

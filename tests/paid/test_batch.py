@@ -61,6 +61,9 @@ def test_a_batch_is_uploaded_created_polled_and_read(fake: FakeBatchAPI, server)
     assert fake.calls[:2] == ["POST /v1/files", "POST /v1/batches"]
     assert fake.calls.count("GET /v1/batches/{id}") == 3  # in progress twice, then completed
     assert client.waits == [7.0, 7.0]  # type: ignore[attr-defined]
+    polls: list[str] = []  # what a waiter hears while the batch runs (it keeps its holds open)
+    client.wait(client.submit(requests(1)), on_poll=lambda: polls.append("still running"))
+    assert polls == ["still running", "still running"]
     # The uploaded file holds what a live call would POST, one request per line.
     uploaded = [json.loads(line) for line in next(iter(fake.files.values())).splitlines()]
     assert [line["custom_id"] for line in uploaded] == ["q0", "q1", "q2"]
