@@ -53,6 +53,9 @@ def test_chat_page_streams_answer_with_sources_and_tier_and_takes_feedback(
         }
         assert summary in plain.get(badge.text, {summary}) and "p=" not in summary
         assert browser.find_element(By.CSS_SELECTOR, "details.why summary").text == "details"
+        browser.find_element(By.CSS_SELECTOR, "details.why summary").click()
+        facts = [f.text for f in browser.find_elements(By.CSS_SELECTOR, "[data-testid=why-fact]")]
+        assert any(f.startswith("full cost $") and "share of indexing $" in f for f in facts), facts
         evidence = browser.find_elements(By.CSS_SELECTOR, "[data-testid=evidence]")
         assert (badge.text == "none") == (not evidence)  # a served answer shows the sentence it rests on
         assert answer.strip() and not answer.startswith("Error")
