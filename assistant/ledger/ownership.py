@@ -18,6 +18,7 @@ from assistant.ledger.errors import LedgerError
 from assistant.ledger.records import OWNERSHIP_BYS, OwnershipBy
 from assistant.ledger.schema import answers, ingest_costs, storage_accruals, teams
 from assistant.ledger.teams import Teams
+from assistant.ledger.usage import narrowed
 
 NO_COLLECTION = "(none)"  # answers asked of the caller's passages
 NO_TEAM = "(no team)"
@@ -119,7 +120,7 @@ def _answers_query(user_id: int | None, team_id: int | None, start: datetime | N
         sa.func.sum(answers.c.evaluation_micro_usd),
         sa.func.sum(unknown),
     ).group_by(answers.c.collection, answers.c.team_id)
-    return _narrowed(query, answers, user_id, team_id, start)
+    return narrowed(query, answers, user_id, team_id, start)
 
 
 def _ingest_query(user_id: int | None, team_id: int | None, start: datetime | None) -> sa.Select:
@@ -130,20 +131,7 @@ def _ingest_query(user_id: int | None, team_id: int | None, start: datetime | No
         sa.func.sum(ingest_costs.c.seconds),
         sa.func.sum(ingest_costs.c.micro_usd),
     ).group_by(ingest_costs.c.collection, ingest_costs.c.team_id)
-    return _narrowed(query, ingest_costs, user_id, team_id, start)
-
-
-def _narrowed(
-    query: sa.Select, table: sa.Table, user_id: int | None, team_id: int | None, start: datetime | None
-) -> sa.Select:
-    """``query`` over ``table`` (answers or ingest runs) narrowed to a user, a team and a start time."""
-    if user_id is not None:
-        query = query.where(table.c.user_id == user_id)
-    if team_id is not None:
-        query = query.where(table.c.team_id == team_id)
-    if start is not None:
-        query = query.where(table.c.created_at >= start)
-    return query
+    return narrowed(query, ingest_costs, user_id, team_id, start)
 
 
 def _storage_where(query: sa.Select, team_id: int | None, since: date | None) -> sa.Select:

@@ -146,12 +146,19 @@ def savings_query(
         .select_from(source)
         .group_by(key)
     )
+    return narrowed(query, answers, user_id, team_id, since)
+
+
+def narrowed(
+    query: sa.Select, table: sa.Table, user_id: int | None, team_id: int | None, start: datetime | None
+) -> sa.Select:
+    """``query`` over ``table`` (answers, or ingest runs) narrowed to a user, a team and a start time."""
     if user_id is not None:
-        query = query.where(answers.c.user_id == user_id)
+        query = query.where(table.c.user_id == user_id)
     if team_id is not None:
-        query = query.where(answers.c.team_id == team_id)
-    if since is not None:
-        query = query.where(answers.c.created_at >= since)
+        query = query.where(table.c.team_id == team_id)
+    if start is not None:
+        query = query.where(table.c.created_at >= start)
     return query
 
 
