@@ -68,7 +68,7 @@ def answer_record(ledger: Ledger, principal: Principal, request_id: str, paid_co
         confidence=0.3,
         local_prompt_tokens=700,
         local_completion_tokens=60,
-        local_cost_micro_usd=ledger.local_cost_micro_usd(1.2),
+        local_cost_micro_usd=ledger.compute_cost_micro_usd(1.2),
         paid_prompt_tokens=880 if paid_cost else 0,
         paid_cached_prompt_tokens=256 if paid_cost else 0,
         paid_completion_tokens=120 if paid_cost else 0,

@@ -123,7 +123,7 @@ def answer(ledger: Ledger, who: Principal, request_id: str, rng: np.random.Gener
         "local_model": LOCAL_MODEL,
         "local_prompt_tokens": int(prompt * 0.45),
         "local_completion_tokens": completion,
-        "local_cost_micro_usd": ledger.local_cost_micro_usd(seconds),
+        "local_cost_micro_usd": ledger.compute_cost_micro_usd(seconds),
     }
     if roll < 0.80:
         abstained = rng.random() < 0.06

@@ -96,7 +96,7 @@ class Delivery:
     ) -> CascadeAnswer:
         local_cost = 0
         if generation is not None and self.ledger is not None:
-            local_cost = self.ledger.local_cost_micro_usd(generation.seconds)
+            local_cost = self.ledger.compute_cost_micro_usd(generation.seconds)
         produced_by = paid.usage if paid is not None else generation
         if tier in ("local", "paid"):
             text = ensure_citation(req.question, text, passages)

@@ -78,9 +78,6 @@ def _finite(features: dict[str, float] | None) -> dict[str, float] | None:
 class Answers(LedgerBase):
     _answer_writer: GroupCommit | None = None
 
-    def local_cost_micro_usd(self, worker_seconds: float) -> int:
-        return self.prices.local_cost_micro_usd(worker_seconds, self.local_micro_usd_per_hour)
-
     def record_answer(self, record: AnswerRecord) -> None:
         """Store one answer's record; returns once it is committed. A second record for the same request
         id is ignored (retries). Concurrent answers share one commit (``group_commit``)."""

@@ -58,3 +58,8 @@ class LedgerBase:
 
     def _now(self) -> datetime:
         return naive_utc(self.clock())
+
+    def compute_cost_micro_usd(self, seconds: float) -> int:
+        """Seconds of this machine's compute at the instance price: the local model's generation, and
+        Penny's own work (ingest, retrieval, the evaluator)."""
+        return self.prices.local_cost_micro_usd(seconds, self.local_micro_usd_per_hour)

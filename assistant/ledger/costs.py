@@ -60,10 +60,6 @@ class StorageAccrual:
 
 
 class Costs(LedgerBase):
-    def compute_cost_micro_usd(self, seconds: float) -> int:
-        """Penny's own compute on its machine (ingest, retrieval, evaluator): the instance price."""
-        return self.prices.local_cost_micro_usd(seconds, self.local_micro_usd_per_hour)
-
     def record_ingest(
         self,
         user_id: int | None,

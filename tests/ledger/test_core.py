@@ -287,7 +287,7 @@ def test_answer_records_and_usage_reports(ledger: Ledger) -> None:
     fay = ledger.authenticate(ledger.create_key("fay")[1])
     assert fay is not None
     system = ledger.system_user()
-    local_cost = ledger.local_cost_micro_usd(1.5)
+    local_cost = ledger.compute_cost_micro_usd(1.5)
     ledger.record_answer(
         AnswerRecord(
             request_id="q1",
