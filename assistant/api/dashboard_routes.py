@@ -116,7 +116,7 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
                 "limit": format_usd(e.limit_micro_usd),
                 "alert_ratio": e.alert_ratio,
                 "created_at": e.created_at.isoformat() + "Z",
-                **_projected(e.payload().get("projected_micro_usd")),
+                **({} if e.projected_micro_usd is None else {"projected": format_usd(e.projected_micro_usd)}),
             }
             for e in events[:10]
         ],
@@ -136,10 +136,6 @@ def _owners(rows: list[OwnershipRow]) -> list[dict[str, Any]]:
         }
         for row in top
     ]
-
-
-def _projected(micro_usd: object) -> dict[str, str]:
-    return {"projected": format_usd(micro_usd)} if isinstance(micro_usd, int) else {}
 
 
 def _total(rows: list[UsageRow]) -> UsageRow:

@@ -315,17 +315,22 @@ class AlertEvent:
     next_attempt_at: datetime
     delivered_at: datetime | None
 
+    @property
+    def projected_micro_usd(self) -> int | None:
+        """A ``projection``'s spend at the window's end, at the rate when it was raised; None for others."""
+        from assistant.ledger.windows import projected_spend
+
+        if self.kind != "projection":
+            return None
+        return projected_spend(self.spend_micro_usd, self.window, self.created_at)
+
     def payload(self) -> dict[str, object]:
         """The webhook body: what a receiver needs, times in ISO 8601 UTC. A ``projection`` also carries
         the projected spend at the window's end; a ``spike`` reads as ledger/anomalies.py says (``window``
         "hour", ``limit_micro_usd`` the threshold passed, ``alert_ratio`` the factor)."""
-        from assistant.ledger.windows import projected_spend
-
-        extra: dict[str, object] = {}
-        if self.kind == "projection":
-            extra["projected_micro_usd"] = projected_spend(self.spend_micro_usd, self.window, self.created_at)
+        projected = self.projected_micro_usd
         return {
-            **extra,
+            **({} if projected is None else {"projected_micro_usd": projected}),
             "id": self.id,
             "kind": self.kind,
             "scope": self.scope,
