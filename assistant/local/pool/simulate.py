@@ -22,7 +22,6 @@ import csv
 import heapq
 import itertools
 import json
-import tomllib
 from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +31,7 @@ import numpy as np
 
 from assistant.local.pool.policy import AutoscalePolicy, PoolSignals
 from assistant.local.pool.sizing import sized
-from assistant.settings import PoolSettings, get_settings
+from assistant.settings import LedgerSettings, PoolSettings, get_settings
 
 TRACES = resources.files("assistant") / "data" / "traces"
 BUNDLED = ("diurnal_day", "bursty_hour")
@@ -259,10 +258,16 @@ class InstancePrices:
     spot: float | None
 
     @classmethod
-    def bundled(cls) -> InstancePrices:
-        local = tomllib.loads((resources.files("assistant") / "data" / "prices.toml").read_text())["local"]
-        spot = local.get("spot_usd_per_hour")
-        return cls(float(local["usd_per_hour"]), None if spot is None else float(spot))
+    def from_table(cls, ledger: LedgerSettings) -> InstancePrices:
+        """The prices the ledger charges the local tier at (its price table, and the instance override)."""
+        from assistant.ledger.prices import MICRO, PriceTable
+
+        table = PriceTable.load(ledger.prices_file)
+        spot = table.local_spot_micro_usd_per_hour
+        on_demand = ledger.local_instance_usd_per_hour
+        if on_demand is None:
+            on_demand = table.local_micro_usd_per_hour / MICRO
+        return cls(float(on_demand), None if spot is None else spot / MICRO)
 
     def costs(self, auto: SimResult, static: SimResult) -> str:
         """The trace's bill three ways: all on demand, the floor on demand and the burst on spot, and a
@@ -309,7 +314,7 @@ def report(
     seeds: int = 1,
     prices: InstancePrices | None = None,
 ) -> None:
-    prices = prices or InstancePrices.bundled()
+    prices = prices or InstancePrices.from_table(get_settings().ledger)
     auto = simulate(arrivals, service, settings, cold_start_s=cold)
     static = static_at_peak(arrivals, service, settings)
     span_h = (arrivals[-1] - arrivals[0]) / 3600 if len(arrivals) > 1 else 0
@@ -432,12 +437,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("target_utilisation", "scale_up_delay_s", "scale_down_delay_s", *POLICY_KNOBS):
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None)
     parser.add_argument("--scale-to-zero", action="store_true", default=None)
-    bundled = InstancePrices.bundled()
+    charged = InstancePrices.from_table(get_settings().ledger)
     parser.add_argument(
-        "--on-demand-usd-per-hour", type=float, default=bundled.on_demand, help="default: the price table's"
+        "--on-demand-usd-per-hour", type=float, default=charged.on_demand, help="default: the price table's"
     )
     parser.add_argument(
-        "--spot-usd-per-hour", type=float, default=bundled.spot, help="default: the price table's"
+        "--spot-usd-per-hour", type=float, default=charged.spot, help="default: the price table's"
     )
     args = parser.parse_args(argv)
     prices = InstancePrices(args.on_demand_usd_per_hour, args.spot_usd_per_hour)
