@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from typing import Any
 
@@ -154,11 +156,9 @@ def create_app(
     def start(app: Litestar) -> None:
         penny.ledger.recover_stale()
         penny.ingest_worker.start()  # fails jobs a previous process left unfinished
-        threading.Thread(target=_recover_periodically, args=(penny, stop_background), daemon=True).start()
+        _start_periodic_tasks(penny, stop_background)
         if deliverer is not None:
             threading.Thread(target=deliverer.run, args=(stop_background,), daemon=True).start()
-        if alerts.anomaly_interval_s > 0:
-            threading.Thread(target=_watch_spend, args=(penny, stop_background), daemon=True).start()
         if penny.pool is not None:
             from assistant.local.pool.metrics import pool_registry
 
@@ -208,35 +208,39 @@ def create_app(
     )
 
 
-def _recover_periodically(penny: Penny, stop: threading.Event) -> None:
-    """Resolve reservations left by crashed requests (released if never sent, else settled and flagged),
-    and accrue each collection's storage once a UTC day (now, then at the first tick of each day)."""
+def _start_periodic_tasks(penny: Penny, stop: threading.Event) -> None:
+    """The ledger's background work, each on its own thread until ``stop``: resolving reservations left by
+    crashed requests; accruing each collection's storage (now, then once a UTC day: ``DailyAccrual``
+    skips the other ticks); and, between requests, the spend anomalies no single spend change crosses."""
+    from assistant.ledger.anomalies import AnomalyRules
     from assistant.storage import DailyAccrual
 
-    interval = penny.settings.ledger.recover_interval_s
-    storage = DailyAccrual(penny.settings, penny.ledger)
-    while True:
-        try:
-            storage.tick()
-        except Exception:
-            log.exception("storage accrual failed; will retry in %ss", interval)
-        if stop.wait(interval):
-            return
-        try:
-            penny.ledger.recover_stale()
-        except Exception:
-            log.exception("ledger recovery failed; will retry in %ss", interval)
-
-
-def _watch_spend(penny: Penny, stop: threading.Event) -> None:
-    """Raise spend-anomaly alerts (a budget projected past its limit, an hour's spike) between requests:
-    no single spend change crosses them, so the spending transaction cannot."""
-    from assistant.ledger.anomalies import AnomalyRules
-
+    every = penny.settings.ledger.recover_interval_s
     alerts = penny.settings.alerts
     rules = AnomalyRules.from_settings(alerts)
-    while not stop.wait(alerts.anomaly_interval_s):
+    tasks: list[tuple[str, float, Callable[[], object], bool]] = [
+        ("ledger recovery", every, penny.ledger.recover_stale, False),
+        ("storage accrual", every, DailyAccrual(penny.settings, penny.ledger).tick, True),
+    ]
+    if alerts.anomaly_interval_s > 0:
+        check = partial(penny.ledger.check_spend_anomalies, rules)
+        tasks.append(("spend anomaly check", alerts.anomaly_interval_s, check, False))
+    for name, interval, task, now in tasks:
+        args = (name, interval, task, now, stop)
+        threading.Thread(target=_repeat, args=args, name=name, daemon=True).start()
+
+
+def _repeat(
+    name: str, interval_s: float, task: Callable[[], object], now: bool, stop: threading.Event
+) -> None:
+    """Run ``task`` every ``interval_s`` (first at once when ``now``) until ``stop``; a failure is logged
+    and the task runs again next time."""
+    if not now and stop.wait(interval_s):
+        return
+    while True:
         try:
-            penny.ledger.check_spend_anomalies(rules)
+            task()
         except Exception:
-            log.exception("spend anomaly check failed; will retry in %ss", alerts.anomaly_interval_s)
+            log.exception("%s failed; will retry in %ss", name, interval_s)
+        if stop.wait(interval_s):
+            return
