@@ -20,8 +20,9 @@ from assistant.api.errors import ApiError
 from assistant.api.spend_chart import stacked_cost_svg
 from assistant.ledger import Ledger, UsageRow
 from assistant.ledger.ownership import OwnershipRow
-from assistant.ledger.prices import format_signed_usd, format_usd
+from assistant.ledger.prices import format_usd
 from assistant.ledger.trends import BudgetBurn
+from assistant.ledger.usage import savings_shown, usage_total
 
 TOP_N = 5
 TIERS = ("local", "paid")
@@ -73,7 +74,7 @@ def report(ledger: Ledger, since: date, today: date, team: str | None) -> dict[s
     by_collection = ledger.ownership(by="collection", team=team, since=since)
     by_team = ledger.ownership(by="team", team=team, since=since)
     outcomes = ledger.outcomes(since=since, team=team)
-    totals = _total(by_day)
+    totals = usage_total(by_day)
     events = [e for e in ledger.alert_events(limit=50) if e.created_at.date() >= since]
     if team is not None:
         events = [e for e in events if e.scope == "team" and e.subject == team]
@@ -138,20 +139,14 @@ def _owners(rows: list[OwnershipRow]) -> list[dict[str, Any]]:
     ]
 
 
-def _total(rows: list[UsageRow]) -> UsageRow:
-    fields = ("cost_micro_usd", "paid_only_micro_usd", "known_cost_micro_usd", "known_answers")
-    sums = {f: sum(getattr(r, f) for r in rows) for f in (*fields, "unknown_answers")}
-    return UsageRow("TOTAL", sum(r.requests for r in rows), 0, 0, 0, **sums)
-
-
 def _money(row: UsageRow) -> dict[str, Any]:
     """Cost and savings as ``penny usage`` prints them: "$0.0123", a signed saving, "41.2%", "-" unknown."""
-    saved, percent = row.saved_micro_usd, row.saved_percent
+    paid_only, saved, percent = savings_shown(row)
     return {
         "cost": format_usd(row.cost_micro_usd),
-        "paid_only": "-" if saved is None else format_usd(row.paid_only_micro_usd),
-        "saved": "-" if saved is None else format_signed_usd(saved),
-        "saved_percent": "-" if percent is None else f"{percent:.1f}%",
+        "paid_only": paid_only,
+        "saved": saved,
+        "saved_percent": percent,
         "unknown_answers": row.unknown_answers,
     }
 

@@ -176,6 +176,7 @@ def usage(
         return
     from assistant.ledger import LedgerError
     from assistant.ledger.prices import format_usd
+    from assistant.ledger.usage import usage_total
 
     if by in OWNERSHIP_BYS:
         from assistant.cli.ownership_cmds import ownership_table
@@ -201,17 +202,9 @@ def usage(
         for r in rows
     ]
     if not as_csv:
-        total = sum(r.cost_micro_usd for r in rows)
-        totals = UsageRow(
-            "TOTAL",
-            sum(r.requests for r in rows),
-            0,
-            0,
-            0,
-            total,
-            *(sum(getattr(r, f) for r in rows) for f in _SAVINGS_FIELDS),
-        )
-        body.append(["TOTAL", totals.requests, "", "", "", format_usd(total), *_savings_cells(totals, False)])
+        totals = usage_total(rows)
+        total_cost = format_usd(totals.cost_micro_usd)
+        body.append(["TOTAL", totals.requests, "", "", "", total_cost, *_savings_cells(totals, False)])
     table(headers, body, as_csv)
     unknown = sum(r.unknown_answers for r in rows)
     if unknown and not as_csv:
@@ -221,22 +214,17 @@ def usage(
         )
 
 
-_SAVINGS_FIELDS = ("paid_only_micro_usd", "known_cost_micro_usd", "known_answers", "unknown_answers")
-
-
 def _savings_cells(row: UsageRow, as_csv: bool) -> list[Any]:
     """PAID_ONLY, SAVED, SAVED_% and UNKNOWN for a row; empty (CSV) or "-" where nothing is known."""
-    from assistant.ledger.prices import format_signed_usd, format_usd
+    from assistant.ledger.usage import savings_shown
 
     saved, percent = row.saved_micro_usd, row.saved_percent
-    none = "" if as_csv else "-"
+    if not as_csv:
+        return [*savings_shown(row), row.unknown_answers]
     if saved is None:
-        return [none, none, none, row.unknown_answers]
-    if as_csv:
-        cells = [f"{row.paid_only_micro_usd / 1_000_000:.6f}", f"{saved / 1_000_000:.6f}"]
-        return [*cells, none if percent is None else f"{percent:.2f}", row.unknown_answers]
-    shown = none if percent is None else f"{percent:.1f}%"
-    return [format_usd(row.paid_only_micro_usd), format_signed_usd(saved), shown, row.unknown_answers]
+        return ["", "", "", row.unknown_answers]
+    cells = [f"{row.paid_only_micro_usd / 1_000_000:.6f}", f"{saved / 1_000_000:.6f}"]
+    return [*cells, "" if percent is None else f"{percent:.2f}", row.unknown_answers]
 
 
 @usage.command("reconcile")

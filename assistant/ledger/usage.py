@@ -15,11 +15,13 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 
 from assistant.ledger.errors import LedgerError
+from assistant.ledger.prices import format_signed_usd, format_usd
 from assistant.ledger.records import GROUP_BYS, GroupBy, UsageRow
 from assistant.ledger.schema import answers, ledger_entries, users
 from assistant.ledger.teams import Teams
 
 PAID_KINDS = ("reserve", "settle", "release", "adjust")
+SAVINGS_FIELDS = ("paid_only_micro_usd", "known_cost_micro_usd", "known_answers", "unknown_answers")
 
 
 class UsageReports(Teams):
@@ -160,6 +162,26 @@ def narrowed(
     if start is not None:
         query = query.where(table.c.created_at >= start)
     return query
+
+
+def usage_total(rows: Sequence[UsageRow]) -> UsageRow:
+    """The ``TOTAL`` line of a report: requests, cost and savings summed (tokens left at 0: a sum across
+    models counts unlike tokens)."""
+    sums = {
+        field: sum(getattr(row, field) for row in rows)
+        for field in ("requests", "cost_micro_usd", *SAVINGS_FIELDS)
+    }
+    return UsageRow("TOTAL", prompt_tokens=0, cached_prompt_tokens=0, completion_tokens=0, **sums)
+
+
+def savings_shown(row: UsageRow) -> tuple[str, str, str]:
+    """PAID_ONLY, SAVED and SAVED_% as people read them ("$0.0107", "-$0.00003", "52.6%"), "-" where
+    nothing is known: what `penny usage` prints and the spend dashboard shows."""
+    saved, percent = row.saved_micro_usd, row.saved_percent
+    if saved is None:
+        return "-", "-", "-"
+    shown = "-" if percent is None else f"{percent:.1f}%"
+    return format_usd(row.paid_only_micro_usd), format_signed_usd(saved), shown
 
 
 def with_savings(rows: list[UsageRow], savings: Sequence[sa.Row]) -> list[UsageRow]:
