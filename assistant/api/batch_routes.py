@@ -31,7 +31,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, JSONBody
 
 from assistant.api.auth import default_collection, principal_of, require_api_key, require_profile
-from assistant.api.chat import PennyChatRequest, answer_usage, split_conversation
+from assistant.api.chat import PennyChatRequest, completion_of, split_conversation
 from assistant.api.errors import ApiError
 from assistant.ledger import Principal
 
@@ -273,17 +273,7 @@ def _answer_lines(
 
 
 def _output_line(custom_id: str, answer: Any) -> dict[str, Any]:
-    body = {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": "penny",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": answer.answer}, "finish_reason": "stop"}
-        ],
-        "usage": msgspec.to_builtins(answer_usage(answer)),
-        "penny": answer.penny_block(),
-    }
+    body = completion_of(answer, "penny")
     response = {"status_code": 200, "request_id": answer.request_id, "body": body}
     return {
         "id": f"batch_req_{uuid.uuid4().hex[:24]}",

@@ -98,6 +98,20 @@ def penny_extras(answer: CascadeAnswer) -> dict[str, Any]:
     return answer.penny_block()
 
 
+def completion_of(answer: CascadeAnswer, model: str) -> dict[str, Any]:
+    """A finished answer as a non-streamed chat completion with its ``penny`` block, JSON-ready: what the
+    route returns, the idempotency store keeps and a batch's output file holds."""
+    completion = PennyCompletion(
+        id=completion_id(),
+        created=int(time.time()),
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=answer.answer), finish_reason="stop")],
+        usage=answer_usage(answer),
+        penny=penny_extras(answer),
+    )
+    return msgspec.to_builtins(completion)
+
+
 def answer_usage(answer: CascadeAnswer) -> Usage:
     """The answering tier's tokens; for a local answer, the prompt tokens llama.cpp reused from its KV
     cache (a follow-up turn's shared prefix) as OpenAI's ``prompt_tokens_details.cached_tokens``."""
@@ -230,15 +244,7 @@ async def _complete(
         answer = await in_thread(ticket, lambda: cascade.answer(**kwargs))
         meter.answered(answer)
         state.metrics.observe_answer(answer)
-        completion = PennyCompletion(
-            id=completion_id(),
-            created=int(time.time()),
-            model=data.model,
-            choices=[Choice(message=AssistantMessage(content=answer.answer), finish_reason="stop")],
-            usage=answer_usage(answer),
-            penny=penny_extras(answer),
-        )
-        return msgspec.to_builtins(completion)  # a dict, as the idempotency store keeps JSON
+        return completion_of(answer, data.model)
 
     return await idempotent(request, ledger_of(request), principal_of(request), produce)
 
