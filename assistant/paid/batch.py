@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant.openai_wire import WireFormatError, decode_completion
-from assistant.paid import tokens
-from assistant.paid.client import PaidResult, PaidUsage
+from assistant.paid.client import PaidResult, result_of
 from assistant.paid.errors import PaidBatchFailed, PaidMalformedResponse
 
 if TYPE_CHECKING:
@@ -196,25 +195,7 @@ def _result(request: BatchRequest, body: Any, model: str, seconds: float) -> Pai
         raise PaidMalformedResponse(f"a batch result is not a chat completion: {body!r:.200}") from exc
     if not completion.choices:
         raise PaidMalformedResponse("a batch result is a chat completion with no choices")
-    choice = completion.choices[0]
-    text = choice.message.content or ""
-    if completion.usage:
-        reported = completion.usage
-        usage = PaidUsage(
-            reported.prompt_tokens,
-            reported.completion_tokens,
-            cached_prompt_tokens=reported.cached_prompt_tokens,
-        )
-    else:
-        usage = PaidUsage(tokens.count_messages(request.messages), tokens.count_text(text), estimated=True)
-    return PaidResult(
-        text=text.strip(),
-        model=completion.model or model,
-        usage=usage,
-        finish_reason=choice.finish_reason or "stop",
-        seconds=seconds,
-        attempts=1,
-    )
+    return result_of(completion, request.messages, model, seconds=seconds)
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -73,6 +73,34 @@ def _usage_from(reported: Usage) -> PaidUsage:
     )
 
 
+def result_of(
+    completion: ChatCompletion,
+    messages: Sequence[dict[str, str]],
+    model: str,
+    *,
+    seconds: float,
+    attempts: int = 1,
+) -> PaidResult:
+    """A chat completion (with choices) as a :class:`PaidResult`: its first choice, and its usage as
+    reported, else counted with tiktoken and marked estimated. A live call's, or a batch result line's."""
+    choice = completion.choices[0]
+    text = choice.message.content or ""
+    usage = _usage_from(completion.usage) if completion.usage else _estimated_usage(messages, text)
+    return PaidResult(
+        text=text.strip(),
+        model=completion.model or model,
+        usage=usage,
+        finish_reason=choice.finish_reason or "stop",
+        seconds=seconds,
+        attempts=attempts,
+    )
+
+
+def _estimated_usage(messages: Sequence[dict[str, str]], text: str) -> PaidUsage:
+    """The tokens of a call the paid tier did not report, counted with tiktoken."""
+    return PaidUsage(tokens.count_messages(messages), tokens.count_text(text), estimated=True)
+
+
 def _parse_retry_after(value: str | None) -> float | None:
     """``Retry-After`` is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
@@ -213,16 +241,10 @@ class PaidClient:
             self.breaker.record_failure()
             raise
         self.breaker.record_success()
-        choice = completion.choices[0]
-        if completion.usage:
-            usage = _usage_from(completion.usage)
-        else:
-            usage = self._estimated_usage(messages, choice.message.content or "")
-        return PaidResult(
-            text=(choice.message.content or "").strip(),
-            model=completion.model or self.model,
-            usage=usage,
-            finish_reason=choice.finish_reason or "stop",
+        return result_of(
+            completion,
+            messages,
+            self.model,
             seconds=time.perf_counter() - started,
             attempts=retrying.statistics.get("attempt_number", 1),
         )
@@ -316,7 +338,7 @@ class PaidClient:
         yield PaidResult(
             text=text.strip(),
             model=model,
-            usage=usage or self._estimated_usage(messages, text),
+            usage=usage or _estimated_usage(messages, text),
             finish_reason=finish_reason,
             seconds=time.perf_counter() - started,
             attempts=retrying.statistics.get("attempt_number", 1),
@@ -344,11 +366,3 @@ class PaidClient:
                 f"{response.text[:200]!r}"
             )
         return response
-
-    @staticmethod
-    def _estimated_usage(messages: Sequence[dict[str, str]], text: str) -> PaidUsage:
-        return PaidUsage(
-            prompt_tokens=tokens.count_messages(messages),
-            completion_tokens=tokens.count_text(text),
-            estimated=True,
-        )
