@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from assistant.local.pool.policy import AutoscalePolicy, PoolSignals
+from assistant.local.pool.pricing import InstancePrices, hours_within
 from assistant.local.pool.sizing import sized
-from assistant.settings import LedgerSettings, PoolSettings, get_settings
+from assistant.settings import PoolSettings, get_settings
 
 TRACES = resources.files("assistant") / "data" / "traces"
 BUNDLED = ("diurnal_day", "bursty_hour")
@@ -236,50 +237,8 @@ def simulate(
     hours = sum(stop - start for start, stop in spans) / 3600
     floor = static_workers or AutoscalePolicy(settings).floor
     result = SimResult(label, served, hours, waits, peak, ups, downs, waits[peak_window(arrivals)])
-    result.floor_hours = _hours_within(spans, floor)
+    result.floor_hours = hours_within(spans, floor)
     return result
-
-
-def _hours_within(spans: list[tuple[float, float]], floor: int) -> float:
-    """Hours of the first ``floor`` workers alive at each moment: the integral of min(alive, floor)."""
-    changes = sorted([(start, 1) for start, _ in spans] + [(stop, -1) for _, stop in spans])
-    alive, last, seconds = 0, 0.0, 0.0
-    for at, step in changes:
-        seconds += min(alive, floor) * (at - last)
-        alive, last = alive + step, at
-    return seconds / 3600
-
-
-@dataclass(frozen=True)
-class InstancePrices:
-    """USD per worker-hour on demand and on spot, from the price table's [local] section."""
-
-    on_demand: float
-    spot: float | None
-
-    @classmethod
-    def from_table(cls, ledger: LedgerSettings) -> InstancePrices:
-        """The prices the ledger charges the local tier at (its price table, and the instance override)."""
-        from assistant.ledger.prices import MICRO, PriceTable
-
-        table = PriceTable.load(ledger.prices_file)
-        spot = table.local_spot_micro_usd_per_hour
-        on_demand = ledger.local_instance_usd_per_hour
-        if on_demand is None:
-            on_demand = table.local_micro_usd_per_hour / MICRO
-        return cls(float(on_demand), None if spot is None else spot / MICRO)
-
-    def costs(self, auto: SimResult, static: SimResult) -> str:
-        """The trace's bill three ways: all on demand, the floor on demand and the burst on spot, and a
-        static pool sized for the peak on demand."""
-        on_demand = auto.worker_hours * self.on_demand
-        text = f"cost: autoscaled on demand ${on_demand:.2f}"
-        if self.spot is not None:
-            burst = auto.worker_hours - auto.floor_hours
-            mixed = auto.floor_hours * self.on_demand + burst * self.spot
-            share = f" ({mixed / on_demand:.0%} of on demand)" if on_demand else ""
-            text += f"; floor on demand + {burst:.2f} burst wkr-h on spot ${mixed:.2f}{share}"
-        return text + f"; static at peak on demand ${static.worker_hours * self.on_demand:.2f}"
 
 
 def static_at_peak(

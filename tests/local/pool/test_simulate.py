@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from assistant.local.pool.pricing import InstancePrices, hours_within
 from assistant.local.pool.simulate import (
     TRACES,
-    InstancePrices,
     SimResult,
-    _hours_within,
     load_service_sample,
     load_trace,
     main,
@@ -78,7 +77,7 @@ def test_the_bundled_traces_meet_the_goal_with_the_default_settings(trace: str) 
 def test_the_floor_runs_on_demand_and_the_burst_is_priced_on_spot() -> None:
     # Two workers all hour (the floor), a third for 30 minutes, a fourth for 15: 2 + 0.5 + 0.25 worker-hours.
     spans = [(0.0, 3600.0), (0.0, 3600.0), (600.0, 2400.0), (900.0, 1800.0)]
-    assert _hours_within(spans, 2) == 2.0 and _hours_within(spans, 3) == 2.5 and _hours_within(spans, 0) == 0
+    assert hours_within(spans, 2) == 2.0 and hours_within(spans, 3) == 2.5 and hours_within(spans, 0) == 0
     auto = SimResult("autoscaled", 10, 2.75, np.zeros(1), floor_hours=2.0)
     static = SimResult("static", 10, 4.0, np.zeros(1))
     line = InstancePrices(on_demand=0.10, spot=0.04).costs(auto, static)
